@@ -1,0 +1,41 @@
+"""synergen-jax: SynerGen-VL (vision experts + token folding) in JAX/Flax."""
+
+import pathlib
+
+import setuptools
+
+_HERE = pathlib.Path(__file__).parent
+
+
+def _requirements():
+  lines = (_HERE / "requirements.txt").read_text().splitlines()
+  return [l.strip() for l in lines if l.strip() and not l.startswith("#")]
+
+
+setuptools.setup(
+    name="synergen-jax",
+    version="0.1.0",
+    description=(
+        "SynerGen-VL: a unified image understanding and generation model "
+        "with vision experts and token folding, in JAX/Flax."
+    ),
+    long_description=(_HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(
+        include=["synergen_jax", "synergen_jax.*", "data_pipelines", "data_pipelines.*"]
+    ),
+    install_requires=_requirements(),
+    extras_require={
+        # Test-only: pytest, and CPU torch + transformers for parity references.
+        "test": ["pytest", "torch==2.13.0", "transformers"],
+        # Tooling: libtpu for ahead-of-time TPU compilation on CPU.
+        "tpu": ["libtpu"],
+    },
+    entry_points={
+        "console_scripts": [
+            "synergen-params=synergen_jax.params:run",
+            "synergen-demo-step=synergen_jax.demo_step:run",
+        ],
+    },
+)
