@@ -1,0 +1,3 @@
+"""synergen-jax: SynerGen-VL in JAX/Flax."""
+
+__version__ = "0.1.0"

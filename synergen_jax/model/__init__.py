@@ -1,0 +1,6 @@
+"""SynerGen-VL model: pure-functional Flax Linen modules with logical axis names."""
+
+from synergen_jax.model.config import HeadConfig, ModelConfig
+from synergen_jax.model.synergen import BATCH_FIELDS, SynerGenVL
+
+__all__ = ["BATCH_FIELDS", "HeadConfig", "ModelConfig", "SynerGenVL"]

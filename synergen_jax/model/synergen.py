@@ -1,0 +1,164 @@
+"""SynerGenVL: one causal decoder over text tokens and folded image tokens.
+
+Composes the text / new-special-token embeddings, token folding (input side), the
+MMoE decoder, the text output head and the token-unfolding head (output side), and
+computes the per-task loss sums of one task batch (the batch contract of DESIGN.md):
+
+  loss = text CE + lambda * image CE
+
+`tokens[t]` is predicted from position t-1 with weight `text_target[t]`; the patch
+`image_codes[t]` is predicted from the hidden state at t-1 by the unfolding head with
+weight `image_target[t]`. A target never crosses a segment boundary: pairs (t-1, t)
+from different segments, or padding, get weight 0 whatever the batch says.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from synergen_jax.model.config import ModelConfig
+from synergen_jax.model.decoder import Decoder
+from synergen_jax.model.folding import TokenFold
+from synergen_jax.model.layers import default_kernel_init
+from synergen_jax.model.losses import chunked_cross_entropy
+from synergen_jax.model.unfold_head import UnfoldHead
+
+BATCH_FIELDS = ("tokens", "image_codes", "is_image", "patch_index", "segment_ids",
+                "positions", "text_target", "image_target")
+
+
+def target_pair_mask(segment_ids: jax.Array) -> jax.Array:
+  """[batch, length] bool: position t may be a target of t-1 (same, non-pad segment)."""
+  same = segment_ids[:, 1:] == segment_ids[:, :-1]
+  valid = same & (segment_ids[:, 1:] > 0)
+  return jnp.pad(valid, ((0, 0), (1, 0)))  # position 0 is never a target
+
+
+def _project(hidden, matrix, dtype):
+  """[..., d] @ [d, V] in the compute dtype."""
+  return jnp.einsum("...d,dv->...v", hidden.astype(dtype), matrix.astype(dtype))
+
+
+class SynerGenVL(nn.Module):
+  config: ModelConfig
+
+  def setup(self):
+    c = self.config
+    kw = dict(dtype=c.compute_dtype, param_dtype=c.params_dtype)
+    init = nn.initializers.normal(0.02)
+    self.text_embed = self.param(
+        "text_embed", nn.with_logical_partitioning(init, ("vocab", "embed")),
+        (c.vocab_size, c.embed_dim), c.params_dtype)
+    self.new_token_embed = self.param(
+        "new_token_embed", nn.with_logical_partitioning(init, ("new_vocab", "embed")),
+        (c.num_new_tokens, c.embed_dim), c.params_dtype)
+    self.fold = TokenFold(c.codebook_size, c.code_embed_dim, tuple(c.tile_grid),
+                          tuple(c.fold), c.embed_dim, name="fold", **kw)
+    self.decoder = Decoder(
+        num_layers=c.num_layers,
+        block_kwargs=dict(num_heads=c.num_heads, num_kv_heads=c.num_kv_heads,
+                          head_dim=c.head_dim, mlp_dim=c.mlp_dim, rope_theta=c.rope_theta,
+                          norm_eps=c.norm_eps, qkv_bias=c.qkv_bias, use_mmoe=True,
+                          vision_experts=c.vision_experts, mmoe_impl=c.mmoe_impl,
+                          attention_backend=c.attention_backend),
+        norm_eps=c.norm_eps, remat_policy=c.remat_policy, name="decoder", **kw)
+    if not c.tie_embeddings:
+      head_init = default_kernel_init(1)
+      self.lm_head = self.param(
+          "lm_head", nn.with_logical_partitioning(head_init, ("embed", "vocab")),
+          (c.embed_dim, c.vocab_size), c.params_dtype)
+      self.new_token_head = self.param(
+          "new_token_head", nn.with_logical_partitioning(head_init, ("embed", "new_vocab")),
+          (c.embed_dim, c.num_new_tokens), c.params_dtype)
+    self.unfold_head = UnfoldHead(c.head, c.patch_size, c.codebook_size, c.rope_theta,
+                                  c.norm_eps, name="unfold_head", **kw)
+
+  # ---- input side -------------------------------------------------------------
+  def embed(self, tokens, image_codes, is_image, patch_index):
+    """[batch, length] ids (+ folded image codes) -> [batch, length, embed]."""
+    c = self.config
+    dtype = c.compute_dtype
+    text = jnp.take(self.text_embed, jnp.clip(tokens, 0, c.vocab_size - 1), axis=0)
+    new = jnp.take(self.new_token_embed,
+                   jnp.clip(tokens - c.vocab_size, 0, c.num_new_tokens - 1), axis=0)
+    x = jnp.where((tokens >= c.vocab_size)[..., None], new, text).astype(dtype)
+    folded = self.fold(image_codes, patch_index)  # [batch, length, embed]
+    x = jnp.where(is_image[..., None], folded.astype(dtype), x)
+    return nn.with_logical_constraint(
+        x, ("activation_batch", "activation_length", "activation_embed"))
+
+  def hidden_states(self, batch, decode: bool = False):
+    """The decoder's final-normed states [batch, length, embed]."""
+    x = self.embed(batch["tokens"], batch["image_codes"], batch["is_image"],
+                   batch["patch_index"])
+    return self.decoder(x, batch["positions"], batch["segment_ids"], batch["is_image"],
+                        decode=decode)
+
+  # ---- output side ------------------------------------------------------------
+  def text_output_matrix(self):
+    """[embed, vocab_size + num_new_tokens]: tied (embeddings) or the untied heads."""
+    if self.config.tie_embeddings:
+      return jnp.concatenate([self.text_embed, self.new_token_embed], axis=0).T
+    return jnp.concatenate([self.lm_head, self.new_token_head], axis=1)
+
+  def text_logits(self, hidden):
+    """[..., embed] -> [..., vocab_size + num_new_tokens] logits (compute dtype)."""
+    return _project(hidden, self.text_output_matrix(), self.config.compute_dtype)
+
+  def image_logits(self, head_hidden):
+    """Unfolding-head states [..., head_embed] -> [..., codebook] logits."""
+    return self.unfold_head.logits(head_hidden)
+
+  # ---- training forward -------------------------------------------------------
+  def __call__(self, batch):
+    """Loss sums and counts of one task batch (see `losses.combine_task_losses`)."""
+    c = self.config
+    hidden = self.hidden_states(batch)  # [batch, length, embed]
+    pair = target_pair_mask(batch["segment_ids"])
+
+    # Text: position t-1 predicts tokens[t]. Shift targets left; the last position
+    # predicts nothing.
+    text_w = (batch["text_target"] * pair)[:, 1:]
+    text_w = jnp.pad(text_w, ((0, 0), (0, 1)))
+    text_t = jnp.pad(batch["tokens"][:, 1:], ((0, 0), (0, 1)))
+    w_text = self.text_output_matrix()
+    text = chunked_cross_entropy(hidden, text_t, text_w,
+                                 lambda h: _project(h, w_text, c.compute_dtype),
+                                 c.loss_chunk_size)
+
+    image = self._image_loss(hidden, batch, pair)
+    return {
+        "text_nll": text["nll"], "text_weight": text["weight"], "text_correct": text["correct"],
+        "image_nll": image["nll"], "image_weight": image["weight"],
+        "image_correct": image["correct"],
+        "image_patches_dropped": image["dropped"],
+    }
+
+  def _image_loss(self, hidden, batch, pair):
+    """Teacher-forced unfolding head over the image-target patches only.
+
+    Per row, the (at most `max_gen_patches`) positions t with image_target[t] > 0 are
+    gathered into a static buffer with the hidden state at t-1; patches beyond the
+    buffer are counted in `dropped` (the data config should size the buffer).
+    """
+    c = self.config
+    budget = c.max_gen_patches
+    w_next = (batch["image_target"] * pair)[:, 1:]  # [batch, length-1], weight of t = i+1
+    idx = jax.vmap(lambda r: jnp.nonzero(r > 0, size=budget, fill_value=0)[0])(w_next)
+    count = jnp.sum(w_next > 0, axis=1)  # [batch]
+    in_buffer = jnp.arange(budget)[None, :] < count[:, None]  # [batch, budget]
+    h_prev = jnp.take_along_axis(hidden[:, :-1], idx[..., None], axis=1)  # [b, K, embed]
+    codes = jnp.take_along_axis(batch["image_codes"][:, 1:], idx[..., None], axis=1)
+    weight = jnp.take_along_axis(w_next, idx, axis=1) * in_buffer  # [batch, K]
+
+    b, k = idx.shape
+    mn = c.patch_size
+    head_hidden = self.unfold_head(h_prev.reshape(b * k, -1), codes.reshape(b * k, mn))
+    head_hidden = head_hidden.reshape(b, k * mn, -1)  # [batch, K*m*n, head_embed]
+    code_w = jnp.repeat(weight, mn, axis=1)  # [batch, K*m*n]
+    w_code = self.unfold_head.classifier_matrix()
+    out = chunked_cross_entropy(head_hidden, codes.reshape(b, k * mn), code_w,
+                                lambda h: _project(h, w_code, c.compute_dtype),
+                                c.loss_chunk_size)
+    out["dropped"] = jnp.sum(jnp.maximum(count - budget, 0)).astype(jnp.float32)
+    return out

@@ -1,0 +1,161 @@
+"""Device mesh, the logical-axis rules table, sharded initialisation, batch sharding.
+
+Every parameter and key activation carries logical axis names (set in `model/`);
+`LOGICAL_RULES` is the one table that maps them onto the mesh axes
+("data", "fsdp", "tensor"). A logical axis whose mesh axes do not divide its size is
+replicated instead (e.g. 2 KV heads on a tensor axis of 8).
+"""
+
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
+
+# Logical axis -> mesh axes (None = replicated). One table for the whole project.
+LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
+    # Activations.
+    ("activation_batch", BATCH_AXES),
+    ("activation_length", None),
+    ("activation_embed", None),
+    ("activation_heads", "tensor"),
+    ("activation_mlp", "tensor"),
+    ("activation_vocab", "tensor"),
+    # Parameters.
+    ("layers", None),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("mlp", "tensor"),
+    ("vocab", "tensor"),
+    ("new_vocab", None),
+    ("codebook", "tensor"),
+    ("vq_embed", None),
+    ("grid_h", None),
+    ("grid_w", None),
+    ("fold_in", "fsdp"),
+    ("fold_hidden", "tensor"),
+    ("head_embed", "fsdp"),
+    ("slots", None),
+)
+
+
+def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None,
+              axis_names: Sequence[str] = MESH_AXES) -> jax.sharding.Mesh:
+  """Mesh of `shape` over the devices; one entry may be -1 (takes the rest).
+
+  Raises ValueError naming `mesh` if the sizes do not multiply to the device count.
+  """
+  devices = list(devices if devices is not None else jax.devices())
+  shape = [int(s) for s in shape]
+  if len(shape) != len(axis_names):
+    raise ValueError(f"mesh shape {tuple(shape)} must have one size per axis {tuple(axis_names)}")
+  if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
+    raise ValueError(f"mesh shape {tuple(shape)}: sizes must be positive, with at most one -1")
+  known = math.prod(s for s in shape if s != -1)
+  if -1 in shape:
+    if len(devices) % known:
+      raise ValueError(
+          f"mesh shape {tuple(shape)}: the fixed sizes ({known}) do not divide the "
+          f"{len(devices)} devices")
+    shape[shape.index(-1)] = len(devices) // known
+  if math.prod(shape) != len(devices):
+    raise ValueError(
+        f"mesh shape {tuple(shape)} has {math.prod(shape)} devices but "
+        f"{len(devices)} are present; expected sizes multiplying to {len(devices)}")
+  return jax.make_mesh(tuple(shape), tuple(axis_names),
+                       axis_types=(jax.sharding.AxisType.Auto,) * len(axis_names),
+                       devices=devices)
+
+
+def _fit(spec: P, shape: Sequence[int], mesh: jax.sharding.Mesh) -> P:
+  """Drops mesh axes from dims they do not divide (those dims are replicated)."""
+  out = []
+  for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+    if axes is None:
+      out.append(None)
+      continue
+    names = (axes,) if isinstance(axes, str) else tuple(axes)
+    kept = tuple(a for a in names if a in mesh.shape)
+    size = math.prod(mesh.shape[a] for a in kept)
+    if not kept or dim % size:
+      # Try the largest divisible prefix (e.g. batch over data only).
+      while kept and dim % math.prod(mesh.shape[a] for a in kept):
+        kept = kept[:-1]
+    out.append(None if not kept else (kept[0] if len(kept) == 1 else kept))
+  return P(*out)
+
+
+def logical_to_sharding(logical: Any, abstract: Any, mesh: jax.sharding.Mesh,
+                        rules=LOGICAL_RULES) -> Any:
+  """Tree of logical PartitionSpecs (+ shapes) -> tree of NamedShardings on `mesh`."""
+  specs = nn.logical_to_mesh(logical, rules)
+
+  def one(spec, x):
+    return NamedSharding(mesh, _fit(spec if spec is not None else P(), x.shape, mesh))
+
+  return jax.tree.map(one, specs, abstract, is_leaf=lambda x: isinstance(x, P) or x is None)
+
+
+def abstract_and_shardings(init_fn: Callable[..., Any], mesh: jax.sharding.Mesh, *args,
+                           rules=LOGICAL_RULES) -> tuple[Any, Any]:
+  """(unboxed abstract variables, their NamedShardings) of `init_fn(*args)`."""
+  boxed = jax.eval_shape(init_fn, *args)
+  logical = nn.get_partition_spec(boxed)
+  abstract = nn.unbox(boxed)
+  return abstract, logical_to_sharding(logical, abstract, mesh, rules)
+
+
+def sharded_init(init_fn: Callable[..., Any], mesh: jax.sharding.Mesh, *args,
+                 rules=LOGICAL_RULES) -> tuple[Any, Any]:
+  """Initialises unboxed variables directly into their shardings.
+
+  abstract shapes -> logical specs -> NamedShardings -> jitted init with out_shardings.
+  Returns (variables, shardings).
+  """
+  _, shardings = abstract_and_shardings(init_fn, mesh, *args, rules=rules)
+  init = jax.jit(lambda *a: nn.unbox(init_fn(*a)), out_shardings=shardings)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    variables = init(*args)
+  return variables, shardings
+
+
+def batch_sharding(mesh: jax.sharding.Mesh, batch: Any) -> Any:
+  """NamedShardings for a batch tree: leading (batch) dim over ("data", "fsdp")."""
+  def one(x):
+    spec = P(BATCH_AXES, *([None] * (np.ndim(x) - 1)))
+    return NamedSharding(mesh, _fit(spec, np.shape(x), mesh))
+
+  return jax.tree.map(one, batch)
+
+
+def shard_batch(mesh: jax.sharding.Mesh, batch: Mapping[str, Any]) -> Any:
+  """Places a host-global batch on the mesh (single process)."""
+  return jax.device_put(batch, batch_sharding(mesh, batch))
+
+
+def host_local_to_global(mesh: jax.sharding.Mesh, local_batch: Any) -> Any:
+  """Assembles each process's local rows into global arrays (multi-host)."""
+  def one(x):
+    spec = P(BATCH_AXES, *([None] * (np.ndim(x) - 1)))
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), np.asarray(x))
+
+  return jax.tree.map(one, local_batch)
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+  """Multi-host runs: JAX's own distributed runtime (auto-detected on TPU pods)."""
+  kwargs = {k: v for k, v in dict(coordinator_address=coordinator_address,
+                                  num_processes=num_processes,
+                                  process_id=process_id).items() if v is not None}
+  jax.distributed.initialize(**kwargs)
+
+

@@ -1,0 +1,54 @@
+"""Shared helpers for model tests: tiny configs, batches, init."""
+
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from synergen_jax.configs import models
+from synergen_jax.model import ModelConfig, SynerGenVL
+from synergen_jax.model.synthetic import synthetic_task_batch
+
+
+def tiny_config(**overrides) -> ModelConfig:
+  config = ModelConfig.from_config_dict(models.tiny())
+  return dataclasses.replace(config, **overrides)
+
+
+def batch(config: ModelConfig, task: str = "understanding", batch_size: int = 2,
+          length: int = 32, seed: int = 0, examples_per_row: int = 2) -> dict:
+  return synthetic_task_batch(config, np.random.default_rng(seed), batch_size, length, task,
+                              examples_per_row)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(config: ModelConfig, method: str):
+  model = SynerGenVL(config)
+  if method == "init":
+    return jax.jit(lambda key, b: nn.unbox(model.init(key, b)))
+  if method == "__call__":
+    return jax.jit(model.apply)
+  return jax.jit(lambda v, b: model.apply(v, b, method=method))
+
+
+def init(config: ModelConfig, b: dict, seed: int = 0):
+  return _jitted(config, "init")(jax.random.key(seed), b)
+
+
+def apply(config: ModelConfig, v, b):
+  """Loss sums of one task batch (jitted once per config)."""
+  return _jitted(config, "__call__")(v, b)
+
+
+def hidden(config: ModelConfig, v, b):
+  """Final hidden states (jitted once per config)."""
+  return _jitted(config, "hidden_states")(v, b)
+
+
+def perturb(tree, scale=0.5, seed=1):
+  leaves, treedef = jax.tree.flatten(tree)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree.unflatten(
+      treedef, [x + scale * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)])
