@@ -1,0 +1,108 @@
+"""Builds the embedded dataset, its text-only split and the demo tokenizer.
+
+  python -m data_pipelines.build --data_dir=data/tfds [--image_size=64]
+      [--train_size=8000] [--eval_size=500] [--tokenizer=data/tokenizer/synergen.model]
+      [--vocab_size=1024] [--pretokenize_dir=DIR]   # DIR: also pretokenize with the
+                                                    # fixed mean-colour quantiser
+
+Prints one JSON line of timings and sizes. Building is idempotent (TFDS skips a
+dataset that is already prepared).
+"""
+
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+
+_DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "TFDS data dir")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "image size in pixels")
+_TRAIN = flags.DEFINE_integer("train_size", 8000, "records in the train split")
+_EVAL = flags.DEFINE_integer("eval_size", 500, "records in validation/test/compositional")
+_TOKENIZER = flags.DEFINE_string("tokenizer", "data/tokenizer/synergen.model",
+                                 "where to write the trained SentencePiece model ('' = skip)")
+_VOCAB = flags.DEFINE_integer("vocab_size", 1024, "SentencePiece vocabulary bound")
+_PRETOK = flags.DEFINE_string("pretokenize_dir", "", "also pretokenize (mean-colour codes)")
+
+
+def build_scenes(data_dir: str, image_size: int, train_size: int, eval_size: int):
+  """Prepares synergen_scenes; returns the builder."""
+  from data_pipelines import tfds_scenes
+  sizes = {"train": train_size, "validation": eval_size, "test": eval_size,
+           "compositional": eval_size}
+  config = None
+  for predefined in tfds_scenes.SynergenScenes.BUILDER_CONFIGS:
+    if predefined.image_size == image_size and predefined.split_sizes == sizes:
+      config = predefined.name  # a predefined config is named, not passed
+  if config is None:
+    config = tfds_scenes.scene_config(image_size, sizes,
+                                      name=f"{image_size}px_{train_size}_{eval_size}")
+  builder = tfds_scenes.SynergenScenes(config=config, data_dir=data_dir,
+                                       file_format="array_record")
+  builder.download_and_prepare()
+  return builder
+
+
+def build_text(data_dir: str):
+  from data_pipelines import tfds_text
+  builder = tfds_text.SynergenText(data_dir=data_dir, file_format="array_record")
+  builder.download_and_prepare()
+  return builder
+
+
+def tokenizer_corpus(scene_source, text_source):
+  """Sentences for training the tokenizer: captions, QA, prompts, text-only examples."""
+  from data_pipelines import config as config_lib
+  cfg = config_lib.default_data_config()
+  out = [cfg.caption_prompt, cfg.generation_prefix, cfg.uncond_prompt.replace("<UNCOND>", "")]
+  dec = lambda v: v.decode() if isinstance(v, bytes) else str(v)
+  for i in range(len(scene_source)):
+    r = scene_source[i]
+    out += [dec(c) for c in r["captions"]]
+    out += [f"{dec(q)} {dec(a)}" for q, a in zip(r["questions"], r["answers"])]
+  for i in range(len(text_source)):
+    out.append(dec(text_source[i]["text"]))
+  return out
+
+
+def main(argv):
+  del argv
+  import tensorflow_datasets as tfds
+  from synergen_jax.tokenizer import Tokenizer
+  report = {}
+  t0 = time.time()
+  scenes_b = build_scenes(_DATA_DIR.value, _IMAGE_SIZE.value, _TRAIN.value, _EVAL.value)
+  report["scenes_name"] = f"synergen_scenes/{scenes_b.builder_config.name}"
+  report["scenes_build_s"] = round(time.time() - t0, 2)
+  t1 = time.time()
+  text_b = build_text(_DATA_DIR.value)
+  report["text_build_s"] = round(time.time() - t1, 2)
+  if _TOKENIZER.value:
+    t2 = time.time()
+    dec = {"image": tfds.decode.SkipDecoding()}
+    corpus = tokenizer_corpus(scenes_b.as_data_source("train", decoders=dec),
+                              text_b.as_data_source("train"))
+    tok = Tokenizer.train(corpus, _TOKENIZER.value, vocab_size=_VOCAB.value)
+    report["tokenizer"] = _TOKENIZER.value
+    report["text_vocab_size"] = tok.text_vocab_size
+    report["tokenizer_train_s"] = round(time.time() - t2, 2)
+  if _PRETOK.value:
+    from data_pipelines import config as config_lib
+    from data_pipelines import pretokenize
+    t3 = time.time()
+    cfg = config_lib.default_data_config()
+    cfg.image_size = _IMAGE_SIZE.value
+    cfg.source.name = report["scenes_name"]
+    cfg.source.data_dir = _DATA_DIR.value
+    cfg.pretokenized_dir = _PRETOK.value
+    enc = pretokenize.mean_color_quantizer(cfg.vq_downsample)
+    for split in ("train", "validation"):
+      report[f"pretokenize_{split}"] = pretokenize.pretokenize(cfg, enc, split=split)
+    report["pretokenize_s"] = round(time.time() - t3, 2)
+  report["total_s"] = round(time.time() - t0, 2)
+  print(json.dumps(report))
+
+
+if __name__ == "__main__":
+  app.run(main)

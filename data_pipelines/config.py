@@ -1,0 +1,97 @@
+"""The data config (ml_collections) with the CPU demo defaults.
+
+Fields (all read by `pretokenize.py` and `pipeline.py`; nothing else reads them):
+
+  source.kind            "tfds" | "array_record": where raw images + text come from
+  source.name            TFDS name (with config), e.g. "synergen_scenes/64px"
+  source.data_dir        TFDS data dir, or a glob of ArrayRecord files for "array_record"
+  source.split           split to pretokenize (the pipeline's split is an argument)
+  source.fields          field mapping: image, captions, questions, answers,
+                         question_types, scene_graph, id (a caption/question field may
+                         hold one string or a list; missing optional fields are fine)
+  pretokenized_dir       where pretokenized ArrayRecord shards live ({split}-NNNNN-of-NNNNN)
+  num_shards             pretokenized shards per split
+  encode_batch_size      images per VQ encoder call (padded to a multiple of the devices)
+  image_size             generation image size and understanding tile size (pixels)
+  vq_downsample          VQ spatial downsampling p; code grid per tile = image_size / p
+  fold                   (m, n) token folding (rows, cols of codes per folded token)
+  max_tiles, use_thumbnail   dynamic tiling of understanding images
+  system_prompt          "" = no system turn
+  caption_prompt         understanding prompt of a caption example
+  generation_prefix      generation prompt prefix ("Generate an image of:")
+  uncond_prompt          CFG-dropout prompt ("Here is a random image <UNCOND>:")
+  cfg_dropout            probability of the unconditional prompt in generation
+  und_caption_prob       probability an understanding example is a caption task
+                         (else one random question/answer pair; always caption if none)
+  overlong               "drop" | "truncate" examples longer than the task's seq_len
+  seed, shuffle, num_epochs (None = repeat forever)
+  understanding / generation: batch_size (global, per task), seq_len,
+                         packing_bins (0 = the per-process batch size)
+  prefetch_buffer        thread-prefetched batches (0 = off)
+"""
+
+import ml_collections
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+  """Demo defaults: 64 px scenes, VQ downsample 8 (8 x 8 codes), fold 2 x 2."""
+  c = ml_collections.ConfigDict()
+  c.source = ml_collections.ConfigDict()
+  c.source.kind = "tfds"
+  c.source.name = "synergen_scenes/64px"
+  c.source.data_dir = "data/tfds"
+  c.source.split = "train"
+  c.source.fields = ml_collections.ConfigDict({
+      "image": "image", "captions": "captions", "questions": "questions",
+      "answers": "answers", "question_types": "question_types",
+      "scene_graph": "scene_graph", "id": "id"})
+  c.pretokenized_dir = "data/pretokenized/synergen_scenes_64px"
+  c.num_shards = 4
+  c.encode_batch_size = 256
+  c.image_size = 64
+  c.vq_downsample = 8
+  c.fold = (2, 2)
+  c.max_tiles = 1
+  c.use_thumbnail = False
+  c.system_prompt = ""
+  c.caption_prompt = "Provide a one-sentence caption for the image."
+  c.generation_prefix = "Generate an image of:"
+  c.uncond_prompt = "Here is a random image <UNCOND>:"
+  c.cfg_dropout = 0.1
+  c.und_caption_prob = 0.3
+  c.overlong = "drop"
+  c.seed = 0
+  c.shuffle = True
+  c.num_epochs = ml_collections.config_dict.placeholder(int)
+  c.understanding = ml_collections.ConfigDict(
+      {"batch_size": 8, "seq_len": 256, "packing_bins": 0})
+  c.generation = ml_collections.ConfigDict(
+      {"batch_size": 8, "seq_len": 256, "packing_bins": 0})
+  c.prefetch_buffer = 2
+  return c
+
+
+def code_grid(config) -> tuple[int, int]:
+  """(h, w) of the VQ code grid of one tile / generation image."""
+  if config.image_size % config.vq_downsample:
+    raise ValueError(f"data.image_size={config.image_size} is not divisible by "
+                     f"data.vq_downsample={config.vq_downsample}")
+  g = config.image_size // config.vq_downsample
+  return g, g
+
+
+def validate(config) -> None:
+  """Fails early, naming the field, on values the pipeline cannot run with."""
+  if config.overlong not in ("drop", "truncate"):
+    raise ValueError(f"data.overlong must be 'drop' or 'truncate', got {config.overlong!r}")
+  if not 0.0 <= config.cfg_dropout <= 1.0:
+    raise ValueError(f"data.cfg_dropout must be in [0, 1], got {config.cfg_dropout}")
+  if not 0.0 <= config.und_caption_prob <= 1.0:
+    raise ValueError(f"data.und_caption_prob must be in [0, 1], got {config.und_caption_prob}")
+  if config.max_tiles < 1:
+    raise ValueError(f"data.max_tiles must be >= 1, got {config.max_tiles}")
+  for task in ("understanding", "generation"):
+    t = config[task]
+    if t.batch_size < 1 or t.seq_len < 8:
+      raise ValueError(f"data.{task}: need batch_size >= 1 and seq_len >= 8, got {t}")
+  code_grid(config)

@@ -1,0 +1,99 @@
+"""Skip counting and first-fit packing of examples into fixed-length rows.
+
+  SkipCountingIterDataset(parent): drops `skip(reason)` markers produced by earlier
+      maps and counts them per reason (and counts examples flagged as truncated);
+      raises RuntimeError after `max_consecutive_skips` skips in a row (data that can
+      never feed the task, instead of spinning forever); the counts are part of the iterator state
+      (so they survive a checkpoint restore) and readable via `iterator.counts`.
+  pack_examples(ds, seq_len, num_bins, pad_id, seed) -> IterDataset of packed rows:
+      the sequence fields of `sequences.FIELDS`, each [seq_len, ...], plus
+      segment_ids [seq_len] (1..k, 0 = pad) and positions [seq_len] (restart at 0 in
+      every segment). Built on grain's FirstFitPackIterDataset (checkpointable).
+  packing_efficiency(batch) -> fraction of non-pad positions.
+"""
+
+import grain
+import numpy as np
+
+from data_pipelines import sequences
+
+SKIP_KEY = "_skip"
+TRUNCATED_KEY = "_truncated"  # set on examples cut to seq_len; counted, then removed
+
+
+def skip(reason: str) -> dict:
+  """A marker element standing for a record skipped because of `reason`."""
+  return {SKIP_KEY: reason}
+
+
+def is_skip(element) -> bool:
+  return isinstance(element, dict) and SKIP_KEY in element
+
+
+class _SkipCountingIterator(grain.DatasetIterator):
+
+  def __init__(self, parent: grain.DatasetIterator, max_consecutive_skips: int):
+    super().__init__(parent)
+    self.counts: dict[str, int] = {}
+    self.passed = 0
+    self._max_skips = max_consecutive_skips
+
+  def __next__(self):
+    skipped = 0
+    while True:
+      element = next(self._parent)
+      if is_skip(element):
+        reason = element[SKIP_KEY]
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        skipped += 1
+        if skipped >= self._max_skips:
+          raise RuntimeError(f"{skipped} records in a row were skipped (counts so far: "
+                             f"{self.counts}); the data cannot feed this task")
+        continue
+      if element.pop(TRUNCATED_KEY, False):
+        self.counts["overlong_truncated"] = self.counts.get("overlong_truncated", 0) + 1
+      self.passed += 1
+      return element
+
+  def get_state(self):
+    return {"parent": self._parent.get_state(), "counts": dict(self.counts),
+            "passed": self.passed}
+
+  def set_state(self, state):
+    self._parent.set_state(state["parent"])
+    self.counts = dict(state["counts"])
+    self.passed = int(state["passed"])
+
+
+class SkipCountingIterDataset(grain.IterDataset):
+  """Drops and counts skip markers (see module doc)."""
+
+  def __init__(self, parent: grain.IterDataset, max_consecutive_skips: int = 10_000):
+    super().__init__(parent)
+    self._max_skips = max_consecutive_skips
+
+  def __iter__(self) -> _SkipCountingIterator:
+    return _SkipCountingIterator(self._parent.__iter__(), self._max_skips)
+
+
+def _rename(row: dict) -> dict:
+  out = {k: row[k] for k in sequences.FIELDS}
+  out["segment_ids"] = row["tokens_segment_ids"].astype(np.int32)
+  out["positions"] = row["tokens_positions"].astype(np.int32)
+  return out
+
+
+def pack_examples(ds: grain.IterDataset, seq_len: int, num_bins: int, pad_id: int,
+                  seed: int) -> grain.IterDataset:
+  """First-fit packs examples (dicts of `sequences.FIELDS`) into rows of seq_len."""
+  length = {k: seq_len for k in sequences.FIELDS}
+  padding = {"tokens": pad_id, "image_codes": 0, "is_image": False, "patch_index": 0,
+             "text_target": 0.0, "image_target": 0.0}
+  packed = grain.experimental.FirstFitPackIterDataset(
+      ds, length_struct=length, num_packing_bins=num_bins, seed=seed,
+      shuffle_bins=True, padding_struct=padding)
+  return packed.map(_rename)
+
+
+def packing_efficiency(batch: dict) -> float:
+  return float(np.mean(np.asarray(batch["segment_ids"]) > 0))

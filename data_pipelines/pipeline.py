@@ -1,0 +1,240 @@
+"""Grain input pipelines: pretokenized shards -> packed per-task batches -> global arrays.
+
+  make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None,
+                process_index=None, process_count=None) -> TaskBatchIterator
+
+Per task ("understanding", "generation"), on each process:
+  ArrayRecord shards (pretokenize.shard_files) -> this process's disjoint slice
+  [process_index::process_count] -> seeded shuffle (reshuffled every epoch) -> repeat
+  -> random_map: decode record, choose prompt/answer (CFG dropout for generation),
+     build the sequence (sequences.py), drop/truncate over-long ones -> skip counting
+  -> first-fit packing into seq_len rows -> batch (global batch / process_count)
+  -> thread prefetch.
+`next(it)` gives `{"understanding": batch, "generation": batch}`; each batch is the
+batch contract of DESIGN.md: numpy arrays [B_local, L(, m*n)] when `sharding` is None,
+else global `jax.Array`s [B_global, L(, m*n)] made with
+`jax.make_array_from_process_local_data(sharding, local)` (`sharding` shards dim 0).
+
+`it.get_state()` / `it.set_state(state)` are JSON-able and restore the exact stream
+(what Orbax's grain checkpoint handler stores); `it.metrics()` returns skip counts,
+examples and tokens seen and packing efficiency.
+"""
+
+import grain
+import jax
+import numpy as np
+
+from data_pipelines import config as config_lib
+from data_pipelines import packing
+from data_pipelines import pretokenize
+from data_pipelines import records
+from data_pipelines import sequences
+
+TASKS = ("understanding", "generation")
+_TASK_SEED_OFFSET = {"understanding": 0, "generation": 1000003}
+
+
+def _understanding_example(rec, rng, config, tok, fold):
+  has_qa = bool(rec["questions"]) and len(rec["questions"]) == len(rec["answers"])
+  use_caption = bool(rec["captions"]) and (not has_qa or rng.random() < config.und_caption_prob)
+  if use_caption:
+    question = config.caption_prompt
+    answer = rec["captions"][int(rng.integers(len(rec["captions"])))]
+  elif has_qa:
+    i = int(rng.integers(len(rec["questions"])))
+    question, answer = rec["questions"][i], rec["answers"][i]
+  else:
+    return None
+  return sequences.build_understanding(tok, rec["und_codes"], question, answer, fold,
+                                       config.system_prompt)
+
+
+def _generation_example(rec, rng, config, tok, fold):
+  if not rec["captions"]:
+    return None
+  caption = rec["captions"][int(rng.integers(len(rec["captions"])))]
+  uncond = rng.random() < config.cfg_dropout
+  prompt = sequences.generation_prompt(caption, uncond, config.generation_prefix,
+                                       config.uncond_prompt)
+  return sequences.build_generation(tok, rec["gen_codes"], prompt, fold, config.system_prompt)
+
+
+class ExampleBuilder:
+  """grain random-map transform: record bytes -> example dict or a skip marker."""
+
+  def __init__(self, config, tokenizer, fold, grid, task):
+    self.config, self.tok, self.fold, self.grid, self.task = config, tokenizer, fold, grid, task
+    self.seq_len = config[task].seq_len
+
+  def __call__(self, data: bytes, rng: np.random.Generator):
+    try:
+      rec = records.decode_record(data)
+    except records.RecordError:
+      return packing.skip("undecodable_record")
+    codes = rec["und_codes"] if self.task == "understanding" else rec["gen_codes"][None]
+    if codes.shape[0] == 0 or tuple(codes.shape[1:]) != tuple(self.grid):
+      return packing.skip("wrong_code_grid")
+    build = _understanding_example if self.task == "understanding" else _generation_example
+    example = build(rec, rng, self.config, self.tok, self.fold)
+    if example is None:
+      return packing.skip("no_text")
+    fitted = sequences.fit_length(example, self.seq_len, self.config.overlong)
+    if fitted is None:
+      return packing.skip("overlong_dropped")
+    if fitted is not example:
+      fitted[packing.TRUNCATED_KEY] = True
+    return fitted
+
+
+def record_dataset(config, split, seed, process_index=0, process_count=1) -> grain.MapDataset:
+  """Pretokenized record bytes of this process's disjoint slice, shuffled, repeated."""
+  files = pretokenize.shard_files(config.pretokenized_dir, split)
+  ds = grain.MapDataset.source(grain.sources.ArrayRecordDataSource(files))
+  if len(ds) < process_count:
+    raise ValueError(f"{config.pretokenized_dir}: {len(ds)} records cannot feed "
+                     f"{process_count} processes")
+  ds = ds[process_index::process_count]
+  if config.shuffle:
+    ds = ds.shuffle(seed=seed)
+  return ds.repeat(config.num_epochs)
+
+
+def task_dataset(config, tokenizer, fold, grid, task, split="train",
+                 process_index=0, process_count=1) -> grain.IterDataset:
+  """The per-process IterDataset of packed local batches of one task."""
+  tcfg = config[task]
+  if tcfg.batch_size % process_count:
+    raise ValueError(f"data.{task}.batch_size={tcfg.batch_size} is not divisible by the "
+                     f"process count {process_count}")
+  local_bs = tcfg.batch_size // process_count
+  seed = int(config.seed) + _TASK_SEED_OFFSET[task]
+  ds = record_dataset(config, split, seed, process_index, process_count)
+  ds = ds.random_map(ExampleBuilder(config, tokenizer, fold, grid, task), seed=seed + 1)
+  it = packing.SkipCountingIterDataset(ds.to_iter_dataset())
+  bins = tcfg.packing_bins or local_bs
+  it = packing.pack_examples(it, tcfg.seq_len, bins, tokenizer.pad_id, seed=seed + 2)
+  it = it.batch(local_bs, drop_remainder=True)
+  if config.prefetch_buffer:
+    it = grain.experimental.ThreadPrefetchIterDataset(
+        it, prefetch_buffer_size=int(config.prefetch_buffer))
+  return it
+
+
+def _find_counter(it):
+  """The SkipCounting iterator inside a task iterator chain."""
+  seen = set()
+  stack = [it]
+  while stack:
+    node = stack.pop()
+    if id(node) in seen:
+      continue
+    seen.add(id(node))
+    if isinstance(node, packing._SkipCountingIterator):  # pylint: disable=protected-access
+      return node
+    for attr in ("_parent", "_parents", "_iterator", "_parent_iter"):
+      child = getattr(node, attr, None)
+      if child is None:
+        continue
+      stack.extend(child if isinstance(child, (list, tuple)) else [child])
+  return None
+
+
+class TaskBatchIterator(grain.DatasetIterator):
+  """Iterator of {task: batch}; checkpointable; see the module docstring.
+
+  A `grain.DatasetIterator` (parents: the task iterators), so Orbax's grain
+  checkpoint handler (`grain.checkpoint.CheckpointHandler`) saves it as JSON.
+  """
+
+  def __init__(self, datasets: dict, sharding=None):
+    self._its = {t: ds.__iter__() for t, ds in datasets.items()}
+    super().__init__(list(self._its.values()))
+    self._sharding = sharding
+    self._stats = {t: {"rows": 0, "tokens": 0, "positions": 0, "examples": 0} for t in datasets}
+
+  def __iter__(self):
+    return self
+
+  def _global(self, batch: dict) -> dict:
+    if self._sharding is None:
+      return batch
+    return {k: jax.make_array_from_process_local_data(self._sharding, v)
+            for k, v in batch.items()}
+
+  def next_local(self) -> dict:
+    """The next {task: batch} as this process's numpy arrays."""
+    out = {}
+    for task, it in self._its.items():
+      batch = next(it)
+      seg = batch["segment_ids"]
+      s = self._stats[task]
+      s["rows"] += seg.shape[0]
+      s["positions"] += seg.size
+      s["tokens"] += int((seg > 0).sum())
+      s["examples"] += int(sum(len(np.unique(r[r > 0])) for r in seg))
+      out[task] = batch
+    return out
+
+  def __next__(self) -> dict:
+    return {t: self._global(b) for t, b in self.next_local().items()}
+
+  def get_state(self) -> dict:
+    return {"tasks": {t: it.get_state() for t, it in self._its.items()},
+            "stats": {t: dict(s) for t, s in self._stats.items()}}
+
+  def set_state(self, state: dict) -> None:
+    missing = set(self._its) - set(state.get("tasks", {}))
+    if missing:
+      raise ValueError(f"data iterator state lacks tasks {sorted(missing)}")
+    for t, it in self._its.items():
+      it.set_state(state["tasks"][t])
+      self._stats[t] = dict(state["stats"][t])
+
+  def close(self) -> None:
+    """Stops prefetch threads (also done when the iterator is garbage collected)."""
+    if self._closed:
+      return
+    for it in self._its.values():
+      it.close()
+    super().close()
+
+  def metrics(self) -> dict:
+    """Flat counters: {task}/packing_efficiency, /examples, /tokens, /skipped/{reason}."""
+    out = {}
+    for t, it in self._its.items():
+      s = self._stats[t]
+      out[f"{t}/examples"] = s["examples"]
+      out[f"{t}/tokens"] = s["tokens"]
+      out[f"{t}/packing_efficiency"] = s["tokens"] / max(s["positions"], 1)
+      counter = _find_counter(it)
+      if counter is not None:
+        for reason, n in counter.counts.items():
+          out[f"{t}/skipped/{reason}"] = n
+    return out
+
+
+def make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None,
+                  process_index=None, process_count=None) -> TaskBatchIterator:
+  """Builds both task pipelines; see the module docstring."""
+  config_lib.validate(config)
+  fold, grid = tuple(int(v) for v in fold), tuple(int(v) for v in grid)
+  if grid[0] % fold[0] or grid[1] % fold[1]:
+    raise ValueError(f"code grid {grid} is not divisible by the fold {fold}")
+  pi = jax.process_index() if process_index is None else process_index
+  pc = jax.process_count() if process_count is None else process_count
+  _check_first_record(config, grid, split)
+  datasets = {t: task_dataset(config, tokenizer, fold, grid, t, split, pi, pc) for t in TASKS}
+  return TaskBatchIterator(datasets, sharding)
+
+
+def _check_first_record(config, grid, split):
+  """Fails early when the pretokenized codes do not match the model's code grid."""
+  files = pretokenize.shard_files(config.pretokenized_dir, split)
+  src = grain.sources.ArrayRecordDataSource(files)
+  if len(src) == 0:
+    raise ValueError(f"{config.pretokenized_dir}: split {split!r} has no records")
+  rec = records.decode_record(src[0])
+  if tuple(rec["gen_codes"].shape) != tuple(grid):
+    raise ValueError(
+        f"{files[0]}: pretokenized code grid {rec['gen_codes'].shape} does not match the "
+        f"expected {tuple(grid)} (data.image_size / data.vq_downsample); re-run pretokenize")

@@ -1,0 +1,123 @@
+"""Understanding and generation sequences (METHOD.md section 6), one example each.
+
+An example is a dict of 1-D arrays over its n positions (packing adds segment_ids
+and positions later; see DESIGN.md's batch contract):
+
+  tokens        int32 [n]          text / special ids; `tokenizer.image_id` at image positions
+  image_codes   int32 [n, m*n]     a folded patch's codes (row-major) at image positions, else 0
+  is_image      bool  [n]
+  patch_index   int32 [n]          patch index inside its tile (restarts per tile)
+  text_target   float32 [n]        weight for predicting tokens[t] from t-1
+  image_target  float32 [n]        weight for predicting image_codes[t] from t-1
+
+Templates (chat markers from the tokenizer; `[sys]` only if a system prompt is set):
+  understanding: <s> [sys] <|im_start|>user\\n <boi> TILES <eoi> {question} <|im_end|>\\n
+                 <|im_start|>assistant\\n {answer} </s>          targets: answer + </s>
+  generation:    <s> [sys] <|im_start|>user\\n {prefix} {caption} <|im_end|>\\n
+                 <|im_start|>assistant\\n <boi> IMG <eoi> </s>  targets: IMG (image), <eoi>, </s>
+With `answer=None` / `codes=None` the builders return the inference prompt
+(understanding: up to the open assistant turn; generation: up to `<boi>`).
+"""
+
+import numpy as np
+
+from synergen_jax import image_grid
+
+FIELDS = ("tokens", "image_codes", "is_image", "patch_index", "text_target", "image_target")
+
+
+class _Builder:
+  """Accumulates positions of one example."""
+
+  def __init__(self, mn: int):
+    self.mn = mn
+    self.tokens, self.codes, self.is_image = [], [], []
+    self.patch_index, self.text_target, self.image_target = [], [], []
+
+  def text(self, ids, target: bool = False) -> None:
+    ids = list(ids)
+    self.tokens += ids
+    self.codes.append(np.zeros((len(ids), self.mn), np.int32))
+    self.is_image += [False] * len(ids)
+    self.patch_index += [0] * len(ids)
+    self.text_target += [float(target)] * len(ids)
+    self.image_target += [0.0] * len(ids)
+
+  def image(self, image_id: int, grid: np.ndarray, fold, target: bool) -> None:
+    patches = np.asarray(image_grid.fold_grid(np.asarray(grid, np.int32), *fold))  # [P, m*n]
+    p = patches.shape[0]
+    self.tokens += [image_id] * p
+    self.codes.append(patches)
+    self.is_image += [True] * p
+    self.patch_index += list(range(p))
+    self.text_target += [0.0] * p
+    self.image_target += [float(target)] * p
+
+  def build(self) -> dict:
+    return {
+        "tokens": np.asarray(self.tokens, np.int32),
+        "image_codes": np.concatenate(self.codes, axis=0).astype(np.int32),
+        "is_image": np.asarray(self.is_image, bool),
+        "patch_index": np.asarray(self.patch_index, np.int32),
+        "text_target": np.asarray(self.text_target, np.float32),
+        "image_target": np.asarray(self.image_target, np.float32),
+    }
+
+
+def _user_turn_start(tok, b: _Builder, system_prompt: str) -> None:
+  b.text([tok.bos_id])
+  if system_prompt:
+    b.text(tok.turn_start("system") + tok.encode(system_prompt) + tok.turn_end())
+  b.text(tok.turn_start("user"))
+
+
+def build_understanding(tok, tiles_codes: np.ndarray, question: str, answer: str | None,
+                        fold: tuple[int, int], system_prompt: str = "") -> dict:
+  """Image (tiles [T, h, w] of codes) + question -> answer example; see module doc."""
+  tiles_codes = np.asarray(tiles_codes)
+  if tiles_codes.ndim != 3:
+    raise ValueError(f"tiles_codes must be [T, h, w], got shape {tiles_codes.shape}")
+  b = _Builder(fold[0] * fold[1])
+  _user_turn_start(tok, b, system_prompt)
+  b.text([tok.boi_id])
+  for tile in tiles_codes:
+    b.image(tok.image_id, tile, fold, target=False)
+  b.text([tok.eoi_id])
+  b.text(tok.encode(question) + tok.turn_end() + tok.turn_start("assistant"))
+  if answer is not None:
+    b.text(tok.encode(answer) + [tok.eos_id], target=True)
+  return b.build()
+
+
+def build_generation(tok, codes: np.ndarray | None, prompt: str,
+                     fold: tuple[int, int], system_prompt: str = "") -> dict:
+  """Prompt -> image (codes [h, w]) example; `prompt` is the full user text."""
+  b = _Builder(fold[0] * fold[1])
+  _user_turn_start(tok, b, system_prompt)
+  b.text(tok.encode(prompt) + tok.turn_end() + tok.turn_start("assistant"))
+  b.text([tok.boi_id])
+  if codes is not None:
+    codes = np.asarray(codes)
+    if codes.ndim != 2:
+      raise ValueError(f"generation codes must be [h, w], got shape {codes.shape}")
+    b.image(tok.image_id, codes, fold, target=True)
+    b.text([tok.eoi_id, tok.eos_id], target=True)
+  return b.build()
+
+
+def generation_prompt(caption: str, uncond: bool, prefix: str = "Generate an image of:",
+                      uncond_prompt: str = "Here is a random image <UNCOND>:") -> str:
+  """The user text of a generation example (the CFG-dropout prompt if `uncond`)."""
+  return uncond_prompt if uncond else f"{prefix} {caption}"
+
+
+def fit_length(example: dict, seq_len: int, overlong: str) -> dict | None:
+  """Returns the example, truncated to seq_len ("truncate"), or None ("drop") if longer."""
+  n = len(example["tokens"])
+  if n <= seq_len:
+    return example
+  if overlong == "drop":
+    return None
+  if overlong == "truncate":
+    return {k: v[:seq_len] for k, v in example.items()}
+  raise ValueError(f"data.overlong must be 'drop' or 'truncate', got {overlong!r}")

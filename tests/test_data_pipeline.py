@@ -1,0 +1,285 @@
+"""End to end: TFDS build -> pretokenize -> Grain pipeline (batch contract, state, skips)."""
+
+import io
+import json
+import os
+
+import jax
+import numpy as np
+import PIL.Image
+import pytest
+import tensorflow_datasets as tfds
+from array_record.python import array_record_module
+from flax import serialization
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from data_pipelines import config as config_lib
+from data_pipelines import pipeline
+from data_pipelines import pretokenize
+from data_pipelines import records
+from data_pipelines import scenes
+from data_pipelines import tfds_scenes
+from data_pipelines.build import tokenizer_corpus
+from synergen_jax.tokenizer import Tokenizer
+
+SIZES = {"train": 40, "validation": 8, "test": 0, "compositional": 0}
+FOLD, GRID = (2, 2), (8, 8)
+
+
+def _build(data_dir):
+  cfg = tfds_scenes.scene_config(64, SIZES, name="tiny")
+  b = tfds_scenes.SynergenScenes(config=cfg, data_dir=str(data_dir), file_format="array_record")
+  b.download_and_prepare()
+  return b
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+  root = tmp_path_factory.mktemp("data")
+  builder = _build(root / "tfds")
+  src = builder.as_data_source("train", decoders={"image": tfds.decode.SkipDecoding()})
+  tok = Tokenizer.train(tokenizer_corpus(src, []), vocab_size=600)
+  cfg = config_lib.default_data_config()
+  cfg.source.name = "synergen_scenes/tiny"
+  cfg.source.data_dir = str(root / "tfds")
+  cfg.pretokenized_dir = str(root / "pretok")
+  cfg.num_shards = 2
+  cfg.encode_batch_size = 16
+  cfg.understanding.batch_size = 8
+  cfg.understanding.seq_len = 128
+  cfg.generation.batch_size = 8
+  cfg.generation.seq_len = 128
+  cfg.prefetch_buffer = 0
+  stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
+  return {"root": root, "builder": builder, "tok": tok, "cfg": cfg, "stats": stats}
+
+
+def test_builder_is_deterministic(env, tmp_path):
+  other = _build(tmp_path / "tfds")
+  a, b = env["builder"].as_data_source("train"), other.as_data_source("train")
+  assert len(a) == len(b) == SIZES["train"]
+  for i in range(len(a)):
+    ra, rb = a[i], b[i]
+    assert ra["id"] == rb["id"] and ra["captions"] == rb["captions"]
+    assert ra["questions"] == rb["questions"] and ra["answers"] == rb["answers"]
+    np.testing.assert_array_equal(ra["image"], rb["image"])
+    split, seed = ra["id"].decode().split("/")
+    img, graph = scenes.render_scene(int(seed), 64, split)
+    np.testing.assert_array_equal(ra["image"], img)  # PNG is lossless
+    assert json.loads(ra["scene_graph"]) == json.loads(json.dumps(graph))
+
+
+def test_pretokenize_codes_and_resume(env):
+  cfg = env["cfg"]
+  assert env["stats"]["written"] == SIZES["train"] and env["stats"]["skipped"] == 0
+  files = pretokenize.shard_files(cfg.pretokenized_dir, "train")
+  assert len(files) == 2
+  again = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
+  assert again["shards_skipped"] == 2 and again["written"] == 0
+  reader = array_record_module.ArrayRecordReader(files[0])
+  rec = records.decode_record(reader.read([0])[0])
+  split, seed = rec["id"].split("/")
+  img, _ = scenes.render_scene(int(seed), 64, split)
+  want = np.asarray(pretokenize.mean_color_quantizer(8)(img[None]))[0]
+  np.testing.assert_array_equal(rec["gen_codes"], want)
+  np.testing.assert_array_equal(rec["und_codes"][0], want)  # 1 tile == the whole image
+  assert rec["und_codes"].shape == (1, 8, 8) and list(rec["und_grid"]) == [1, 1]
+
+
+def _check_row_contract(b, tok, task):
+  L = b["tokens"].shape[1]
+  for r in range(b["tokens"].shape[0]):
+    seg, pos = b["segment_ids"][r], b["positions"][r]
+    tt, it = b["text_target"][r], b["image_target"][r]
+    valid = seg > 0
+    n = int(valid.sum())
+    assert valid[:n].all() and not valid[n:].any()  # padding only at the end
+    assert (np.diff(seg[:n]) >= 0).all() and (np.diff(seg[:n]) <= 1).all() and seg[0] == 1
+    starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]] & valid)
+    for s, e in zip(starts, list(starts[1:]) + [n]):
+      np.testing.assert_array_equal(pos[s:e], np.arange(e - s))  # positions restart
+      assert b["tokens"][r, s] == tok.bos_id and tt[s] == 0 and it[s] == 0
+      assert b["tokens"][r, e - 1] == tok.eos_id and tt[e - 1] == 1
+    assert (tt[~valid] == 0).all() and (it[~valid] == 0).all()
+    img = b["is_image"][r]
+    np.testing.assert_array_equal(img, b["tokens"][r] == tok.image_id)
+    assert (b["patch_index"][r][img] < 16).all() and (b["patch_index"][r][~img] == 0).all()
+    assert (b["image_codes"][r][~img] == 0).all()
+    if task == "understanding":
+      assert it.sum() == 0 and tt[img].sum() == 0
+    else:
+      np.testing.assert_array_equal(it > 0, img)
+      assert set(b["tokens"][r][tt > 0].tolist()) <= {tok.eoi_id, tok.eos_id}
+  assert b["image_codes"].shape[2] == 4 and L == 128
+
+
+def test_batch_contract(env):
+  it = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
+  batch = next(it)
+  assert set(batch) == {"understanding", "generation"}
+  dtypes = {"tokens": np.int32, "image_codes": np.int32, "is_image": np.bool_,
+            "patch_index": np.int32, "segment_ids": np.int32, "positions": np.int32,
+            "text_target": np.float32, "image_target": np.float32}
+  for task, b in batch.items():
+    assert {k: v.dtype for k, v in b.items()} == dtypes
+    assert b["tokens"].shape == (8, 128)
+    _check_row_contract(b, env["tok"], task)
+  m = it.metrics()
+  assert 0.5 < m["understanding/packing_efficiency"] <= 1.0
+  assert m["generation/examples"] >= 8
+  it.close()
+
+
+def _take(it, n):
+  return [it.next_local() for _ in range(n)]
+
+
+def _same(a, b):
+  for x, y in zip(a, b):
+    for t in x:
+      for k in x[t]:
+        np.testing.assert_array_equal(x[t][k], y[t][k])
+
+
+def test_iterator_state_round_trip(env):
+  cfg = env["cfg"].copy_and_resolve_references()
+  cfg.prefetch_buffer = 2
+  it = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+  _take(it, 2)
+  state = json.loads(json.dumps(it.get_state()))  # what the checkpoint stores
+  first = _take(it, 6)  # crosses an epoch boundary (40 records)
+  it.set_state(state)
+  _same(first, _take(it, 6))
+  fresh = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+  fresh.set_state(state)
+  _same(first, _take(fresh, 6))
+  it.close()
+  fresh.close()
+
+
+def test_processes_read_disjoint_shards(env):
+  cfg = env["cfg"]
+  ids = []
+  for pi in range(2):
+    ds = pipeline.record_dataset(cfg, "train", seed=0, process_index=pi, process_count=2)
+    ids.append({records.decode_record(ds[i])["id"] for i in range(SIZES["train"] // 2)})
+  assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == SIZES["train"]
+
+
+def test_global_arrays_with_data_sharding(env):
+  mesh = Mesh(np.asarray(jax.devices()[:8]), ("data",))
+  sharding = NamedSharding(mesh, PartitionSpec("data"))
+  it = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID, sharding=sharding)
+  b = next(it)["generation"]
+  assert isinstance(b["tokens"], jax.Array) and b["tokens"].shape == (8, 128)
+  assert b["image_codes"].shape == (8, 128, 4)
+  assert b["tokens"].sharding.is_equivalent_to(sharding, 2)
+  assert len(b["tokens"].addressable_shards) == 8
+  it.close()
+
+
+def _write_records(path, recs):
+  w = array_record_module.ArrayRecordWriter(str(path), "group_size:1")
+  for r in recs:
+    w.write(r)
+  w.close()
+
+
+def test_bad_pretokenized_records_skipped_and_counted(env, tmp_path):
+  good = records.encode_record({
+      "id": "x", "gen_codes": np.ones(GRID, np.int32), "und_codes": np.ones((1,) + GRID, np.int32),
+      "und_grid": [1, 1], "captions": ["A red circle."], "questions": ["What color?"],
+      "answers": ["red " * 150]})  # this answer is too long for seq_len 128
+  short = records.encode_record({
+      "id": "w", "gen_codes": np.ones(GRID, np.int32), "und_codes": np.ones((1,) + GRID, np.int32),
+      "und_grid": [1, 1], "captions": ["A red circle."], "questions": ["What color?"],
+      "answers": ["red"]})
+  wrong_grid = records.encode_record({
+      "id": "y", "gen_codes": np.ones((4, 4), np.int32), "und_codes": np.ones((1, 4, 4), np.int32),
+      "und_grid": [1, 1], "captions": ["A red circle."]})
+  no_text = records.encode_record({
+      "id": "z", "gen_codes": np.ones(GRID, np.int32), "und_codes": np.ones((1,) + GRID, np.int32),
+      "und_grid": [1, 1]})
+  d = tmp_path / "bad"
+  d.mkdir()
+  _write_records(d / "train.array_record-00000-of-00001",
+                 [short, good, b"garbage", wrong_grid, no_text, b""] * 4)
+  for overlong, reason in (("drop", "overlong_dropped"), ("truncate", "overlong_truncated")):
+    cfg = env["cfg"].copy_and_resolve_references()
+    cfg.pretokenized_dir = str(d)
+    cfg.und_caption_prob = 0.0
+    cfg.overlong = overlong
+    it = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+    batch = it.next_local()
+    assert batch["generation"]["tokens"].shape == (8, 128)
+    m = it.metrics()
+    assert m["generation/skipped/undecodable_record"] > 0
+    assert m["generation/skipped/wrong_code_grid"] > 0
+    assert m["generation/skipped/no_text"] > 0
+    assert m[f"understanding/skipped/{reason}"] > 0
+    # Counts live in the iterator state: a restore continues them exactly.
+    state = it.get_state()
+    it.next_local()
+    after = {k: v for k, v in it.metrics().items() if "/skipped/" in k}
+    it.set_state(state)
+    it.next_local()
+    assert {k: v for k, v in it.metrics().items() if "/skipped/" in k} == after
+    it.close()
+
+
+def test_bad_raw_images_skipped_and_counted(env, tmp_path):
+  def png(a):
+    buf = io.BytesIO()
+    PIL.Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+  rgb = scenes.render_scene(0, 64)[0]
+  raw = [
+      {"img": png(rgb), "txt": "ok rgb"},
+      {"img": png(np.concatenate([rgb, np.full((64, 64, 1), 255, np.uint8)], -1)), "txt": "rgba"},
+      {"img": png(rgb[..., 0]), "txt": "gray"},
+      {"img": png((rgb[..., 0].astype(np.uint16) * 257)), "txt": "16-bit"},
+      {"img": png(np.ascontiguousarray(rgb[:40])), "txt": "non-square"},
+      {"img": b"not a png", "txt": "garbage"},
+      {"img": b"", "txt": "empty"},
+      {"txt": "no image"},
+  ]
+  _write_records(tmp_path / "raw.ar", [serialization.msgpack_serialize(r) for r in raw])
+  cfg = env["cfg"].copy_and_resolve_references()
+  cfg.source.kind = "array_record"
+  cfg.source.data_dir = str(tmp_path / "*.ar")
+  cfg.source.fields = {"image": "img", "captions": "txt", "questions": "", "answers": "",
+                       "question_types": "", "scene_graph": "", "id": ""}
+  cfg.pretokenized_dir = str(tmp_path / "out")
+  cfg.num_shards = 1
+  stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
+  assert stats["written"] == 5 and stats["skipped"] == 3
+  assert stats["skip_reasons"] == {"ImageDecodeError": 2, "SourceError": 1}
+
+
+def test_config_errors_name_the_field(env):
+  cfg = env["cfg"].copy_and_resolve_references()
+  cfg.overlong = "wrap"
+  with pytest.raises(ValueError, match="data.overlong"):
+    pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+  with pytest.raises(ValueError, match="code grid"):
+    pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, (16, 16))
+  cfg = env["cfg"].copy_and_resolve_references()
+  cfg.pretokenized_dir = os.path.join(str(env["root"]), "missing")
+  with pytest.raises(FileNotFoundError, match="pretokenized_dir"):
+    pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+
+
+def test_orbax_grain_checkpoint_handler_round_trip(env, tmp_path):
+  import grain
+  from etils import epath
+  handler = grain.checkpoint.CheckpointHandler()  # what Orbax's Composite uses for "data"
+  it = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
+  it.next_local()
+  handler.save(epath.Path(tmp_path), args=grain.checkpoint.CheckpointSave(it))
+  expected = _take(it, 2)
+  restored = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
+  handler.restore(epath.Path(tmp_path), args=grain.checkpoint.CheckpointRestore(restored))
+  _same(expected, _take(restored, 2))
+  it.close()
+  restored.close()

@@ -1,0 +1,84 @@
+"""Sequence templates and per-task target masks."""
+
+import numpy as np
+import pytest
+
+from data_pipelines import sequences
+from synergen_jax import image_grid
+from synergen_jax.tokenizer import Tokenizer
+
+FOLD = (2, 2)
+
+
+@pytest.fixture(scope="module")
+def tok():
+  corpus = ["What color is the square? red", "Generate an image of: a red square.",
+            "Here is a random image", "Provide a one-sentence caption for the image."] * 10
+  return Tokenizer.train(corpus, vocab_size=300)
+
+
+def _grid(seed, h=4, w=4):
+  return np.random.default_rng(seed).integers(0, 100, (h, w)).astype(np.int32)
+
+
+def test_understanding_targets_and_layout(tok):
+  tiles = np.stack([_grid(0), _grid(1)])  # two tiles of 4 x 4 codes -> 4 patches each
+  ex = sequences.build_understanding(tok, tiles, "What color is the square?", "red", FOLD)
+  n = len(ex["tokens"])
+  assert all(v.shape[0] == n for v in ex.values())
+  assert ex["image_codes"].shape == (n, 4)
+  assert ex["tokens"][0] == tok.bos_id and ex["tokens"][-1] == tok.eos_id
+  img = np.flatnonzero(ex["is_image"])
+  assert len(img) == 8 and (np.diff(img) == 1).all()
+  assert ex["tokens"][img[0] - 1] == tok.boi_id and ex["tokens"][img[-1] + 1] == tok.eoi_id
+  assert (ex["tokens"][img] == tok.image_id).all()
+  np.testing.assert_array_equal(ex["patch_index"][img], [0, 1, 2, 3, 0, 1, 2, 3])
+  np.testing.assert_array_equal(ex["image_codes"][img[:4]], image_grid.fold_grid(tiles[0], *FOLD))
+  np.testing.assert_array_equal(ex["image_codes"][img[4:]], image_grid.fold_grid(tiles[1], *FOLD))
+  assert (ex["image_codes"][~ex["is_image"]] == 0).all()
+  # Targets: exactly the answer tokens and </s>; no image targets.
+  answer = tok.encode("red") + [tok.eos_id]
+  tgt = np.flatnonzero(ex["text_target"])
+  np.testing.assert_array_equal(ex["tokens"][tgt], answer)
+  assert tgt[-1] == n - 1 and len(tgt) == len(answer)
+  assert ex["image_target"].sum() == 0 and ex["text_target"][0] == 0
+  # The prompt before the answer is the chat template.
+  prompt = sequences.build_understanding(tok, tiles, "What color is the square?", None, FOLD)
+  np.testing.assert_array_equal(prompt["tokens"], ex["tokens"][:n - len(answer)])
+  assert tok.decode(prompt["tokens"].tolist()).endswith("<|im_start|>assistant\n")
+
+
+def test_generation_targets(tok):
+  grid = _grid(2)
+  prompt = sequences.generation_prompt("a red square.", uncond=False)
+  ex = sequences.build_generation(tok, grid, prompt, FOLD)
+  img = np.flatnonzero(ex["is_image"])
+  assert len(img) == 4
+  np.testing.assert_array_equal(np.flatnonzero(ex["image_target"]), img)
+  tgt = np.flatnonzero(ex["text_target"])
+  np.testing.assert_array_equal(ex["tokens"][tgt], [tok.eoi_id, tok.eos_id])
+  assert ex["tokens"][img[0] - 1] == tok.boi_id
+  np.testing.assert_array_equal(
+      image_grid.unfold_patches(ex["image_codes"][img], 4, 4, *FOLD), grid)
+  assert "Generate an image of: a red square." in tok.decode(ex["tokens"].tolist())
+  # Inference prompt ends with <boi>.
+  p = sequences.build_generation(tok, None, prompt, FOLD)
+  assert p["tokens"][-1] == tok.boi_id and p["text_target"].sum() == 0
+  np.testing.assert_array_equal(p["tokens"], ex["tokens"][:len(p["tokens"])])
+
+
+def test_cfg_dropout_prompt(tok):
+  ex = sequences.build_generation(tok, _grid(3), sequences.generation_prompt("x", True), FOLD)
+  assert (ex["tokens"] == tok.uncond_id).sum() == 1
+  assert "Generate" not in tok.decode(ex["tokens"].tolist())
+
+
+def test_fit_length(tok):
+  ex = sequences.build_generation(tok, _grid(4), "a", FOLD)
+  n = len(ex["tokens"])
+  assert sequences.fit_length(ex, n, "drop") is ex
+  assert sequences.fit_length(ex, n - 1, "drop") is None
+  cut = sequences.fit_length(ex, n - 1, "truncate")
+  assert all(len(v) == n - 1 for v in cut.values())
+  with pytest.raises(ValueError, match="overlong"):
+    sequences.fit_length(ex, n - 1, "wrap")
