@@ -11,6 +11,8 @@ Two implementations with identical parameters:
                its own expert, then un-sort.
 """
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -42,7 +44,29 @@ def _swiglu(x, gate, up, down, dtype):
   return h @ down.astype(dtype)
 
 
-def _sorted_experts(x, is_image, text_w, vision_w, dtype):
+@jax.custom_vjp
+def _permute(x, order, inverse):
+  """x[order] for a permutation `order` whose inverse is known.
+
+  The gradient is another gather (g[inverse]) instead of the scatter-add XLA would
+  emit for a general gather.
+  """
+  return x[order]
+
+
+def _permute_fwd(x, order, inverse):
+  return x[order], (order, inverse)
+
+
+def _permute_bwd(res, g):
+  order, inverse = res
+  return g[inverse], None, None
+
+
+_permute.defvjp(_permute_fwd, _permute_bwd)
+
+
+def _sorted_experts_local(x, is_image, text_w, vision_w, dtype):
   """x: [batch, length, embed]; each token through its own expert via ragged_dot."""
   batch, length, embed = x.shape
   flat = x.reshape(batch * length, embed).astype(dtype)  # [tokens, embed]
@@ -51,12 +75,39 @@ def _sorted_experts(x, is_image, text_w, vision_w, dtype):
   inverse = jnp.argsort(order)
   num_image = jnp.sum(img, dtype=jnp.int32)
   group_sizes = jnp.stack([img.shape[0] - num_image, num_image]).astype(jnp.int32)
-  xs = flat[order]
+  xs = _permute(flat, order, inverse)
   gate, up, down = (jnp.stack([t, v]).astype(dtype) for t, v in zip(text_w, vision_w))
   h = nn.silu(jax.lax.ragged_dot(xs, gate, group_sizes)) * jax.lax.ragged_dot(
       xs, up, group_sizes)  # [tokens, mlp]
   ys = jax.lax.ragged_dot(h, down, group_sizes)  # [tokens, embed]
-  return ys[inverse].reshape(batch, length, embed)
+  return _permute(ys, inverse, order).reshape(batch, length, embed)
+
+
+def _sorted_experts(x, is_image, text_w, vision_w, dtype):
+  """Sorts tokens within each data shard (not across the mesh) when a mesh is set.
+
+  Under a mesh the sort + grouped matmul run in a `shard_map` that is manual over the
+  batch mesh axes only: each shard sorts its own tokens (no all-to-all), expert
+  weights are gathered over fsdp as any FSDP matmul would, and the tensor axis
+  stays automatic.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  batch_axes = nn.logical_to_mesh_axes(("activation_batch",))[0]
+  if batch_axes is not None and not mesh.empty:
+    names = (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes)
+    names = tuple(a for a in names if a in mesh.axis_names and mesh.shape[a] > 1)
+    shards = 1
+    for a in names:
+      shards *= mesh.shape[a]
+    if names and x.shape[0] % shards == 0:
+      spec = jax.sharding.PartitionSpec(names)
+      rep = jax.sharding.PartitionSpec()
+      fn = jax.shard_map(
+          functools.partial(_sorted_experts_local, dtype=dtype), mesh=mesh,
+          in_specs=(spec, spec, rep, rep), out_specs=spec, axis_names=set(names),
+          check_vma=False)
+      return fn(x, is_image, text_w, vision_w)
+  return _sorted_experts_local(x, is_image, text_w, vision_w, dtype)
 
 
 class MMoE(nn.Module):
