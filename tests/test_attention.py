@@ -144,3 +144,19 @@ def test_splash_rejects_length_not_multiple_of_block():
   x = jnp.zeros((1, 100, 2, 8))
   with pytest.raises(ValueError, match="multiple of its block size"):
     attention_ops.splash_attention(x, x, x, jnp.ones((1, 100), jnp.int32), block=64)
+
+
+def test_splash_under_a_mesh_runs_per_shard_and_equals_xla():
+  from synergen_jax import sharding
+
+  rng = np.random.default_rng(1)
+  b, l, d = 4, 128, 8
+  q = jnp.asarray(rng.normal(size=(b, l, 4, d)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(b, l, 2, d)), jnp.float32)
+  v = jnp.asarray(rng.normal(size=(b, l, 2, d)), jnp.float32)
+  seg = jnp.ones((b, l), jnp.int32).at[:, 70:].set(2)
+  want = attention_ops.xla_attention(q, k, v, attention_ops.causal_segment_mask(seg, seg))
+  mesh = sharding.make_mesh((2, 2, 2))
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    got = jax.jit(lambda *a: attention_ops.splash_attention(*a, interpret=True))(q, k, v, seg)
+  np.testing.assert_allclose(got, want, atol=2e-5)

@@ -200,3 +200,20 @@ def test_config_errors_name_the_field():
     ModelConfig(num_heads=4, num_kv_heads=3)
   with pytest.raises(ValueError, match="attention_backend"):
     ModelConfig(attention_backend="flash")
+
+
+def test_remat_and_attention_backend_do_not_change_gradients(setup):
+  config, b, v = setup
+
+  def grads(cfg, length=32):
+    bb = {k: x[:, :length] for k, x in b.items()}
+    model = SynerGenVL(cfg)
+    f = jax.jit(jax.value_and_grad(lambda p: model.apply({"params": p}, bb)["text_nll"]))
+    return f(v["params"])
+
+  loss0, g0 = grads(config)
+  for cfg in (dataclasses.replace(config, remat_policy="full"),
+              dataclasses.replace(config, remat_policy="dots", mmoe_impl="reference")):
+    loss, g = grads(cfg)
+    np.testing.assert_allclose(loss, loss0, rtol=1e-6)
+    jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-4, atol=2e-5), g, g0)

@@ -10,10 +10,13 @@ All take q [batch, q_len, heads, head_dim], k/v [batch, kv_len, kv_heads, head_d
 """
 
 import functools
+import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as splash_mask
 
@@ -57,8 +60,34 @@ def splash_attention(q, k, v, segment_ids, *, block: int = 128, interpret: bool 
   """Pallas splash attention, causal within each packed segment.
 
   Grouped-query heads run as one multi-query kernel per KV head. `interpret`
-  defaults to True off TPU so the kernel can be checked on CPU.
+  defaults to True off TPU so the kernel can be checked on CPU. Under a mesh the
+  kernel runs per shard in a `shard_map`: rows split over the batch mesh axes and,
+  when both head counts divide it, heads over the tensor axis.
   """
+  mesh = jax.sharding.get_abstract_mesh()
+  if not mesh.empty:
+    batch_axes = nn.logical_to_mesh_axes(("activation_batch",))[0] or ()
+    batch_axes = (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes)
+    batch_axes = tuple(a for a in batch_axes if a in mesh.axis_names and mesh.shape[a] > 1)
+    rows = math.prod(mesh.shape[a] for a in batch_axes)
+    if q.shape[0] % rows:
+      batch_axes = ()
+    tensor = mesh.shape.get("tensor", 1)
+    head_axis = ("tensor" if tensor > 1 and q.shape[2] % tensor == 0
+                 and k.shape[2] % tensor == 0 else None)
+    manual = set(batch_axes) | ({head_axis} if head_axis else set())
+    if manual:
+      b = batch_axes or None
+      qkv_spec = P(b, None, head_axis, None)
+      fn = jax.shard_map(
+          functools.partial(_splash_local, block=block, interpret=interpret), mesh=mesh,
+          in_specs=(qkv_spec, qkv_spec, qkv_spec, P(b, None)), out_specs=qkv_spec,
+          axis_names=manual, check_vma=False)
+      return fn(q, k, v, segment_ids)
+  return _splash_local(q, k, v, segment_ids, block=block, interpret=interpret)
+
+
+def _splash_local(q, k, v, segment_ids, *, block: int, interpret: bool | None):
   batch, q_len, num_heads, head_dim = q.shape
   kv_heads = k.shape[2]
   group = num_heads // kv_heads
