@@ -1,0 +1,1 @@
+"""Inference: sampling, KV-cache text decoding, folded image generation with CFG."""
