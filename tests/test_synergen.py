@@ -169,6 +169,22 @@ def test_image_target_buffer_overflow_is_counted(setup):
   assert float(out["image_weight"]) == 2 * 2 * config.patch_size
 
 
+def test_zero_patch_budget_skips_the_head_and_counts_what_it_skipped(setup):
+  config, b, v = setup
+  model = SynerGenVL(config)
+  full = mu.apply(config, v, b)
+  none = jax.jit(lambda v, b: model.apply(v, b, max_gen_patches=0))(v, b)
+  np.testing.assert_allclose(none["text_nll"], full["text_nll"], rtol=1e-6)
+  assert float(none["image_weight"]) == 0.0 and float(none["image_nll"]) == 0.0
+  assert float(none["image_patches_dropped"]) == (
+      float(full["image_weight"]) / config.patch_size + float(full["image_patches_dropped"]))
+  # An understanding batch loses nothing with budget 0.
+  u = mu.batch(config, "understanding")
+  a, c = mu.apply(config, v, u), jax.jit(lambda v, b: model.apply(v, b, max_gen_patches=0))(v, u)
+  for key in ("text_nll", "image_nll", "image_weight", "image_patches_dropped"):
+    np.testing.assert_allclose(c[key], a[key], rtol=1e-6)
+
+
 def test_full_model_kv_cache_decode_equals_forward(setup):
   config, _, v = setup
   model = SynerGenVL(config)

@@ -110,8 +110,13 @@ class SynerGenVL(nn.Module):
     return self.unfold_head.logits(head_hidden)
 
   # ---- training forward -------------------------------------------------------
-  def __call__(self, batch):
-    """Loss sums and counts of one task batch (see `losses.combine_task_losses`)."""
+  def __call__(self, batch, max_gen_patches: int | None = None):
+    """Loss sums and counts of one task batch (see `losses.combine_task_losses`).
+
+    `max_gen_patches` overrides the config's per-row buffer of image targets for this
+    call (static); 0 skips the unfolding head entirely (e.g. understanding batches,
+    which have no image targets).
+    """
     c = self.config
     hidden = self.hidden_states(batch)  # [batch, length, embed]
     pair = target_pair_mask(batch["segment_ids"])
@@ -126,7 +131,13 @@ class SynerGenVL(nn.Module):
                                  lambda h: _project(h, w_text, c.compute_dtype),
                                  c.loss_chunk_size)
 
-    image = self._image_loss(hidden, batch, pair)
+    budget = c.max_gen_patches if max_gen_patches is None else max_gen_patches
+    if budget > 0:
+      image = self._image_loss(hidden, batch, pair, budget)
+    else:
+      zero = jnp.zeros((), jnp.float32)
+      count = jnp.sum((batch["image_target"] * pair) > 0).astype(jnp.float32)
+      image = {"nll": zero, "weight": zero, "correct": zero, "dropped": count}
     return {
         "text_nll": text["nll"], "text_weight": text["weight"], "text_correct": text["correct"],
         "image_nll": image["nll"], "image_weight": image["weight"],
@@ -134,7 +145,7 @@ class SynerGenVL(nn.Module):
         "image_patches_dropped": image["dropped"],
     }
 
-  def _image_loss(self, hidden, batch, pair):
+  def _image_loss(self, hidden, batch, pair, budget):
     """Teacher-forced unfolding head over the image-target patches only.
 
     Per row, the (at most `max_gen_patches`) positions t with image_target[t] > 0 are
@@ -142,7 +153,6 @@ class SynerGenVL(nn.Module):
     buffer are counted in `dropped` (the data config should size the buffer).
     """
     c = self.config
-    budget = c.max_gen_patches
     w_next = (batch["image_target"] * pair)[:, 1:]  # [batch, length-1], weight of t = i+1
     idx = jax.vmap(lambda r: jnp.nonzero(r > 0, size=budget, fill_value=0)[0])(w_next)
     count = jnp.sum(w_next > 0, axis=1)  # [batch]
