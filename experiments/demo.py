@@ -1,13 +1,77 @@
-"""The CPU demo model on the embedded dataset (trainer fields come with the trainer)."""
+"""The CPU demo: the whole SynerGen-VL recipe at toy scale on the embedded dataset.
+
+  python -m synergen_jax.demo --workdir=runs/demo      # data, tokenizers, all stages, report
+  python -m synergen_jax.train --config=experiments/demo.py --workdir=runs/demo  # stages only
+
+Stages (METHOD.md section 8 in miniature; every stage validated on the same batches):
+  text    pretrains the LLM on text (synergen_text + the scenes' captions and chat QA);
+          stands in for the pretrained LLM that real runs import
+  stage1  trains vision (VQ-code embedding, PE, fold MLP, vision FFNs initialised from the
+          text FFNs, unfolding head, new tokens); captions only, like S.1's caption prompts
+  stage2  + all self-attention; captions and questions (half each)
+  sft     everything; mostly question/answer instructions (30% captions)
+The model is `configs.models.demo()` made smaller (d 128) so that the job fits 20 minutes
+on a 2-core CPU. 64 px images -> 8 x 8 VQ codes (the demo VQ, experiments/vq_demo.py)
+-> 2 x 2 fold -> 16 image tokens.
+"""
 
 import ml_collections
 
 from synergen_jax.configs import models
+from synergen_jax.training import experiment
+
+TRAIN_SIZE, EVAL_SIZE = 3000, 300
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  model = models.demo()
+  model.update(dict(embed_dim=128, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=32,
+                    mlp_dim=512, code_embed_dim=32, max_gen_patches=48,
+                    loss_chunk_size=128))
+  model.head.update(dict(num_layers=2, embed_dim=128, num_heads=4, num_kv_heads=2,
+                         head_dim=32, mlp_dim=256))
+  config = experiment.base_config(model)
   config.seed = 0
-  config.model = models.demo()
-  config.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1)))  # (data, fsdp, tensor)
+  config.mesh.shape = (1, -1, 1)
+  config.tokenizer = "{workdir}/data/tokenizer.model"
+  d = config.data
+  d.source.name = f"synergen_scenes/64px_{TRAIN_SIZE}_{EVAL_SIZE}"
+  d.source.data_dir = "{workdir}/data/tfds"
+  d.pretokenized_dir = "{workdir}/data/pretokenized"
+  d.image_size, d.vq_downsample, d.fold = 64, 8, (2, 2)
+  d.num_shards, d.encode_batch_size = 4, 256
+  d.understanding.update(dict(batch_size=8, seq_len=128))
+  d.generation.update(dict(batch_size=8, seq_len=128))
+  d.prefetch_buffer = 2
+  t = config.text_data
+  t.tfds_name, t.data_dir = "synergen_text", "{workdir}/data/tfds"
+  t.batch_size, t.seq_len = 8, 128
+
+  config.stage_order = ("text", "stage1", "stage2", "sft")
+  common = dict(warmup_steps=20, b1=0.9, b2=0.95, eps=1e-8, clip_norm=1.0)
+  config.stages.text = experiment.make_stage(
+      "text", ("llm", "llm_attention"), 150,
+      optimizer=dict(common, lr=3e-3, schedule="cosine", end_lr_frac=0.1, weight_decay=0.01))
+  config.stages.stage1 = experiment.make_stage(
+      "multimodal", ("vision",), 180, vision_ffn_from_text=True,
+      optimizer=dict(common, lr=2e-3, schedule="constant", weight_decay=0.05),
+      data=dict(und_caption_prob=1.0))
+  config.stages.stage2 = experiment.make_stage(
+      "multimodal", ("vision", "llm_attention"), 150,
+      optimizer=dict(common, lr=1e-3, schedule="cosine", end_lr_frac=0.1, weight_decay=0.05),
+      data=dict(und_caption_prob=0.5))
+  config.stages.sft = experiment.make_stage(
+      "multimodal", ("vision", "llm_attention", "llm"), 150,
+      optimizer=dict(common, lr=5e-4, schedule="cosine", end_lr_frac=0.1, weight_decay=0.01),
+      data=dict(und_caption_prob=0.3))
+  config.train.update(dict(log_every=10, eval_every=60, eval_batches=4, checkpoint_every=50,
+                           keep_checkpoints=2))
+
+  # The demo job (synergen_jax/demo.py): dataset sizes, tokenizer, VQ tokenizer training.
+  config.demo = ml_collections.ConfigDict(dict(
+      train_size=TRAIN_SIZE, eval_size=EVAL_SIZE, image_size=64, vocab_size=1024,
+      vq_config="vq_demo.py",     # next to this file
+      vq_steps=150,               # fewer than vq_demo.py's own default, for the time budget
+      vq_eval_images=64,
+  ))
   return config

@@ -1,13 +1,61 @@
-"""Qwen2-0.5B ablations (256 px, 2x4 fold); trainer fields come with the trainer."""
+"""Qwen2-0.5B(-Instruct) ablation base (paper supplementary A; 256 px, 32 x 32 codes).
+
+The ablation files build on this one:
+  qwen2_0_5b_progressive.py   S.1 (vision) -> S.2 (vision + attention), with MMoE
+  qwen2_0_5b_full.py          S.1 -> S.2 training every parameter
+  qwen2_0_5b_fold.py          understanding only: 2x4 fold + dynamic tiles (<= 7 + thumbnail)
+  qwen2_0_5b_nofold.py        understanding only: no fold, one 256 px tile
+(progressive vs full use neither folding nor dynamic resolution, as the paper does; fold vs
+no fold have equal LLM image lengths: 8 tiles x 128 folded tokens = 1024 = 32 x 32 codes.)
+Starts from imported Qwen2-0.5B-Instruct weights (W/pretrained). Qwen2's tokenizer is
+byte-level BPE, not SentencePiece: a SentencePiece conversion of it is expected at
+W/pretrained/tokenizer.model (its padded vocabulary must equal model.vocab_size).
+Mesh: a TPU v5e-64 / v5p-64 slice, every chip on fsdp (batches are multiples of 64).
+"""
 
 import ml_collections
 
 from synergen_jax.configs import models
+from synergen_jax.training import experiment
+
+ADAMW = dict(b1=0.9, b2=0.95, eps=1e-8, warmup_steps=200, clip_norm=1.0)
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.model = models.qwen2_0_5b()
-  config.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1)))  # (data, fsdp, tensor)
+  config = experiment.base_config(models.qwen2_0_5b())
+  config.mesh.shape = (1, -1, 1)
+  config.tokenizer = "{workdir}/pretrained/tokenizer.model"
+  config.init_params = "{workdir}/pretrained/params"
+  d = config.data
+  d.source.kind = "array_record"
+  d.source.data_dir = "data/raw/ablation/*.array_record"
+  d.pretokenized_dir = "data/pretokenized/ablation_256px"
+  d.image_size, d.vq_downsample, d.fold = 256, 8, (2, 4)
+  d.num_shards, d.encode_batch_size, d.prefetch_buffer = 1024, 1024, 4
+  d.understanding.update(dict(batch_size=1024, seq_len=2048))
+  d.generation.update(dict(batch_size=1024, seq_len=2048))
+  config.model.max_gen_patches = 2048
+  config.train.update(dict(log_every=50, eval_every=1000, eval_batches=8,
+                           checkpoint_every=1000, keep_checkpoints=3,
+                           eval_sets=("understanding", "generation")))
+  return config
+
+
+def no_fold(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """1 x 1 fold: every VQ code is one LLM token (the unfolding head predicts one code)."""
+  config.model.fold = (1, 1)
+  config.data.fold = (1, 1)
+  config.model.max_gen_patches = 2048
+  return config
+
+
+def progressive_stages(config, s1_trainable, s2_trainable) -> ml_collections.ConfigDict:
+  """S.1 (1e-4 constant, wd 0.05) -> S.2 (5e-5 cosine, wd 0.05), 1/6 of the paper's steps."""
+  config.stage_order = ("s1", "s2")
+  config.stages.s1 = experiment.make_stage(
+      "multimodal", s1_trainable, 16_000, vision_ffn_from_text=True,
+      optimizer=dict(ADAMW, lr=1e-4, schedule="constant", weight_decay=0.05))
+  config.stages.s2 = experiment.make_stage(
+      "multimodal", s2_trainable, 6_000,
+      optimizer=dict(ADAMW, lr=5e-5, schedule="cosine", weight_decay=0.05))
   return config

@@ -1,13 +1,64 @@
-"""SynerGen-VL-2.4B (InternLM2-1.8B + vision experts, 512 px, 2x8 fold)."""
+"""SynerGen-VL-2.4B: progressive alignment S.1 -> S.2 -> instruction tuning (Table 8).
+
+InternLM2-1.8B + vision experts + 4-layer unfolding head, 512 px, 64 x 64 codes, 2 x 8
+fold. Hyper-parameters from METHOD.md section 8 (AdamW b1 0.9, b2 0.95, eps 1e-8,
+200 warm-up steps, bf16 compute, f32 master weights, no gradient accumulation):
+  S.1  trains vision;             seq 4,096;  batch/task 6,988 -> 6,912; lr 1e-4 constant; wd 0.05; 95k steps
+  S.2  trains vision + attention; seq 8,192;  batch/task 5,090 -> 5,120; lr 5e-5 cosine;   wd 0.05; 35k steps
+  SFT  trains everything;         seq 16,384; batch/task 1,760 -> 1,792; lr 5e-5 cosine;   wd 0.01; 12k steps
+Batch sizes are rounded to multiples of 256 (the batch is sharded over every chip).
+Mesh: every chip on the fsdp axis; written for a TPU v5p-512 slice (256 chips):
+  --config.mesh.shape="(1,256,1)" or any (data, fsdp, tensor) whose data*fsdp divides the
+  batches. Generation rows stay 4,096 long (a 512 px image is ~300 tokens) with a head
+  budget of 4,096 patches per row, so no generation target is dropped.
+Starts from imported InternLM2-1.8B weights (W/pretrained, see synergen_jax.weights):
+  python -m synergen_jax.train --config=experiments/synergen_vl_2_4b.py --workdir=W
+Data: pretokenized Emu3-VQ shards per stage (data_pipelines.pretokenize with the
+stage's max_tiles / thumbnail); the tokenizer is InternLM2's SentencePiece model.
+"""
 
 import ml_collections
 
 from synergen_jax.configs import models
+from synergen_jax.training import experiment
+
+ADAMW = dict(b1=0.9, b2=0.95, eps=1e-8, warmup_steps=200, clip_norm=1.0)
+
+
+def _data(pretokenized: str, seq_len: int, und_batch: int, gen_batch: int,
+          max_tiles: int, thumbnail: bool) -> dict:
+  return dict(pretokenized_dir=pretokenized, max_tiles=max_tiles, use_thumbnail=thumbnail,
+              understanding=dict(batch_size=und_batch, seq_len=seq_len),
+              generation=dict(batch_size=gen_batch, seq_len=4096))
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.model = models.synergen_vl_2_4b()
-  config.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1)))  # (data, fsdp, tensor)
+  config = experiment.base_config(models.synergen_vl_2_4b())
+  config.model.max_gen_patches = 4096
+  config.mesh.shape = (1, -1, 1)
+  config.tokenizer = "{workdir}/pretrained/tokenizer.model"
+  config.init_params = "{workdir}/pretrained/params"
+  d = config.data
+  d.source.kind = "array_record"
+  d.source.data_dir = "data/raw/laion_coyo_sam/*.array_record"
+  d.pretokenized_dir = "data/pretokenized/s1_512px"
+  d.image_size, d.vq_downsample, d.fold = 512, 8, (2, 8)
+  d.num_shards, d.encode_batch_size = 4096, 1024
+  d.prefetch_buffer = 4
+  config.train.update(dict(log_every=50, eval_every=2000, eval_batches=8,
+                           checkpoint_every=1000, keep_checkpoints=3,
+                           eval_sets=("understanding", "generation")))
+  config.stage_order = ("s1", "s2", "sft")
+  config.stages.s1 = experiment.make_stage(
+      "multimodal", ("vision",), 95_000, vision_ffn_from_text=True,
+      optimizer=dict(ADAMW, lr=1e-4, schedule="constant", weight_decay=0.05),
+      data=_data("data/pretokenized/s1_512px", 4096, 6912, 6912, 1, False))
+  config.stages.s2 = experiment.make_stage(
+      "multimodal", ("vision", "llm_attention"), 35_000,
+      optimizer=dict(ADAMW, lr=5e-5, schedule="cosine", weight_decay=0.05),
+      data=_data("data/pretokenized/s2_512px_6tiles", 8192, 5120, 5120, 6, True))
+  config.stages.sft = experiment.make_stage(
+      "multimodal", ("vision", "llm_attention", "llm"), 12_000,
+      optimizer=dict(ADAMW, lr=5e-5, schedule="cosine", weight_decay=0.01),
+      data=_data("data/pretokenized/sft_512px_12tiles", 16384, 1792, 1792, 12, True))
   return config

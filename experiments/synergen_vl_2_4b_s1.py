@@ -1,0 +1,13 @@
+"""SynerGen-VL-2.4B, stage 's1' alone (see synergen_vl_2_4b.py for the hyper-parameters).
+
+For running the stages as separate jobs (e.g. on different pod allocations):
+  python -m synergen_jax.train --config=experiments/synergen_vl_2_4b_s1.py --workdir=runs/s1
+starts from {workdir}/pretrained/params (override with --config.stages.s1.init_from=DIR).
+"""
+
+from synergen_jax.training import experiment
+
+
+def get_config():
+  base = experiment.load_sibling(__file__, "synergen_vl_2_4b").get_config()
+  return experiment.only_stage(base, "s1", "{workdir}/pretrained/params")

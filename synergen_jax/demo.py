@@ -1,0 +1,196 @@
+"""The demo main job: from nothing to a trained SynerGen-VL on one CPU, in one command.
+
+  python -m synergen_jax.demo --workdir=runs/demo [--config=experiments/demo.py]
+
+1. builds the embedded dataset (TFDS synergen_scenes 64 px + synergen_text)  W/data/tfds
+2. trains the SentencePiece tokenizer                                       W/data/tokenizer.model
+3. trains the VQ image tokenizer (synergen_jax.training.vq_trainer)         W/vq
+4. pretokenizes the scenes with that VQ encoder                             W/data/pretokenized
+5. runs every stage of the experiment (text pretraining -> stage 1 -> stage 2 -> SFT)
+6. writes W/report.md (+ report.json, demo_timings.json)
+Every step is resumable: running the command again with the same workdir skips what is
+done and resumes what is not (SIGTERM saves a checkpoint and exits with status 143).
+"""
+
+import json
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "experiments", "demo.py"), "Demo experiment file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
+
+TIMINGS_FILE = "demo_timings.json"
+
+
+def log(msg: str) -> None:
+  print(f"[demo] {msg}", flush=True)
+
+
+class Timings:
+  """Wall seconds per phase, accumulated over (resumed) runs in W/demo_timings.json."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, TIMINGS_FILE)
+    self.data = {}
+    if os.path.isfile(self.path):
+      with open(self.path) as f:
+        self.data = json.load(f)
+
+  def add(self, phase: str, seconds: float) -> None:
+    self.data[phase] = round(self.data.get(phase, 0.0) + seconds, 2)
+    with open(self.path, "w") as f:
+      json.dump(self.data, f, indent=2)
+
+
+def build_dataset(config, demo) -> dict:
+  """TFDS scenes + text (idempotent); returns sizes."""
+  from data_pipelines import build
+  data_dir = os.path.expanduser(config.data.source.data_dir)
+  scenes = build.build_scenes(data_dir, demo.image_size, demo.train_size, demo.eval_size)
+  name = f"synergen_scenes/{scenes.builder_config.name}"
+  if name != config.data.source.name:
+    raise ValueError(f"config.data.source.name is {config.data.source.name!r} but the "
+                     f"demo sizes build {name!r}; make them agree")
+  text = build.build_text(data_dir)
+  return {"scenes": name, "train_records": len(scenes.as_data_source("train")),
+          "text_records": len(text.as_data_source("train"))}
+
+
+def train_tokenizer(config, demo):
+  from data_pipelines import build
+  import tensorflow_datasets as tfds
+  from synergen_jax.tokenizer import Tokenizer
+  path = os.path.expanduser(config.tokenizer)
+  if os.path.isfile(path):
+    return Tokenizer.load(path)
+  data_dir = os.path.expanduser(config.data.source.data_dir)
+  scenes = tfds.data_source(config.data.source.name, data_dir=data_dir,
+                            decoders={"image": tfds.decode.SkipDecoding()})["train"]
+  text = tfds.data_source("synergen_text", data_dir=data_dir)["train"]
+  return Tokenizer.train(build.tokenizer_corpus(scenes, text), path,
+                         vocab_size=demo.vocab_size)
+
+
+def vq_config(config_file: str, demo):
+  from synergen_jax.training import experiment
+  experiment_dir = os.path.dirname(os.path.abspath(config_file))
+  vq_path = os.path.join(experiment_dir, demo.vq_config)
+  module = experiment.load_sibling(vq_path, os.path.splitext(os.path.basename(vq_path))[0])
+  cfg = module.get_config()
+  cfg.train.steps = int(demo.vq_steps)
+  cfg.train.restart_until = min(cfg.train.restart_until, max(int(demo.vq_steps) - 25, 0))
+  cfg.train.checkpoint_every = min(cfg.train.checkpoint_every, int(demo.vq_steps))
+  cfg.data.eval_images = int(demo.vq_eval_images)
+  cfg.data.eval_batch_size = min(cfg.data.eval_batch_size, int(demo.vq_eval_images))
+  return cfg
+
+
+def train_vq(cfg, vq_dir: str) -> dict:
+  """Trains (or resumes) the VQ tokenizer; returns its evaluation metrics."""
+  from synergen_jax.training import vq_checkpoint
+  from synergen_jax.training.vq_trainer import VQTrainer
+  metrics_path = os.path.join(vq_dir, "eval", "metrics.json")
+  if os.path.isfile(metrics_path):
+    manager = vq_checkpoint.make_manager(vq_dir)
+    done = manager.latest_step() == cfg.train.steps
+    manager.close()
+    if done:
+      with open(metrics_path) as f:
+        return json.load(f)
+  VQTrainer(cfg).train_and_evaluate(vq_dir)
+  with open(metrics_path) as f:
+    return json.load(f)
+
+
+def pretokenize_with_vq(config, vq_dir: str) -> dict:
+  from data_pipelines import pretokenize
+  from synergen_jax.training import vq_checkpoint
+  tok, variables, _ = vq_checkpoint.load_tokenizer(vq_dir)
+  if tok.factor != config.data.vq_downsample:
+    raise ValueError(f"the VQ tokenizer downsamples by {tok.factor}, config.data."
+                     f"vq_downsample is {config.data.vq_downsample}")
+  encode = tok.batch_encoder(variables)
+  return {split: pretokenize.pretokenize(config.data, encode, split=split)
+          for split in ("train", "validation")}
+
+
+def run_demo(config, workdir: str, config_file: str) -> dict:
+  from synergen_jax.training import run as run_lib
+  from synergen_jax.training import experiment, report as report_lib
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  config = experiment.resolve_workdir(config, workdir)
+  experiment.check_fields(config)  # fail on a bad config before any work
+  demo = config.demo
+  timings = Timings(workdir)
+  t_all = time.time()
+
+  t = time.time()
+  sizes = build_dataset(config, demo)
+  timings.add("dataset_s", time.time() - t)
+  log(f"dataset: {sizes} ({time.time() - t:.1f}s)")
+
+  t = time.time()
+  tok = train_tokenizer(config, demo)
+  timings.add("tokenizer_s", time.time() - t)
+  log(f"tokenizer: {tok.name}, text vocabulary {tok.text_vocab_size} ({time.time() - t:.1f}s)")
+
+  t = time.time()
+  vq_dir = os.path.join(workdir, "vq")
+  vq_cfg = vq_config(config_file, demo)
+  log(f"VQ tokenizer: training {vq_cfg.train.steps} steps into {vq_dir}")
+  vq_metrics = train_vq(vq_cfg, vq_dir)
+  timings.add("vq_s", time.time() - t)
+  log(f"VQ tokenizer: {json.dumps({k: round(v, 4) for k, v in vq_metrics.items()})} "
+      f"({time.time() - t:.1f}s)")
+
+  t = time.time()
+  pretok = pretokenize_with_vq(config, vq_dir)
+  timings.add("pretokenize_s", time.time() - t)
+  log(f"pretokenized: { {s: v['written'] for s, v in pretok.items()} } "
+      f"({time.time() - t:.1f}s)")
+
+  t = time.time()
+  out = run_lib.run_experiment(config, workdir)
+  timings.add("train_s", time.time() - t)
+  timings.add("total_s", time.time() - t_all)
+
+  out["extra"] = {"Demo job": {"dataset": sizes, "vq_eval": vq_metrics,
+                               "timings_s (accumulated over runs)": timings.data}}
+  report_lib.write(workdir, out, title="SynerGen-VL demo report")
+  log(f"done in {time.time() - t_all:.0f}s this run; report: {workdir}/report.md")
+  return out
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from synergen_jax.training import experiment, preemption, report
+  if not _WORKDIR.value:
+    raise app.UsageError("--workdir is required")
+  try:
+    out = run_demo(_CONFIG.value, _WORKDIR.value,
+                   config_flags.get_config_filename(flags.FLAGS["config"]))
+  except experiment.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
+  except preemption.Preempted as e:
+    print(str(e), flush=True)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
+  print(report.markdown(out, title="SynerGen-VL demo report"))
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

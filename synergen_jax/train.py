@@ -1,0 +1,50 @@
+"""Trains every stage an experiment lists, resuming from the workdir.
+
+  python -m synergen_jax.train --config=experiments/X.py --workdir=W \
+      [--config.stages.stage1.optimizer.lr=1e-4 ...] [--multihost]
+
+Stages run in `config.stage_order`; a finished stage (W/<stage>/summary.json) is skipped,
+an interrupted one resumes from its latest checkpoint. SIGTERM saves a checkpoint and
+exits with status 143; rerunning the same command resumes. Writes W/config.json,
+W/<stage>/..., W/report.md (see synergen_jax/training/checkpointing.py for the layout).
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (experiments/*.py).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report).")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from synergen_jax.training import preemption
+  if _MULTIHOST.value:
+    from synergen_jax import sharding
+    sharding.initialize_distributed()
+  from synergen_jax.training import experiment, run as run_lib
+  try:
+    out = run_lib.run_experiment(_CONFIG.value, _WORKDIR.value)
+  except experiment.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
+  except preemption.Preempted as e:
+    print(str(e), flush=True)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
+  from synergen_jax.training import report
+  print(report.markdown(out))
+
+
+def run():
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

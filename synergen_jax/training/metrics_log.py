@@ -1,0 +1,68 @@
+"""Metrics sinks of a stage: TensorBoard event files, a JSONL log, and console lines.
+
+Only process 0 writes. `MetricsWriter(directory)` writes `metrics.jsonl` and
+`tensorboard/` under `directory`; `console_line(...)` formats one progress line.
+"""
+
+import json
+import os
+from typing import Mapping
+
+import jax
+
+
+class MetricsWriter:
+  def __init__(self, directory: str):
+    self.enabled = jax.process_index() == 0
+    self._tb = None
+    self._jsonl = None
+    if self.enabled:
+      os.makedirs(directory, exist_ok=True)
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(os.path.join(directory, "tensorboard"))
+      self._jsonl = open(os.path.join(directory, "metrics.jsonl"), "a")
+
+  def write(self, step: int, metrics: Mapping[str, float], prefix: str = "") -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step)}
+    for k, v in metrics.items():
+      name = f"{prefix}{k}"
+      row[name] = float(v)
+      self._tb.add_scalar(name, float(v), int(step))
+    self._jsonl.write(json.dumps(row) + "\n")
+    self._jsonl.flush()
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self.enabled:
+      self._tb.close()
+      self._jsonl.close()
+
+
+def _fmt_time(seconds: float) -> str:
+  seconds = max(int(seconds), 0)
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def console_line(stage: str, step: int, total: int, m: Mapping[str, float],
+                 eta_s: float | None) -> str:
+  """`[stage] step 120/400 | loss 3.21 (text 2.10, image 0.55) | ... | eta 1:05`."""
+  parts = [f"[{stage}] step {step}/{total}",
+           f"loss {m['loss']:.4f} (text {m['text_loss']:.4f}, image {m['image_loss']:.4f})"]
+  for task in ("understanding", "generation", "text"):
+    if f"{task}/text_loss" in m:
+      if task == "generation":
+        parts.append(f"gen img {m[f'{task}/image_loss']:.3f} acc "
+                     f"{m[f'{task}/image_accuracy']:.3f}")
+      else:
+        parts.append(f"{task[:3]} txt {m[f'{task}/text_loss']:.3f} acc "
+                     f"{m[f'{task}/text_accuracy']:.3f}")
+  parts.append(f"gnorm {m['grad_norm']:.3f} lr {m['lr']:.2e}")
+  if "tokens_per_s" in m:  # absent when the interval held only the compiling step
+    parts.append(f"{m['tokens_per_s']:,.0f} tok/s mfu {100 * m['mfu']:.2f}%")
+    parts.append(f"{m['step_s']:.2f} s/step")
+  parts.append("eta " + ("?" if eta_s is None else _fmt_time(eta_s)))
+  return " | ".join(parts)

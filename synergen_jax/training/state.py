@@ -1,0 +1,149 @@
+"""The train state and its shardings, built from one model and one optimizer instance.
+
+  TrainState(step, params, opt_state)
+      params: the full parameter tree (f32 master weights, trainable + frozen);
+      opt_state: the optimizer state of the *trainable* subtree only.
+
+`StateSpec` holds everything derived from (model config, mesh, stage): the model, the
+optimizer, the trainable groups, and the abstract state with its NamedShardings, which
+is what the train step is jitted with and what Orbax restores into.
+"""
+
+import dataclasses
+import functools
+import json
+from typing import Any, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from synergen_jax import sharding
+from synergen_jax.model import ModelConfig, SynerGenVL
+from synergen_jax.model.dummy import dummy_batch
+from synergen_jax.training import freezing
+from synergen_jax.training import optimizer as optimizer_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array   # int32 []
+  params: Any       # full parameter tree
+  opt_state: Any    # optimizer state of the trainable subtree
+
+  def to_dict(self) -> dict:
+    return {"step": self.step, "params": self.params, "opt_state": self.opt_state}
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "TrainState":
+    return cls(step=d["step"], params=d["params"], opt_state=d["opt_state"])
+
+
+def _init_fn(model: SynerGenVL, config: ModelConfig):
+  batch = dummy_batch(config, 1, 8)
+  return lambda key: model.init(key, batch)
+
+
+def abstract_params(model: SynerGenVL, config: ModelConfig, mesh) -> tuple[Any, Any]:
+  """(abstract unboxed params, their NamedShardings) of the model on `mesh`."""
+  abstract, shardings = sharding.abstract_and_shardings(
+      _init_fn(model, config), mesh, jax.random.key(0))
+  return abstract["params"], shardings["params"]
+
+
+def with_shardings(abstract: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs carrying the given shardings (a restore target)."""
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      abstract, shardings)
+
+
+@functools.lru_cache(maxsize=4)
+def _init_jit(config: ModelConfig, mesh, options_json: str = "{}"):
+  """Jitted params init of a model on a mesh (compiled once per process)."""
+  model = SynerGenVL(config)
+  _, shardings = abstract_params(model, config, mesh)
+  init = _init_fn(model, config)
+  return jax.jit(lambda key: nn.unbox(init(key))["params"], out_shardings=shardings,
+                 compiler_options=json.loads(options_json) or None)
+
+
+@dataclasses.dataclass(eq=False)  # identity hash: specs are cached per process
+class StateSpec:
+  """Model + optimizer + trainable groups + abstract state and shardings on a mesh."""
+
+  config: ModelConfig
+  mesh: jax.sharding.Mesh
+  trainable_groups: tuple[str, ...]
+  opt: Any
+  total_steps: int
+  compiler_options: dict | None = None  # XLA options of the init/build jits
+
+  def __post_init__(self):
+    self.model = SynerGenVL(self.config)
+    self.param_abstract, self.param_shardings = abstract_params(self.model, self.config,
+                                                                self.mesh)
+    train_abs, _ = freezing.split(self.param_abstract, self.trainable_groups)
+    train_sh, _ = freezing.split(self.param_shardings, self.trainable_groups)
+    if not jax.tree.leaves(train_abs):
+      raise ValueError(f"trainable groups {self.trainable_groups} select no parameters")
+    self.tx = optimizer_lib.make_optimizer(self.opt, self.total_steps, train_abs)
+    self.schedule = optimizer_lib.schedule(self.opt, self.total_steps)
+    self.replicated = NamedSharding(self.mesh, P())
+    opt_abs = jax.eval_shape(self.tx.init, train_abs)
+    opt_sh = optax.tree_map_params(
+        self.tx, lambda _, s: s, opt_abs, train_sh,
+        transform_non_params=lambda _: self.replicated,
+        is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))
+    self.abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32),
+                               params=self.param_abstract, opt_state=opt_abs)
+    self.shardings = TrainState(step=self.replicated, params=self.param_shardings,
+                                opt_state=opt_sh)
+
+  def split(self, params):
+    return freezing.split(params, self.trainable_groups)
+
+  def abstract_with_shardings(self) -> TrainState:
+    return with_shardings(self.abstract, self.shardings)
+
+  # ---- creating a state (jitted once per spec) --------------------------------------
+  @functools.cached_property
+  def _build_jits(self):
+    def build(p, vision_ffn_from_text):
+      if vision_ffn_from_text:
+        p = freezing.copy_text_ffn_to_vision(p)
+      trainable, _ = self.split(p)
+      return TrainState(step=jnp.zeros((), jnp.int32), params=p,
+                        opt_state=self.tx.init(trainable))
+
+    return {flag: jax.jit(functools.partial(build, vision_ffn_from_text=flag),
+                          in_shardings=(self.param_shardings,), out_shardings=self.shardings,
+                          compiler_options=self.compiler_options or None)
+            for flag in (False, True)}
+
+  def init_params(self, seed: int) -> Any:
+    """Freshly initialised params, created directly in their shardings."""
+    options = json.dumps(self.compiler_options or {}, sort_keys=True)
+    init = _init_jit(self.config, self.mesh, options)  # built outside the mesh (nn.unbox)
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+      return init(jax.random.key(seed))
+
+  def state_from_params(self, params: Any, vision_ffn_from_text: bool = False) -> TrainState:
+    """Step-0 state around `params` (optimizer state for the trainable subtree only)."""
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+      return self._build_jits[bool(vision_ffn_from_text)](params)
+
+
+def opt_state_bytes_for(config: ModelConfig, groups: Sequence[str], opt: Any) -> dict:
+  """Optimizer-state and parameter bytes of training `groups`, from abstract shapes only."""
+  model = SynerGenVL(config)
+  params = nn.unbox(jax.eval_shape(_init_fn(model, config), jax.random.key(0)))["params"]
+  trainable, frozen = freezing.split(params, groups)
+  tx = optimizer_lib.make_optimizer(opt, 1000, trainable)
+  opt_abs = jax.eval_shape(tx.init, trainable)
+  return {"trainable_params": freezing.num_elements(trainable),
+          "frozen_params": freezing.num_elements(frozen),
+          "param_bytes": freezing.num_bytes(params),
+          "opt_state_bytes": freezing.num_bytes(opt_abs)}

@@ -1,0 +1,157 @@
+"""The jitted train step and evaluation step.
+
+  step = make_train_step(spec, grad_accum_steps)   # (state, batches) -> (state, metrics)
+  sums = make_eval_step(spec)                      # (params, batches) -> {task: loss sums}
+
+`batches` is `{task: batch}` (DESIGN.md batch contract; "understanding", "generation"
+or "text"), one batch per task per step, each with its own batch size and length.
+Loss = text CE + lambda * image CE over all tasks (`losses.combine_task_losses`).
+Only the trainable subtree is differentiated (frozen parameters get no weight gradient
+and no optimizer state). Both functions are `jax.jit`ted with explicit in/out shardings
+(the state is donated); call them inside `mesh_context(mesh)`. `compiler_options` go
+to XLA (e.g. {"xla_backend_optimization_level": 0} halves CPU compile time for short runs).
+
+Gradient accumulation (`grad_accum_steps = k > 1`) scans over k micro-batches of rows
+(micro-batch j = rows j, j+k, ... so it stays spread over the batch-sharded devices).
+Because losses are sums normalised by the *whole* batch's target weights, the
+accumulated gradient equals the full-batch gradient (up to float summation order).
+"""
+
+import contextlib
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from synergen_jax import sharding
+from synergen_jax.model.losses import combine_task_losses
+from synergen_jax.model.synergen import target_pair_mask
+from synergen_jax.training import freezing
+from synergen_jax.training.state import StateSpec, TrainState
+
+
+@contextlib.contextmanager
+def mesh_context(mesh):
+  """The mesh and logical-axis rules every jitted call of the trainer runs under."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    yield
+
+
+def batch_shardings(mesh, tasks) -> dict:
+  """Every batch field sharded on its leading (row) dim over ("data", "fsdp")."""
+  s = NamedSharding(mesh, P(sharding.BATCH_AXES))
+  return {t: s for t in tasks}
+
+
+def target_weights(batch: dict, max_gen_patches: int) -> tuple[jax.Array, jax.Array]:
+  """(text, image) target-weight sums of one task batch, exactly as SynerGenVL counts
+  them: no target across a segment boundary; image targets beyond the per-row buffer of
+  `max_gen_patches` patches are dropped; each image target counts its m*n codes."""
+  pair = target_pair_mask(batch["segment_ids"])
+  text = jnp.sum((batch["text_target"] * pair)[:, 1:])
+  w_next = (batch["image_target"] * pair)[:, 1:]  # [batch, length-1]
+  in_buffer = jnp.cumsum(w_next > 0, axis=1) <= max_gen_patches
+  mn = batch["image_codes"].shape[-1]
+  image = jnp.sum(w_next * in_buffer) * mn
+  return text, image
+
+
+def head_budget(task: str) -> int | None:
+  """Per-row image-target buffer for a task: only generation batches run the head."""
+  return None if task == "generation" else 0
+
+
+def batch_counts(batches: dict) -> dict:
+  """Per task: non-pad tokens, image positions and the causal context sum (for FLOPs)."""
+  out = {}
+  for t, b in batches.items():
+    real = b["segment_ids"] > 0
+    out[f"{t}/tokens"] = jnp.sum(real).astype(jnp.float32)
+    out[f"{t}/image_positions"] = jnp.sum(real & b["is_image"]).astype(jnp.float32)
+    out[f"{t}/context_sum"] = jnp.sum(jnp.where(real, b["positions"] + 1, 0)).astype(
+        jnp.float32)
+  return out
+
+
+def _micro(batch: dict, k: int) -> dict:
+  """[B, ...] -> [k, B/k, ...] with micro-batch j = rows j, j + k, j + 2k, ..."""
+  def one(x):
+    x = x.reshape((x.shape[0] // k, k) + x.shape[1:])
+    return jnp.moveaxis(x, 1, 0)
+  return jax.tree.map(one, batch)
+
+
+def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
+                    compiler_options: dict | None = None):
+  model, lam = spec.model, spec.config.image_loss_weight
+  k = int(grad_accum_steps)
+
+  def task_outputs(params, batches):
+    return {t: model.apply({"params": params}, b, max_gen_patches=head_budget(t))
+            for t, b in batches.items()}
+
+  def grads_full(trainable, frozen, batches):
+    def loss_fn(tr):
+      outs = task_outputs(freezing.merge(tr, frozen), batches)
+      loss, _ = combine_task_losses(outs, lam)
+      return loss, outs
+    (_, outs), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+    return grads, outs
+
+  def grads_accumulated(trainable, frozen, batches):
+    weights = [target_weights(b, spec.config.max_gen_patches) for b in batches.values()]
+    text_w = jnp.maximum(sum(w[0] for w in weights), 1e-8)
+    image_w = jnp.maximum(sum(w[1] for w in weights), 1e-8)
+    micro = {t: _micro(b, k) for t, b in batches.items()}
+    row_spec = NamedSharding(spec.mesh, P(sharding.BATCH_AXES))
+
+    def micro_loss(tr, mb):
+      outs = task_outputs(freezing.merge(tr, frozen), mb)
+      text = sum(o["text_nll"] for o in outs.values())
+      image = sum(o["image_nll"] for o in outs.values())
+      return text / text_w + lam * image / image_w, outs
+
+    def body(carry, mb):
+      mb = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, row_spec), mb)
+      (_, outs), g = jax.value_and_grad(micro_loss, has_aux=True)(trainable, mb)
+      return jax.tree.map(jnp.add, carry, (g, outs)), None
+
+    first = jax.tree.map(lambda x: x[0], micro)
+    outs_abs = jax.eval_shape(lambda tr, mb: task_outputs(freezing.merge(tr, frozen), mb),
+                              trainable, first)
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), (trainable, outs_abs))
+    (grads, outs), _ = jax.lax.scan(body, zeros, micro)
+    return grads, outs
+
+  def step(state: TrainState, batches: dict):
+    trainable, frozen = spec.split(state.params)
+    compute = grads_full if k == 1 else grads_accumulated
+    grads, outs = compute(trainable, frozen, batches)
+    _, metrics = combine_task_losses(outs, lam)
+    updates, opt_state = spec.tx.update(grads, state.opt_state, trainable)
+    trainable = optax.apply_updates(trainable, updates)
+    metrics.update(batch_counts(batches))
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["param_norm"] = optax.tree.norm(trainable)
+    metrics["lr"] = jnp.asarray(spec.schedule(state.step), jnp.float32)
+    new = TrainState(step=state.step + 1, params=freezing.merge(trainable, frozen),
+                     opt_state=opt_state)
+    return new, metrics
+
+  return jax.jit(step, in_shardings=(spec.shardings, batch_shardings(spec.mesh, tasks)),
+                 out_shardings=(spec.shardings, spec.replicated), donate_argnums=(0,),
+                 compiler_options=compiler_options or None)
+
+
+def make_eval_step(spec: StateSpec, tasks, compiler_options: dict | None = None):
+  """(params, {task: batch}) -> {task: loss sums} (combine on the host after summing)."""
+  model = spec.model
+
+  def sums(params, batches):
+    return {t: model.apply({"params": params}, b, max_gen_patches=head_budget(t))
+            for t, b in batches.items()}
+
+  return jax.jit(sums, in_shardings=(spec.param_shardings, batch_shardings(spec.mesh, tasks)),
+                 out_shardings=spec.replicated, compiler_options=compiler_options or None)

@@ -1,0 +1,262 @@
+"""The training loop of one stage: init or resume, train, log, validate, checkpoint.
+
+  run_stage(ctx, stage, stop_at=None) -> summary dict (None if stopped early)
+
+A stage starts from (in this order): its own latest checkpoint (resume: train state +
+data iterator position), else `init_from` ("previous" = the previous stage's final
+params, or `config.init_params` / random init for the first stage; "scratch"; or a
+params checkpoint directory). It ends by writing its final params (params_io) and
+`summary.json` (the "done" marker) into W/<stage>/. SIGTERM saves a checkpoint and
+raises `preemption.Preempted`.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from synergen_jax import params_io
+from synergen_jax.model import ModelConfig
+from synergen_jax.model.losses import combine_task_losses
+from synergen_jax.training import checkpointing
+from synergen_jax.training import data as data_lib
+from synergen_jax.training import experiment
+from synergen_jax.training import flops as flops_lib
+from synergen_jax.training import metrics_log
+from synergen_jax.training import preemption
+from synergen_jax.training import step as step_lib
+from synergen_jax.training.state import StateSpec, with_shardings
+
+
+@dataclasses.dataclass
+class RunContext:
+  """What every stage of one run shares."""
+
+  config: Any                      # resolved experiment config
+  workdir: str
+  model_config: ModelConfig
+  mesh: jax.sharding.Mesh
+  tokenizer: Any
+  validation: data_lib.ValidationSets
+  watcher: preemption.PreemptionWatcher
+
+  @property
+  def train_cfg(self):
+    return experiment.train_config(self.config)
+
+
+def log(msg: str) -> None:
+  if jax.process_index() == 0:
+    print(msg, flush=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _eval_fn(model_config: ModelConfig, mesh, tasks: tuple[str, ...], options_json: str):
+  """One compiled eval function per (model, mesh, task set), shared by all stages."""
+  spec = _spec(model_config, mesh, ("vision", "llm_attention", "llm"),
+               json.dumps(experiment.to_json(experiment.default_optimizer_config()),
+                          sort_keys=True), 1, options_json)
+  return step_lib.make_eval_step(spec, tasks, json.loads(options_json))
+
+
+def _options_json(ctx) -> str:
+  return json.dumps(experiment.to_json(ctx.train_cfg.xla_compiler_options), sort_keys=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _spec(model_config: ModelConfig, mesh, trainable: tuple[str, ...], opt_json: str,
+          steps: int, options_json: str = "{}") -> StateSpec:
+  """StateSpecs (and their jitted init/build functions) cached per process."""
+  return StateSpec(model_config, mesh, trainable, experiment.from_json(json.loads(opt_json)),
+                   steps, json.loads(options_json))
+
+
+def spec_for(ctx: "RunContext", trainable, opt, steps: int) -> StateSpec:
+  return _spec(ctx.model_config, ctx.mesh, tuple(trainable),
+               json.dumps(experiment.to_json(opt), sort_keys=True), int(steps),
+               _options_json(ctx))
+
+
+@functools.lru_cache(maxsize=8)
+def _train_step(spec: StateSpec, tasks: tuple[str, ...], grad_accum_steps: int,
+                options_json: str):
+  """The jitted train step, cached so that a stage resumed in the same process (tests, or
+  a driver calling `run_stage` again) does not compile again."""
+  return step_lib.make_train_step(spec, tasks, grad_accum_steps, json.loads(options_json))
+
+
+def evaluate(ctx: RunContext, params, names) -> dict:
+  """Validation losses/accuracies of `params` on the named sets (flat, per task)."""
+  names = tuple(names)
+  fn = _eval_fn(ctx.model_config, ctx.mesh, names, _options_json(ctx))
+  sums = None
+  with step_lib.mesh_context(ctx.mesh):
+    for batch in ctx.validation.batches(names):
+      out = fn(params, batch)
+      sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
+  sums = jax.tree.map(lambda x: np.asarray(x, np.float64), jax.device_get(sums))
+  _, metrics = combine_task_losses(sums, ctx.model_config.image_loss_weight)
+  # The targets each set is about: answers (understanding), image codes (generation),
+  # every token (text).
+  keep = {"understanding": ("text_loss", "text_accuracy"),
+          "generation": ("image_loss", "image_accuracy"),
+          "text": ("text_loss", "text_accuracy")}
+  out = {k: float(v) for k, v in metrics.items()
+         if k.partition("/")[2] in keep.get(k.partition("/")[0], ())}
+  if "understanding/text_loss" in out and "generation/image_loss" in out:
+    # The training objective on the two vision tasks: answer CE + lambda * image CE.
+    out["multimodal/loss"] = (out["understanding/text_loss"] + ctx.model_config.image_loss_weight
+                              * out["generation/image_loss"])
+  return out
+
+
+def initial_params(ctx: RunContext, stage: str, spec: StateSpec):
+  config = ctx.config
+  st = config.stages[stage]
+  init_from = st.get("init_from", "previous")
+  order = list(config.stage_order)
+  target = with_shardings(spec.param_abstract, spec.param_shardings)
+  if init_from == "previous":
+    i = order.index(stage)
+    if i > 0:
+      prev = order[i - 1]
+      if not checkpointing.stage_done(ctx.workdir, prev):
+        raise ValueError(f"config.stages.{stage}.init_from = 'previous' but stage {prev!r} "
+                         "has not finished")
+      log(f"[{stage}] starting from the final params of stage {prev!r}")
+      return params_io.restore_params(checkpointing.final_params_dir(ctx.workdir, prev), target)
+    init_from = config.get("init_params", "") or "scratch"
+  if init_from == "scratch":
+    log(f"[{stage}] starting from a random initialisation (seed {config.seed})")
+    return spec.init_params(int(config.seed))
+  log(f"[{stage}] starting from params checkpoint {init_from}")
+  return params_io.restore_params(init_from, target)
+
+
+def _interval_row(host: list[dict], timed: int, elapsed: float, spec: StateSpec,
+                  peak: float, trainable) -> dict:
+  """Mean metrics of the interval's steps; throughput of its last `timed` steps."""
+  row = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+  if timed:
+    timed_steps = host[-timed:]
+    counts = flops_lib.total_counts(timed_steps)
+    tokens = sum(v for k, v in counts.items() if k.endswith("/tokens"))
+    step_flops = flops_lib.step_flops(spec.config, counts, trainable) / timed
+    row["step_s"] = elapsed / timed
+    row["tokens_per_s"] = tokens / elapsed
+    row["model_flops_per_step"] = step_flops
+    row["mfu"] = flops_lib.mfu(step_flops / row["step_s"], peak, jax.device_count())
+  return row
+
+
+def _write_final(ctx: RunContext, stage: str, params, summary: dict) -> None:
+  out = checkpointing.final_params_dir(ctx.workdir, stage)
+  tmp = out + ".tmp"
+  if jax.process_index() == 0 and os.path.exists(tmp):
+    shutil.rmtree(tmp)
+  params_io.save_params(tmp, params)
+  if jax.process_index() == 0:
+    if os.path.exists(out):
+      shutil.rmtree(out)
+    os.replace(tmp, out)
+    path = os.path.join(checkpointing.stage_dir(ctx.workdir, stage), checkpointing.SUMMARY_FILE)
+    with open(path + ".tmp", "w") as f:
+      json.dump(summary, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict | None:
+  """Trains `stage` to its last step (or to `stop_at`); see the module doc."""
+  config, tcfg = ctx.config, ctx.train_cfg
+  st = experiment.stage_config(config, stage)
+  tasks = experiment.stage_tasks(config, stage)
+  trainable = tuple(st.trainable)
+  spec = spec_for(ctx, trainable, st.optimizer, st.steps)
+  train_step = _train_step(spec, tasks, int(st.grad_accum_steps), _options_json(ctx))
+  sdir = checkpointing.stage_dir(ctx.workdir, stage)
+  manager = checkpointing.make_manager(os.path.join(sdir, "checkpoints"),
+                                       tcfg.keep_checkpoints, tcfg.async_checkpoints)
+  config_json = experiment.to_json(config)
+  data_iter = data_lib.train_iterator(config, stage, ctx.tokenizer, ctx.model_config, ctx.mesh)
+  if manager.latest_step() is not None:
+    state = checkpointing.restore(manager, spec, data_iter)
+    log(f"[{stage}] resumed from {sdir}/checkpoints at step {int(state.step)}")
+  else:
+    state = spec.state_from_params(initial_params(ctx, stage, spec), st.vision_ffn_from_text)
+  n_train = sum(int(x.size) for x in jax.tree.leaves(spec.split(state.params)[0]))
+  n_all = sum(int(x.size) for x in jax.tree.leaves(state.params))
+  log(f"[{stage}] tasks {tasks}, trains {trainable}: {n_train:,d} of {n_all:,d} params; "
+      f"mesh {dict(ctx.mesh.shape)}; {st.steps} steps")
+
+  peak, peak_src = flops_lib.device_peak_flops(tcfg.peak_flops_per_device)
+  writer = metrics_log.MetricsWriter(sdir)
+  step = int(jax.device_get(state.step))
+  start_step, t_start = step, time.perf_counter()
+  interval, untimed, t_mark, compile_s, step_s, saved = [], 0, None, None, None, step
+  last = st.steps if stop_at is None else min(stop_at, st.steps)
+  try:
+    with step_lib.mesh_context(ctx.mesh):
+      while step < last:
+        batches = next(data_iter)
+        if len(batches) != len(tasks):  # a single-task stage of a two-task pipeline
+          batches = {t: batches[t] for t in tasks}
+        state, metrics = train_step(state, batches)
+        step += 1
+        interval.append(metrics)
+        if t_mark is None:  # the first step of this run compiles: not timed
+          jax.block_until_ready(metrics)
+          t_mark = time.perf_counter()
+          compile_s, untimed = t_mark - t_start, 1
+          log(f"[{stage}] first step (compile + run) {compile_s:.1f}s; peak "
+              f"{peak / 1e9:,.0f} GFLOP/s per device ({peak_src})")
+        if step % tcfg.log_every == 0 or step == last:
+          host = jax.device_get(interval)
+          now = time.perf_counter()
+          row = _interval_row(host, len(host) - untimed, now - t_mark, spec, peak, trainable)
+          step_s = row.get("step_s", step_s)
+          writer.write(step, row, prefix="train/")
+          eta = None if step_s is None else step_s * (st.steps - step)
+          log(metrics_log.console_line(stage, step, st.steps, row, eta))
+          interval, untimed, t_mark = [], 0, now
+        if tcfg.eval_every and step % tcfg.eval_every == 0 and step < st.steps:
+          val = evaluate(ctx, state.params, tcfg.eval_sets)
+          writer.write(step, val, prefix="val/")
+          log(f"[{stage}] step {step} validation: " + fmt_val(val))
+          t_mark = time.perf_counter()  # do not charge validation to throughput
+        if step % tcfg.checkpoint_every == 0 or step == last:
+          checkpointing.save(manager, state, data_iter, config_json)
+          saved = step
+        if ctx.watcher.should_stop(manager, step):
+          if saved != step:
+            checkpointing.save(manager, state, data_iter, config_json, force=True)
+          manager.wait_until_finished()
+          raise preemption.Preempted(step)
+    manager.wait_until_finished()
+    if step < st.steps:
+      log(f"[{stage}] stopped at step {step} of {st.steps} (checkpoint saved)")
+      return None
+    val = evaluate(ctx, state.params, tcfg.eval_sets)
+    writer.write(step, val, prefix="val/")
+    summary = {"stage": stage, "steps": st.steps, "trainable": list(trainable),
+               "trainable_params": n_train, "total_params": n_all,
+               "steps_this_run": step - start_step,
+               "wall_s_this_run": time.perf_counter() - t_start,
+               "compile_s": compile_s, "validation": val}
+    _write_final(ctx, stage, state.params, summary)
+    log(f"[{stage}] done; validation: " + fmt_val(val))
+    return summary
+  finally:
+    writer.close()
+    manager.close()
+    if hasattr(data_iter, "close"):
+      data_iter.close()
+
+
+def fmt_val(val: dict) -> str:
+  return ", ".join(f"{k} {v:.4f}" for k, v in sorted(val.items()))

@@ -1,0 +1,113 @@
+"""Orbax checkpoints of the VQ tokenizer.
+
+Layout: `workdir/checkpoints/<step>/` holds a Composite of three items:
+  model:  {"params", "batch_stats"}  - everything encode/decode needs
+  train:  {"step", "opt_state", "usage", "disc_params", "disc_opt_state", ...}  (trainer only)
+  config: the experiment config as JSON (`model` holds the VQ sizes)
+Tokenizer users (pretokenization, the main model's generation) restore only `model` +
+`config`; imported Emu3 weights are written without a `train` item.
+"""
+
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from synergen_jax.model.vq.tokenizer import VQTokenizer
+
+MODEL, TRAIN, CONFIG = "model", "train", "config"
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def make_manager(workdir: str, max_to_keep: int | None = 3) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      checkpoint_dir(workdir),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+      item_names=(MODEL, TRAIN, CONFIG))
+
+
+def config_to_json(config: Any) -> dict:
+  """A ConfigDict as plain JSON types (tuples become lists)."""
+  if isinstance(config, (ml_collections.ConfigDict, ml_collections.FrozenConfigDict)):
+    config = config.to_dict()
+
+  def convert(x):
+    if isinstance(x, dict):
+      return {k: convert(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+      return [convert(v) for v in x]
+    return x
+  return convert(config)
+
+
+def model_config_from_json(model: dict) -> ml_collections.ConfigDict:
+  """The VQ sizes of a saved config (lists back to tuples)."""
+  return ml_collections.ConfigDict(
+      {k: tuple(v) if isinstance(v, list) else v for k, v in model.items()})
+
+
+def save(manager: ocp.CheckpointManager, step: int, model_vars: Any, train_state: Any | None,
+         config: Any) -> None:
+  """Asynchronously saves one step (call `manager.wait_until_finished()` before exiting)."""
+  items = {MODEL: ocp.args.StandardSave(model_vars), CONFIG: ocp.args.JsonSave(config_to_json(config))}
+  if train_state is not None:
+    items[TRAIN] = ocp.args.StandardSave(train_state)
+  manager.save(step, args=ocp.args.Composite(**items))
+
+
+def restore(manager: ocp.CheckpointManager, step: int, abstract_model: Any,
+            abstract_train: Any | None = None) -> dict:
+  """Restores `model` (and `train` when its abstract target is given) onto the targets'
+  shardings; returns a dict with the restored items and `config`."""
+  items = {MODEL: ocp.args.StandardRestore(abstract_model), CONFIG: ocp.args.JsonRestore()}
+  if abstract_train is not None:
+    items[TRAIN] = ocp.args.StandardRestore(abstract_train)
+  restored = manager.restore(step, args=ocp.args.Composite(**items))
+  return {k: restored[k] for k in items}
+
+
+def read_config(workdir: str, step: int | None = None) -> dict:
+  """The JSON config stored with a checkpoint (latest step by default)."""
+  manager = make_manager(workdir)
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}")
+  config = manager.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+  manager.close()
+  return config
+
+
+def load_tokenizer(workdir: str, step: int | None = None,
+                   sharding: jax.sharding.Sharding | None = None) -> tuple[VQTokenizer, dict, int]:
+  """(tokenizer, variables, step) from a VQ workdir (trained or imported).
+
+  Variables are placed with `sharding` (default: replicated on the first device's mesh of
+  all devices, i.e. every device holds a copy), whatever mesh wrote the checkpoint.
+  """
+  manager = make_manager(workdir)
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no VQ checkpoint in {checkpoint_dir(workdir)}")
+  config = manager.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+  tok = VQTokenizer(model_config_from_json(config["model"]))
+  if sharding is None:
+    from synergen_jax.model.vq.tokenizer import data_mesh
+    sharding = jax.sharding.NamedSharding(data_mesh(), jax.sharding.PartitionSpec())
+  abstract = jax.tree_util.tree_map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tok.abstract_variables())
+  variables = restore(manager, step, abstract)[MODEL]
+  manager.close()
+  return tok, variables, step
+
+
+def write_imported(workdir: str, model_config: Any, variables: Any, step: int = 0) -> None:
+  """Writes imported (e.g. Emu3) variables as a VQ checkpoint without a `train` item."""
+  manager = make_manager(workdir)
+  save(manager, step, variables, None, {"model": config_to_json(model_config)})
+  manager.wait_until_finished()
+  manager.close()

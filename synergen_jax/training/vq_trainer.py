@@ -1,0 +1,220 @@
+"""Trains an Emu3-architecture VQ tokenizer from scratch on the embedded scene dataset.
+
+Objective: L1/L2 reconstruction + codebook + commitment losses (straight-through
+estimator), optionally a hinge patch-GAN loss after `disc_start` steps. Dead codes are
+restarted from encoder outputs every `restart_every` steps (the first restart, at step 0,
+initialises the codebook from data). Data parallel: the batch is sharded over the mesh's
+"data" axis, variables are replicated. Deterministic by seed (data and restarts depend
+only on (seed, step)), including across a resume.
+
+Workdir: checkpoints/ (Orbax: model, train, config), metrics.jsonl, eval/metrics.json.
+"""
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from synergen_jax.model.vq.discriminator import PatchDiscriminator
+from synergen_jax.model.vq.tokenizer import (VQTokenizer, data_mesh, images_to_float,
+                                             init_compiler_options)
+from synergen_jax.training import vq_checkpoint, vq_data, vq_eval, vq_losses
+
+
+def make_optimizer(t: Any, lr: float) -> optax.GradientTransformation:
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, lr, max(t.warmup_steps, 1), max(t.steps, t.warmup_steps + 1), end_value=lr * t.final_lr_frac)
+  return optax.chain(optax.clip_by_global_norm(t.grad_clip),
+                     optax.adamw(schedule, b1=t.b1, b2=t.b2, weight_decay=t.weight_decay))
+
+
+class VQTrainer:
+  """Builds the state, the jitted data-parallel step, and runs / resumes training."""
+
+  def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None):
+    self.config = config
+    self.tok = VQTokenizer(config.model)
+    self.mesh = mesh or data_mesh()
+    t = config.train
+    if config.data.batch_size % self.mesh.shape["data"]:
+      raise ValueError(f"data.batch_size {config.data.batch_size} must be divisible by the "
+                       f"{self.mesh.shape['data']} devices of the data axis")
+    self.opt = make_optimizer(t, t.lr)
+    self.use_disc = bool(t.disc.enabled)
+    if self.use_disc:
+      self.disc = PatchDiscriminator(t.disc.channels, t.disc.num_layers, t.disc.groups)
+      self.disc_opt = make_optimizer(t, t.disc.lr)
+    self.replicated = NamedSharding(self.mesh, P())
+    self.batch_sharding = NamedSharding(self.mesh, P("data"))
+    self._step = jax.jit(self._train_step, donate_argnums=(0, 1),
+                         in_shardings=(self.replicated, self.replicated, self.batch_sharding),
+                         out_shardings=(self.replicated, self.replicated, self.replicated))
+    self._init = jax.jit(self._build_state, out_shardings=(self.replicated, self.replicated),
+                         compiler_options=init_compiler_options())
+
+  # ---- state -----------------------------------------------------------------------
+  def init(self) -> tuple[dict, dict]:
+    """(model variables, train state) for step 0, replicated on the mesh."""
+    return self._init()
+
+  def _build_state(self):
+    key = jax.random.key(self.config.seed)
+    model = self.tok.init(jax.random.fold_in(key, 0), self.config.data.image_size)
+    train = {"step": jnp.zeros((), jnp.int32),
+             "opt_state": self.opt.init(model["params"]),
+             # Running share of positions per code; zeros make step 0 restart every code
+             # from the data (a data-dependent codebook initialisation).
+             "usage": jnp.zeros((self.config.model.codebook_size,), jnp.float32)}
+    if self.use_disc:
+      s = self.config.data.image_size
+      dp = self.disc.init(jax.random.fold_in(key, 1), jnp.zeros((1, s, s, 3)))["params"]
+      train["disc_params"] = dp
+      train["disc_opt_state"] = self.disc_opt.init(dp)
+    return model, train
+
+  def abstract_state(self):
+    model, train = jax.eval_shape(self._build_state)
+    place = lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.replicated)
+    return jax.tree_util.tree_map(place, model), jax.tree_util.tree_map(place, train)
+
+  # ---- step ------------------------------------------------------------------------
+  def _train_step(self, model_vars, train, images):
+    t, k = self.config.train, self.config.model.codebook_size
+    step = train["step"]
+    x = images_to_float(images)  # [batch, H, W, 3] in [-1, 1]
+    adv_gate = (step >= t.disc.start_step).astype(jnp.float32) if self.use_disc else 0.0
+
+    def loss_fn(params):
+      out, updates = self.tok.model.apply(
+          {"params": params, "batch_stats": model_vars["batch_stats"]}, x, train=True,
+          mutable=["batch_stats"])
+      rec = vq_losses.reconstruction_loss(out["recon"], x, t.l1_weight, t.l2_weight)
+      loss = rec + t.codebook_weight * out["codebook_loss"] + t.commitment_weight * out["commitment_loss"]
+      aux = {"rec_loss": rec, "codebook_loss": out["codebook_loss"],
+             "commitment_loss": out["commitment_loss"]}
+      if self.use_disc:
+        logits = self.disc.apply({"params": train["disc_params"]}, out["recon"])
+        g_adv = vq_losses.generator_adv_loss(logits)
+        loss = loss + adv_gate * t.disc.weight * g_adv
+        aux["g_adv_loss"] = g_adv
+      return loss, (out, updates["batch_stats"], aux)
+
+    (loss, (out, batch_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        model_vars["params"])
+    updates, opt_state = self.opt.update(grads, train["opt_state"], model_vars["params"])
+    params = optax.apply_updates(model_vars["params"], updates)
+    new_train = dict(train, step=step + 1, opt_state=opt_state)
+
+    if self.use_disc:
+      recon = jax.lax.stop_gradient(out["recon"])
+
+      def d_loss_fn(dp):
+        real = self.disc.apply({"params": dp}, x)
+        fake = self.disc.apply({"params": dp}, recon)
+        return adv_gate * vq_losses.hinge_d_loss(real, fake)
+
+      d_loss, d_grads = jax.value_and_grad(d_loss_fn)(train["disc_params"])
+      d_updates, d_opt = self.disc_opt.update(d_grads, train["disc_opt_state"], train["disc_params"])
+      new_train["disc_params"] = optax.apply_updates(train["disc_params"], d_updates)
+      new_train["disc_opt_state"] = d_opt
+      aux["d_loss"] = d_loss
+
+    # Codebook statistics and dead-code restart.
+    counts = vq_losses.code_histogram(out["codes"], k)  # [K]
+    usage = t.usage_decay * train["usage"] + (1 - t.usage_decay) * counts / jnp.sum(counts)
+    usage = jnp.where(step == 0, counts / jnp.sum(counts), usage)
+    codebook = params["quantize"]["embedding"]["embedding"]
+    do_restart = (step % t.restart_every == 0) & (step < t.restart_until)
+    rng = jax.random.fold_in(jax.random.key(self.config.seed + 1), step)
+    latents = jax.lax.stop_gradient(out["z"]).reshape(-1, codebook.shape[-1])  # [N, D]
+    if_restart = vq_losses.restart_dead_codes(
+        rng, codebook, jnp.where(step == 0, 0.0, usage), latents, t.restart_threshold)
+    codebook, usage, restarted = jax.tree_util.tree_map(
+        lambda a, b: jnp.where(do_restart, a, b), if_restart, (codebook, usage, jnp.int32(0)))
+    params = {**params, "quantize": {"embedding": {"embedding": codebook}}}
+    new_train["usage"] = usage
+
+    batch_usage, perplexity = vq_losses.usage_and_perplexity(counts)
+    metrics = dict(aux, loss=loss, psnr=vq_losses.psnr(out["recon"], x),
+                   batch_code_usage=batch_usage, batch_perplexity=perplexity,
+                   restarted_codes=restarted.astype(jnp.float32),
+                   dead_codes=jnp.sum(usage < t.restart_threshold / k).astype(jnp.float32))
+    return {"params": params, "batch_stats": batch_stats}, new_train, metrics
+
+  def step(self, model_vars, train, images: np.ndarray):
+    """One data-parallel step on uint8 images [batch, H, W, 3] (donates the state)."""
+    images = jax.device_put(images, self.batch_sharding)
+    return self._step(model_vars, train, images)
+
+  # ---- loop ------------------------------------------------------------------------
+  def train_and_evaluate(self, workdir: str, stop_at: int | None = None) -> dict:
+    """Trains to `train.steps` (resuming from workdir), evaluates, returns eval metrics.
+
+    `stop_at` ends this call early at that step (after a checkpoint), as a preemption
+    would; calling again resumes.
+    """
+    cfg, t, d = self.config, self.config.train, self.config.data
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(vq_checkpoint.config_to_json(cfg), f, indent=2)
+    manager = vq_checkpoint.make_manager(workdir, t.max_checkpoints)
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    val_images, val_scenes = vq_data.validation_set(d.eval_images, d.image_size, d.text_prob)
+
+    with jax.set_mesh(self.mesh):
+      latest = manager.latest_step()
+      if latest is not None:
+        abstract_model, abstract_train = self.abstract_state()
+        restored = vq_checkpoint.restore(manager, latest, abstract_model, abstract_train)
+        model_vars, train = restored[vq_checkpoint.MODEL], restored[vq_checkpoint.TRAIN]
+      else:
+        model_vars, train = self.init()
+      step = int(train["step"])
+      start_step, start = step, time.time()
+      log = open(metrics_path, "a")
+      eval_metrics = {}
+      last = t.steps if stop_at is None else min(stop_at, t.steps)
+      while step < last:
+        images = vq_data.train_batch(step, d.batch_size, d.image_size, cfg.seed, d.text_prob)
+        model_vars, train, metrics = self.step(model_vars, train, images)
+        step += 1
+        if step % t.log_every == 0 or step == t.steps:
+          row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          elapsed = time.time() - start
+          row.update(step=step, wall_s=elapsed,
+                     images_per_s=(step - start_step) * d.batch_size / max(elapsed, 1e-9))
+          log.write(json.dumps(row) + "\n")
+          log.flush()
+        if step % t.checkpoint_every == 0 or step == last:
+          vq_checkpoint.save(manager, step, model_vars, train, cfg)
+        if t.eval_every and step % t.eval_every == 0 and step != t.steps:
+          eval_metrics = self._evaluate(model_vars, val_images, val_scenes, step, log)
+      train_wall = time.time() - start
+      if step > start_step or not eval_metrics:
+        eval_metrics = self._evaluate(model_vars, val_images, val_scenes, step, log)
+      eval_metrics["train_wall_s"] = train_wall
+      eval_metrics["steps_this_run"] = step - start_step
+      log.close()
+    manager.wait_until_finished()
+    manager.close()
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    with open(os.path.join(workdir, "eval", "metrics.json"), "w") as f:
+      json.dump({f"vq/{k}": v for k, v in eval_metrics.items()}, f, indent=2)
+    return eval_metrics
+
+  def _evaluate(self, model_vars, images, scenes, step, log) -> dict:
+    t0 = time.time()
+    encode_batch = self.tok.batch_encoder(model_vars, self.mesh)
+    m = vq_eval.evaluate(self.tok, model_vars, images, scenes,
+                         batch_size=self.config.data.eval_batch_size, encode_batch=encode_batch)
+    m["eval_s"] = time.time() - t0
+    log.write(json.dumps({"step": step, **{f"eval/{k}": v for k, v in m.items()}}) + "\n")
+    log.flush()
+    return m

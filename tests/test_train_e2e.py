@@ -1,0 +1,149 @@
+"""End to end on a tiny dataset: a two-stage run (text pretraining -> stage 1), the
+workdir layout, frozen groups bit-identical across a stage, resume equality, SIGTERM."""
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from data_pipelines import config as data_config_lib
+from data_pipelines import pretokenize
+from data_pipelines import tfds_scenes
+from data_pipelines.build import tokenizer_corpus
+from synergen_jax import params_io
+from synergen_jax.training import run as run_lib
+from synergen_jax.tokenizer import Tokenizer
+from synergen_jax.training import checkpointing
+from synergen_jax.training import freezing
+from synergen_jax.training import preemption
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from experiments import tiny  # noqa: E402
+
+SIZES = {"train": 40, "validation": 16, "test": 0, "compositional": 0}
+LOSS_KEYS = ("train/loss", "train/text_loss", "train/image_loss", "train/grad_norm")
+
+
+def _build_data(root):
+  """TFDS scenes (64 px), a tokenizer, and 32 px mean-colour pretokenized shards."""
+  cfg = tfds_scenes.scene_config(64, SIZES, name="tiny16")
+  builder = tfds_scenes.SynergenScenes(config=cfg, data_dir=f"{root}/tfds",
+                                       file_format="array_record")
+  builder.download_and_prepare()
+  src = builder.as_data_source("train", decoders={"image": tfds.decode.SkipDecoding()})
+  tok = Tokenizer.train(tokenizer_corpus(src, []), f"{root}/tokenizer.model", vocab_size=380)
+  d = data_config_lib.default_data_config()
+  d.source.name = "synergen_scenes/tiny16"
+  d.source.data_dir = f"{root}/tfds"
+  d.pretokenized_dir = f"{root}/pretokenized"
+  d.num_shards, d.image_size, d.encode_batch_size = 2, 32, 16
+  for split in ("train", "validation"):
+    pretokenize.pretokenize(d, pretokenize.mean_color_quantizer(8), split=split)
+  return tok
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  data_root = tmp_path_factory.mktemp("data")
+  tok = _build_data(data_root)
+  cfg = tiny.get_config()
+  cfg.model.vocab_size = tok.text_vocab_size
+  cfg.tokenizer = f"{data_root}/tokenizer.model"
+  cfg.data.source.data_dir = f"{data_root}/tfds"
+  cfg.data.pretokenized_dir = f"{data_root}/pretokenized"
+  cfg.train.compilation_cache = False
+  cfg.train.xla_compiler_options = {"xla_backend_optimization_level": 0}
+  mesh = jax.make_mesh((1, 1, 1), ("data", "fsdp", "tensor"), devices=jax.devices()[:1],
+                       axis_types=(jax.sharding.AxisType.Auto,) * 3)
+  straight = str(tmp_path_factory.mktemp("straight"))
+  report = run_lib.run_experiment(cfg, straight, mesh=mesh)
+  return {"cfg": cfg, "mesh": mesh, "straight": straight, "report": report,
+          "tmp": tmp_path_factory}
+
+
+def _rows(workdir, stage):
+  with open(os.path.join(workdir, stage, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f if '"train/loss"' in line]
+
+
+def _params(workdir, stage):
+  return jax.device_get(checkpointing.load_params(workdir, stage=stage,
+                                                  mesh=None)[0])
+
+
+def test_two_stage_run_writes_the_workdir(setup):
+  w = setup["straight"]
+  rows = setup["report"]["rows"]
+  assert [r["stage"] for r in rows] == ["init", "text", "stage1"]
+  for r in rows:
+    assert all(np.isfinite(v) for v in r["validation"].values())
+  init, text, stage1 = (r["validation"] for r in rows)
+  assert text["text/text_loss"] < init["text/text_loss"]          # LLM pretraining
+  assert stage1["generation/image_loss"] < text["generation/image_loss"]  # stage 1
+  for stage in ("text", "stage1"):
+    assert checkpointing.stage_done(w, stage)
+    assert os.path.isdir(os.path.join(w, stage, "params"))
+    assert os.listdir(os.path.join(w, stage, "tensorboard"))
+    assert [r["step"] for r in _rows(w, stage)] == [2, 4]
+    assert all(r["train/tokens_per_s"] > 0 and r["train/mfu"] > 0 for r in _rows(w, stage))
+  assert os.path.isfile(os.path.join(w, "report.md"))
+  assert checkpointing.read_config(w).model.vocab_size == setup["cfg"].model.vocab_size
+  # Rerunning the same command resumes: nothing left to train.
+  again = run_lib.run_experiment(setup["cfg"], w, mesh=setup["mesh"])
+  assert again["rows"] == rows
+
+
+def test_stage1_keeps_frozen_groups_bit_identical(setup):
+  w = setup["straight"]
+  before, after = _params(w, "text"), _params(w, "stage1")
+  train_b, frozen_b = freezing.split(before, ("vision",))
+  train_a, frozen_a = freezing.split(after, ("vision",))
+  jax.tree.map(np.testing.assert_array_equal, frozen_b, frozen_a)
+  changed = jax.tree.map(lambda a, b: bool(np.any(a != b)), train_b, train_a)
+  assert all(jax.tree.leaves(changed["fold"])) and all(jax.tree.leaves(changed["unfold_head"]))
+
+
+def test_resume_equals_straight_run(setup):
+  w = str(setup["tmp"].mktemp("resumed"))
+  first = run_lib.run_experiment(setup["cfg"], w, stop_at=2, mesh=setup["mesh"])
+  assert [r["stage"] for r in first["rows"]] == ["init"]
+  assert not checkpointing.stage_done(w, "text")
+  run_lib.run_experiment(setup["cfg"], w, mesh=setup["mesh"])
+  for stage in ("text", "stage1"):
+    a, b = _rows(setup["straight"], stage), _rows(w, stage)
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+      for k in LOSS_KEYS:
+        assert ra[k] == rb[k], (stage, ra["step"], k)
+    jax.tree.map(np.testing.assert_array_equal, _params(setup["straight"], stage),
+                 _params(w, stage))
+
+
+def test_preemption_saves_and_resumes(setup):
+  w = str(setup["tmp"].mktemp("preempted"))
+  ctx = run_lib.prepare(setup["cfg"], w, mesh=setup["mesh"])
+  ctx.watcher.request()  # as if SIGTERM arrived before the first step
+  with pytest.raises(preemption.Preempted) as e:
+    run_lib.run_experiment(setup["cfg"], w, ctx=ctx)
+  assert e.value.step == 1
+  assert os.path.isdir(os.path.join(w, "text", "checkpoints", "1"))
+  report = run_lib.run_experiment(setup["cfg"], w, mesh=setup["mesh"])
+  assert [r["stage"] for r in report["rows"]] == ["init", "text", "stage1"]
+  jax.tree.map(np.testing.assert_array_equal, _params(setup["straight"], "stage1"),
+               _params(w, "stage1"))
+
+
+def test_stage_params_feed_params_io(setup):
+  """A finished stage's params are a params_io checkpoint (what the next stage, eval and
+  inference restore), loadable onto another mesh."""
+  params, model_config, config = checkpointing.load_params(setup["straight"])
+  assert model_config.vocab_size == setup["cfg"].model.vocab_size
+  assert config.stage_order == ("text", "stage1")
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                        params)
+  again = params_io.restore_params(os.path.join(setup["straight"], "stage1", "params"), target)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), jax.device_get(again))
