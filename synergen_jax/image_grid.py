@@ -28,13 +28,10 @@ def num_patches(h: int, w: int, m: int, n: int) -> int:
 
 
 def fold_grid(grid: Any, m: int, n: int) -> Any:
-  """[..., h, w, *rest] -> [..., (h//m) * (w//n), m * n, *rest]."""
-  lead = grid.ndim - 2
-  # Find h, w: the two axes after the leading batch axes. Trailing feature axes
-  # are not supported through this generic path, so callers pass [..., h, w].
+  """[..., h, w] -> [..., (h//m) * (w//n), m * n]."""
   h, w = grid.shape[-2], grid.shape[-1]
   check_foldable(h, w, m, n)
-  batch = grid.shape[:lead]
+  batch = grid.shape[:-2]
   x = grid.reshape(*batch, h // m, m, w // n, n)
   x = x.swapaxes(-3, -2)  # [..., h//m, w//n, m, n]
   return x.reshape(*batch, (h // m) * (w // n), m * n)

@@ -44,7 +44,6 @@ def main(argv):
 
 
 def run():
-  config_flags.DEFINE_config_file  # keep flags registered for the console script
   app.run(main)
 
 

@@ -83,11 +83,9 @@ def _fit(spec: P, shape: Sequence[int], mesh: jax.sharding.Mesh) -> P:
       continue
     names = (axes,) if isinstance(axes, str) else tuple(axes)
     kept = tuple(a for a in names if a in mesh.shape)
-    size = math.prod(mesh.shape[a] for a in kept)
-    if not kept or dim % size:
-      # Try the largest divisible prefix (e.g. batch over data only).
-      while kept and dim % math.prod(mesh.shape[a] for a in kept):
-        kept = kept[:-1]
+    # Keep the longest prefix of mesh axes that divides the dim (e.g. batch over data only).
+    while kept and dim % math.prod(mesh.shape[a] for a in kept):
+      kept = kept[:-1]
     out.append(None if not kept else (kept[0] if len(kept) == 1 else kept))
   return P(*out)
 
