@@ -27,8 +27,9 @@ setuptools.setup(
     ),
     install_requires=_requirements(),
     extras_require={
-        # Test-only: pytest, and CPU torch + transformers for parity references.
-        "test": ["pytest", "torch==2.13.0", "transformers"],
+        # Test-only: pytest (+ xdist: two workers), and CPU torch + transformers for
+        # parity references.
+        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "transformers"],
         # Tooling: libtpu for ahead-of-time TPU compilation on CPU.
         "tpu": ["libtpu"],
     },
@@ -41,6 +42,9 @@ setuptools.setup(
             "synergen-demo-step=synergen_jax.demo_step:run",
             "synergen-import-hf=synergen_jax.weights.import_hf:run",
             "synergen-export-hf=synergen_jax.weights.export_hf:run",
+            "synergen-evaluate=synergen_jax.evaluate:run",
+            "synergen-generate=synergen_jax.generate:run",
+            "synergen-answer=synergen_jax.answer:run",
         ],
     },
 )

@@ -34,6 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.mesh.shape = (1, -1, 1)
   config.tokenizer = "{workdir}/data/tokenizer.model"
+  config.vq_tokenizer = "{workdir}/vq"
   d = config.data
   d.source.name = f"synergen_scenes/64px_{TRAIN_SIZE}_{EVAL_SIZE}"
   d.source.data_dir = "{workdir}/data/tfds"

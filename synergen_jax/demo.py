@@ -7,7 +7,9 @@
 3. trains the VQ image tokenizer (synergen_jax.training.vq_trainer)         W/vq
 4. pretokenizes the scenes with that VQ encoder                             W/data/pretokenized
 5. runs every stage of the experiment (text pretraining -> stage 1 -> stage 2 -> SFT)
-6. writes W/report.md (+ report.json, demo_timings.json)
+6. evaluates the final model (synergen_jax.evaluate): VQA, GenEval-style generation,
+   text retention, folded vs no-fold generation time              W/eval
+7. writes W/report.md (+ report.json, demo_timings.json)
 Every step is resumable: running the command again with the same workdir skips what is
 done and resumes what is not (SIGTERM saves a checkpoint and exits with status 143).
 """
@@ -122,6 +124,26 @@ def pretokenize_with_vq(config, vq_dir: str) -> dict:
           for split in ("train", "validation")}
 
 
+EVAL_HEADLINE = ("vqa/overall", "vqa/test/overall", "vqa/compositional/overall",
+                 "vqa/overall_majority", "gen/overall", "gen/single_object",
+                 "gen/reference/overall", "gen/vq_reconstruction/overall",
+                 "text/perplexity", "text/start/perplexity", "gen/fold_s_per_image",
+                 "gen/no_fold_s_per_image", "gen/speedup")
+
+
+def evaluate_final(config, workdir: str) -> dict:
+  """W/eval of the last stage's final params (reused if newer than those params)."""
+  from synergen_jax.evaluation import run as eval_run
+  from synergen_jax.training import checkpointing
+  path = os.path.join(workdir, "eval", "metrics.json")
+  summary = os.path.join(checkpointing.stage_dir(workdir, config.stage_order[-1]),
+                         checkpointing.SUMMARY_FILE)
+  if os.path.isfile(path) and os.path.getmtime(path) > os.path.getmtime(summary):
+    with open(path) as f:
+      return json.load(f)
+  return eval_run.run_evaluation(workdir)
+
+
 def run_demo(config, workdir: str, config_file: str) -> dict:
   from synergen_jax.training import run as run_lib
   from synergen_jax.training import experiment, report as report_lib
@@ -161,10 +183,18 @@ def run_demo(config, workdir: str, config_file: str) -> dict:
   t = time.time()
   out = run_lib.run_experiment(config, workdir)
   timings.add("train_s", time.time() - t)
+
+  t = time.time()
+  eval_metrics = evaluate_final(config, workdir)
+  timings.add("evaluate_s", time.time() - t)
+  headline = {k: round(eval_metrics[k], 4) for k in EVAL_HEADLINE if k in eval_metrics}
+  log(f"evaluation: {json.dumps(headline)} ({time.time() - t:.1f}s)")
   timings.add("total_s", time.time() - t_all)
 
-  out["extra"] = {"Demo job": {"dataset": sizes, "vq_eval": vq_metrics,
-                               "timings_s (accumulated over runs)": timings.data}}
+  out["extra"] = {
+      "Evaluation of the final model (full tables: eval/report.md)": headline,
+      "Demo job": {"dataset": sizes, "vq_eval": vq_metrics,
+                   "timings_s (accumulated over runs)": timings.data}}
   report_lib.write(workdir, out, title="SynerGen-VL demo report")
   log(f"done in {time.time() - t_all:.0f}s this run; report: {workdir}/report.md")
   return out

@@ -11,3 +11,12 @@ import jax  # noqa: E402  (must come after the environment is set)
 
 jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_threefry_partitionable", True)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+  """A tiny two-stage training workdir, trained once per session (tests/tiny_run.py)."""
+  from tests import tiny_run as tiny_run_lib
+  return tiny_run_lib.train(tmp_path_factory)

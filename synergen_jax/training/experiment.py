@@ -13,6 +13,9 @@ An experiment file (`experiments/*.py`) returns a ConfigDict with these fields:
   stage_order          names of the stages to run, in order
   stages.<name>        one `default_stage_config()` each
   train                loop settings shared by all stages (`default_train_config`)
+  vq_tokenizer         VQ tokenizer workdir (`train_vq` output or an Emu3 import) that
+                       encodes images for inference and decodes generated codes
+  eval                 what `synergen_jax.evaluate` measures (`evaluation/config.py`)
   demo                 (optional) settings of the demo main job (`synergen_jax.demo`)
 
 Every string may contain `{workdir}`, replaced by the run's workdir (`resolve_workdir`).
@@ -27,6 +30,7 @@ from typing import Any
 import ml_collections
 
 from data_pipelines import config as data_config_lib
+from synergen_jax.evaluation import config as eval_config_lib
 from synergen_jax.model.config import ModelConfig
 from synergen_jax.model.param_groups import GROUPS
 
@@ -34,8 +38,8 @@ STAGE_KINDS = ("multimodal", "text")
 SCHEDULES = ("constant", "cosine")
 EVAL_SETS = ("understanding", "generation", "text")
 MULTIMODAL_TASKS = ("understanding", "generation")
-TOP_LEVEL = ("seed", "model", "mesh", "tokenizer", "data", "text_data", "init_params",
-             "stage_order", "stages", "train", "demo")
+TOP_LEVEL = ("seed", "model", "mesh", "tokenizer", "vq_tokenizer", "data", "text_data",
+             "init_params", "stage_order", "stages", "train", "eval", "demo")
 
 
 def default_optimizer_config() -> ml_collections.ConfigDict:
@@ -105,6 +109,7 @@ def base_config(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model = model
   c.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1)))
   c.tokenizer = "data/tokenizer/synergen.model"
+  c.vq_tokenizer = ""
   c.data = data_config_lib.default_data_config()
   c.data.fold = tuple(model.fold)
   c.text_data = default_text_data_config()
@@ -112,6 +117,7 @@ def base_config(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.stage_order = ()
   c.stages = ml_collections.ConfigDict()
   c.train = default_train_config()
+  c.eval = eval_config_lib.default_eval_config()
   return c
 
 
@@ -222,6 +228,10 @@ def check_fields(config) -> ModelConfig:
                default_text_data_config(), "config.text_data")
   _check_known(config.get("train", ml_collections.ConfigDict()), default_train_config(),
                "config.train", free=("xla_compiler_options",))
+  try:
+    eval_config_lib.eval_config(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   train = train_config(config)
   for s in train.eval_sets:
     _need(s in EVAL_SETS, "train.eval_sets", f"{s!r} is not one of {EVAL_SETS}")

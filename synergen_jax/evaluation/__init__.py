@@ -1,0 +1,2 @@
+"""Evaluation of a trained workdir: VQA exact match, GenEval-style generation scores,
+text-skill retention (`python -m synergen_jax.evaluate`)."""

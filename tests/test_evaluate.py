@@ -1,0 +1,186 @@
+"""Evaluation and the inference CLIs on the session's tiny trained workdir.
+
+A randomly initialised tiny VQ tokenizer (32 px -> 4 x 4 codes, 64 codes, the tiny
+model's grid and codebook) stands in for a trained one: these tests are about the
+machinery (restoring onto other meshes, metric files, scoring, error paths), not quality.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import PIL.Image
+import pytest
+
+from data_pipelines import scenes
+from synergen_jax import sharding
+from synergen_jax.evaluation import geneval, vqa
+from synergen_jax.inference.sampling import SamplingConfig
+from synergen_jax.inference.session import InferenceSession, InputError
+from synergen_jax.model.vq import config as vq_config
+from synergen_jax.model.vq.tokenizer import VQTokenizer
+from synergen_jax.training import checkpointing, vq_checkpoint
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+
+# Shares the session's tiny training run: keep these modules on one xdist worker.
+pytestmark = pytest.mark.xdist_group("tiny_run")
+
+
+@pytest.fixture(scope="module")
+def run(tiny_run, tmp_path_factory):
+  vq_dir = str(tmp_path_factory.mktemp("vq"))
+  cfg = vq_config.tiny_config()
+  tok = VQTokenizer(cfg)
+  vq_checkpoint.write_imported(vq_dir, cfg, tok.init(jax.random.key(0), 32))
+  return dict(tiny_run, vq_dir=vq_dir)
+
+
+@pytest.fixture(scope="module")
+def session(run):
+  return InferenceSession.load(run["straight"], vq_dir=run["vq_dir"], batch_size=4)
+
+
+def _scene_image(seed=0):
+  return scenes.render_scene(seed, 64, "validation")
+
+
+def test_checkpoint_restores_onto_another_mesh_with_the_same_outputs(run, session):
+  """Written on 1 device; restored onto 8 devices as (1, 8, 1) and as (2, 2, 2)."""
+  assert session.mesh.devices.size == 8
+  other, _, _ = checkpointing.load_params(run["straight"], mesh=sharding.make_mesh((2, 2, 2)))
+  one = InferenceSession.load(run["straight"], vq_dir=run["vq_dir"], batch_size=4,
+                              mesh=sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1]))
+  leaves = jax.tree.leaves(session.variables["params"])
+  assert any(len(x.sharding.device_set) == 8 for x in leaves)  # really sharded
+  assert any(len(x.sharding.device_set) == 8 for x in jax.tree.leaves(other))
+  for a, b, c in zip(leaves, jax.tree.leaves(other), jax.tree.leaves(one.variables["params"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+  image, _ = _scene_image()
+  questions = ["What color is the circle?", "How many objects are there?"]
+  answers = [s.answer([image] * 2, questions, max_new_tokens=6) for s in (session, one)]
+  assert answers[0] == answers[1]
+  codes = [s.generate_codes(["A red circle on a dark background."], seed=3,
+                            sampling=SamplingConfig()) for s in (session, one)]
+  np.testing.assert_array_equal(codes[0], codes[1])
+  assert codes[0].shape == (1, 4, 4)
+
+
+def test_generation_is_seeded_and_images_have_the_data_size(session):
+  prompts = ["A small blue square on a dark background."] * 2
+  a = session.generate_codes(prompts, seed=1)
+  np.testing.assert_array_equal(a, session.generate_codes(prompts, seed=1))
+  assert not np.array_equal(a, session.generate_codes(prompts, seed=2))
+  images = session.decode_images(a)
+  assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+
+
+def test_bad_inputs_are_clear_errors(session):
+  image, _ = _scene_image()
+  with pytest.raises(InputError, match="question is empty"):
+    session.answer([image], ["  "])
+  with pytest.raises(InputError, match="uint8"):
+    session.answer([image.astype(np.float32)], ["What color?"])
+  with pytest.raises(InputError, match="prompt is empty"):
+    session.generate_codes([""])
+  with pytest.raises(InputError, match="context is 128 tokens"):
+    session.generate_codes(["circle " * 200])
+  with pytest.raises(InputError, match="context is 128 tokens"):
+    session.answer([image], ["Is it red? " * 60])
+
+
+def test_evaluate_writes_flat_metrics_grid_and_report(run, tmp_path):
+  from synergen_jax.evaluation.run import run_evaluation
+  out = str(tmp_path / "eval")
+  m = run_evaluation(run["straight"], vq_dir=run["vq_dir"], out_dir=out, overrides=dict(
+      vqa_questions=12, gen_prompts=1, gen_samples=2, text_batches=1, timing_images=2,
+      batch_size=4))
+  with open(os.path.join(out, "metrics.json")) as f:
+    assert json.load(f) == pytest.approx(m)
+  for prefix in ("vqa", "vqa/test", "vqa/compositional"):
+    assert m[f"{prefix}/questions"] == 12
+    assert 0.0 <= m[f"{prefix}/overall"] <= 1.0
+  assert all(isinstance(v, (int, float)) for v in m.values())  # flat
+  cats = [c for c in geneval.CATEGORIES if f"gen/{c}" in m]
+  assert cats and m["gen/images"] == 2 * m["gen/prompts"]
+  assert m["gen/overall"] == pytest.approx(np.mean([m[f"gen/{c}"] for c in cats]))
+  # The scorer recovers the dataset's own images (the ceiling of every category).
+  assert m["gen/reference/overall"] == 1.0
+  assert m["text/perplexity"] == pytest.approx(np.exp(m["text/loss"]))
+  assert "text/start/perplexity" in m  # stage1 started from the text stage's params
+  assert m["gen/fold_llm_steps_per_image"] == 4 and m["gen/no_fold_llm_steps_per_image"] == 16
+  assert m["gen/fold_s_per_image"] > 0 and m["gen/no_fold_s_per_image"] > 0
+  grid = np.asarray(PIL.Image.open(os.path.join(out, "generated.png")))
+  assert grid.ndim == 3 and grid.shape[1] >= 2 * 64  # two 32 px samples at scale 2
+  with open(os.path.join(out, "report.md")) as f:
+    report = f.read()
+  assert "VQA exact match" in report and "GenEval" in report and "perplexity" in report
+
+
+def test_vqa_normalisation_and_majority_baseline():
+  assert vqa.normalize("  Red. ") == "red"
+  assert vqa.normalize("Top  Left") == "top left"
+  items = [{"type": "color", "answer": a} for a in ("red", "red", "blue")] + [
+      {"type": "count", "answer": "2"}]
+  m = vqa.score(items, ["Red.", "blue", "blue", "3"], "vqa")
+  assert m["vqa/color"] == pytest.approx(2 / 3) and m["vqa/count"] == 0.0
+  assert m["vqa/overall"] == pytest.approx(0.5)
+  assert m["vqa/color_majority"] == pytest.approx(2 / 3)
+  with pytest.raises(ValueError, match="predictions"):
+    vqa.score(items, ["red"], "vqa")
+
+
+def test_geneval_categories_score_renders_right_and_blank_images_wrong():
+  graphs = [scenes.render_scene(s, 64, "validation")[1] for s in range(80)]
+  items = geneval.prompts(graphs, per_category=3)
+  assert {it["category"] for it in items} == set(geneval.CATEGORIES)
+  real = {g["seed"]: scenes.render_scene(g["seed"], 64, "validation")[0] for g in graphs}
+  blank = np.zeros((64, 64, 3), np.uint8)
+  for it in items:
+    assert geneval.correct(it["category"], real[it["scene"]["seed"]], it["scene"]), it["prompt"]
+    assert not geneval.correct(it["category"], blank, it["scene"])
+  # A swapped-colour render fails colour attribution.
+  two = next(it["scene"] for it in items if it["category"] == "color_attr")
+  swapped = dict(two, objects=[dict(two["objects"][0], color=two["objects"][1]["color"]),
+                               dict(two["objects"][1], color=two["objects"][0]["color"])])
+  assert not geneval.correct("color_attr", scenes.draw_scene(swapped), two)
+
+
+def _cli(module, *args):
+  return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                        cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
+
+
+def test_cli_error_paths(run, tmp_path):
+  w = run["straight"]
+  bad = tmp_path / "bad.png"
+  bad.write_bytes(b"not a png")
+  r = _cli("synergen_jax.answer", f"--workdir={w}", f"--image={tmp_path}/missing.png",
+           "--question=What color?")
+  assert r.returncode == 2 and "does not exist" in r.stderr
+  r = _cli("synergen_jax.answer", f"--workdir={w}", f"--image={bad}", "--question=What?")
+  assert r.returncode == 2 and "not a readable image" in r.stderr
+  r = _cli("synergen_jax.generate", f"--workdir={w}", "--prompt=   ", f"--out={tmp_path}/x.png")
+  assert r.returncode == 2 and "--prompt is empty" in r.stderr
+  r = _cli("synergen_jax.generate", f"--workdir={w}", "--prompt=" + "circle " * 200,
+           f"--out={tmp_path}/x.png", f"--vq_dir={run['vq_dir']}")
+  assert r.returncode == 2 and "context is 128 tokens" in r.stderr
+  assert not os.path.exists(tmp_path / "x.png")
+
+
+def test_cli_answer_and_generate_write_results(run, tmp_path):
+  image, _ = _scene_image()
+  path = tmp_path / "scene.png"
+  PIL.Image.fromarray(image).save(path)
+  from synergen_jax.inference.commands import answer_image_file, generate_png
+  text = answer_image_file(run["straight"], str(path), "What color is the circle?", max_new_tokens=4,
+                vq_dir=run["vq_dir"])
+  assert isinstance(text, str)
+  out = generate_png(run["straight"], "A red circle on a dark background.", str(tmp_path / "g.png"),
+                 samples=2, vq_dir=run["vq_dir"])
+  assert np.asarray(PIL.Image.open(out)).shape == (32, 64, 3)
