@@ -98,7 +98,7 @@ def test_evaluate_writes_flat_metrics_grid_and_report(run, tmp_path):
   from synergen_jax.evaluation.run import run_evaluation
   out = str(tmp_path / "eval")
   m = run_evaluation(run["straight"], vq_dir=run["vq_dir"], out_dir=out, overrides=dict(
-      vqa_questions=12, gen_prompts=1, gen_samples=2, text_batches=1, timing_images=2,
+      vqa_questions=12, gen_prompts=1, gen_samples=2, text_batches=1, timing_images=4,
       batch_size=4))
   with open(os.path.join(out, "metrics.json")) as f:
     assert json.load(f) == pytest.approx(m)
@@ -182,5 +182,5 @@ def test_cli_answer_and_generate_write_results(run, tmp_path):
                 vq_dir=run["vq_dir"])
   assert isinstance(text, str)
   out = generate_png(run["straight"], "A red circle on a dark background.", str(tmp_path / "g.png"),
-                 samples=2, vq_dir=run["vq_dir"])
-  assert np.asarray(PIL.Image.open(out)).shape == (32, 64, 3)
+                 samples=4, vq_dir=run["vq_dir"])
+  assert np.asarray(PIL.Image.open(out)).shape == (32, 128, 3)  # 4 samples side by side
