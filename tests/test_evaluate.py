@@ -27,9 +27,6 @@ from synergen_jax.training import checkpointing, vq_checkpoint
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
-# Shares the session's tiny training run: keep these modules on one xdist worker.
-pytestmark = pytest.mark.xdist_group("tiny_run")
-
 
 @pytest.fixture(scope="module")
 def run(tiny_run, tmp_path_factory):

@@ -17,9 +17,6 @@ from synergen_jax.training import preemption
 LOSS_KEYS = ("train/loss", "train/text_loss", "train/image_loss", "train/grad_norm")
 
 
-# Shares the session's tiny training run: keep these modules on one xdist worker.
-pytestmark = pytest.mark.xdist_group("tiny_run")
-
 
 @pytest.fixture(scope="module")
 def setup(tiny_run):
