@@ -1,15 +1,21 @@
 """Grain input pipelines: pretokenized shards -> packed per-task batches -> global arrays.
 
   make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None,
-                process_index=None, process_count=None) -> TaskBatchIterator
+                process_index=None, process_count=None, num_streams=0) -> TaskBatchIterator
 
-Per task ("understanding", "generation"), on each process:
-  ArrayRecord shards (pretokenize.shard_files) -> this process's disjoint slice
-  [process_index::process_count] -> seeded shuffle (reshuffled every epoch) -> repeat
+Input streams: a global batch is the concatenation, in stream order, of one batch of
+(global batch / S) rows from each of S input streams; stream s reads the disjoint slice
+[s::S] of the records. Processes split the streams (each reads the streams of the rows
+its devices hold, `input_streams`), so the batches, and the losses, depend on S
+(`num_streams`, default: one stream per process) and not on how many processes run.
+
+Per task ("understanding", "generation"), per stream of this process:
+  ArrayRecord shards (pretokenize.shard_files) -> the stream's slice [s::S] -> seeded
+  shuffle (reshuffled every epoch) -> repeat
   -> random_map: decode record, choose prompt/answer (CFG dropout for generation),
      build the sequence (sequences.py), drop/truncate over-long ones -> skip counting
-  -> first-fit packing into seq_len rows -> batch (global batch / process_count)
-  -> thread prefetch.
+  -> first-fit packing into seq_len rows -> batch (global batch / S)
+then the process's streams concatenated row-wise (`ConcatStreams`) -> thread prefetch.
 `next(it)` gives `{"understanding": batch, "generation": batch}`; each batch is the
 batch contract of DESIGN.md: numpy arrays [B_local, L(, m*n)] when `sharding` is None,
 else global `jax.Array`s [B_global, L(, m*n)] made with
@@ -87,42 +93,116 @@ class ExampleBuilder:
 
 
 def record_dataset(config, split, seed, process_index=0, process_count=1) -> grain.MapDataset:
-  """Pretokenized record bytes of this process's disjoint slice, shuffled, repeated."""
+  """Pretokenized record bytes of one stream's disjoint slice [process_index::process_count]
+  (stream index and count), shuffled, repeated."""
   files = pretokenize.shard_files(config.pretokenized_dir, split)
   ds = grain.MapDataset.source(grain.sources.ArrayRecordDataSource(files))
   if len(ds) < process_count:
     raise ValueError(f"{config.pretokenized_dir}: {len(ds)} records cannot feed "
-                     f"{process_count} processes")
+                     f"{process_count} input streams")
   ds = ds[process_index::process_count]
   if config.shuffle:
     ds = ds.shuffle(seed=seed)
   return ds.repeat(config.num_epochs)
 
 
+def input_streams(num_streams: int, global_rows: int, field: str, *, process_index: int,
+                  process_count: int, sharding=None) -> tuple[int, list[int]]:
+  """(S, the streams this process reads) for global batches of `global_rows` rows.
+
+  S = `num_streams`, or the process count when 0; it must be a multiple of the process
+  count and divide `global_rows` (`field` names the batch size in the errors). Each
+  process reads S / process_count consecutive streams: those of the rows its devices
+  hold under `sharding` (a contiguous block of rows; the global batch is the streams in
+  order), or block `process_index` without a sharding.
+  """
+  streams = int(num_streams) or process_count
+  if streams % process_count:
+    raise ValueError(f"{streams} input streams do not split over {process_count} "
+                     f"processes; expected a multiple of {process_count}")
+  if global_rows % streams:
+    raise ValueError(f"{field}={global_rows} is not divisible by the {streams} input "
+                     f"streams (one per process unless set)")
+  per_process = streams // process_count
+  block = process_index
+  if sharding is not None and process_count > 1:
+    index = sharding.addressable_devices_indices_map((global_rows,))
+    starts = sorted({sl[0].indices(global_rows)[0] for sl in index.values()})
+    stops = sorted({sl[0].indices(global_rows)[1] for sl in index.values()})
+    local = global_rows // process_count
+    if stops[-1] - starts[0] != local or starts[0] % local:
+      raise ValueError(f"{field}: this process's devices hold rows {starts[0]}..{stops[-1]} "
+                       f"of {global_rows}, not one block of {local}")
+    block = starts[0] // local
+  return streams, list(range(block * per_process, (block + 1) * per_process))
+
+
+class ConcatStreams(grain.IterDataset):
+  """Row-wise concatenation of batch datasets: one batch of each, in order, per step."""
+
+  def __init__(self, parents):
+    super().__init__(list(parents))
+
+  def __iter__(self):
+    return _ConcatStreamsIterator([p.__iter__() for p in self._parents])
+
+
+class _ConcatStreamsIterator(grain.DatasetIterator):
+
+  def __init__(self, parents):
+    super().__init__(parents)
+    self._streams = parents
+
+  def __next__(self):
+    batches = [next(it) for it in self._streams]
+    return {k: np.concatenate([b[k] for b in batches], axis=0) for k in batches[0]}
+
+  def get_state(self):
+    return {"streams": [it.get_state() for it in self._streams]}
+
+  def set_state(self, state):
+    got = len(state["streams"]) if "streams" in state else 1
+    if got != len(self._streams):
+      raise ValueError(f"data iterator state has {got} input streams, this pipeline reads "
+                       f"{len(self._streams)} (train.input_streams and the process count "
+                       "must be those the checkpoint was written with)")
+    for it, st in zip(self._streams, state["streams"]):
+      it.set_state(st)
+
+
+def concat_streams(datasets: list) -> grain.IterDataset:
+  """One stream as it is (checkpoint state unchanged), several via `ConcatStreams`."""
+  return datasets[0] if len(datasets) == 1 else ConcatStreams(datasets)
+
+
 def task_dataset(config, tokenizer, fold, grid, task, split="train",
-                 process_index=0, process_count=1) -> grain.IterDataset:
-  """The per-process IterDataset of packed local batches of one task."""
+                 process_index=0, process_count=1, num_streams=0,
+                 sharding=None) -> grain.IterDataset:
+  """The per-process IterDataset of packed local batches of one task (see module doc)."""
   tcfg = config[task]
-  if tcfg.batch_size % process_count:
-    raise ValueError(f"data.{task}.batch_size={tcfg.batch_size} is not divisible by the "
-                     f"process count {process_count}")
-  local_bs = tcfg.batch_size // process_count
+  streams, mine = input_streams(num_streams, int(tcfg.batch_size), f"data.{task}.batch_size",
+                                process_index=process_index, process_count=process_count,
+                                sharding=sharding)
+  stream_bs = tcfg.batch_size // streams
   seed = int(config.seed) + _TASK_SEED_OFFSET[task]
-  ds = record_dataset(config, split, seed, process_index, process_count)
-  ds = ds.random_map(ExampleBuilder(config, tokenizer, fold, grid, task), seed=seed + 1)
-  it = packing.SkipCountingIterDataset(ds.to_iter_dataset())
-  bins = tcfg.packing_bins or local_bs
-  it = packing.pack_examples(it, tcfg.seq_len, bins, tokenizer.pad_id, seed=seed + 2)
-  it = it.batch(local_bs, drop_remainder=True)
+  parts = []
+  for stream in mine:
+    ds = record_dataset(config, split, seed, stream, streams)
+    ds = ds.random_map(ExampleBuilder(config, tokenizer, fold, grid, task), seed=seed + 1)
+    it = packing.SkipCountingIterDataset(ds.to_iter_dataset())
+    bins = tcfg.packing_bins or stream_bs
+    it = packing.pack_examples(it, tcfg.seq_len, bins, tokenizer.pad_id, seed=seed + 2)
+    parts.append(it.batch(stream_bs, drop_remainder=True))
+  it = concat_streams(parts)
   if config.prefetch_buffer:
     it = grain.experimental.ThreadPrefetchIterDataset(
         it, prefetch_buffer_size=int(config.prefetch_buffer))
   return it
 
 
-def _find_counter(it):
-  """The SkipCounting iterator inside a task iterator chain."""
-  seen = set()
+def _find_counters(it) -> list:
+  """The SkipCounting iterators inside a task iterator chain (one per input stream)."""
+  seen, found = set(), []
   stack = [it]
   while stack:
     node = stack.pop()
@@ -130,13 +210,17 @@ def _find_counter(it):
       continue
     seen.add(id(node))
     if isinstance(node, packing._SkipCountingIterator):  # pylint: disable=protected-access
-      return node
-    for attr in ("_parent", "_parents", "_iterator", "_parent_iter"):
-      child = getattr(node, attr, None)
+      found.append(node)
+      continue
+    for attr in ("_parents", "_parent", "_iterator", "_parent_iter"):
+      try:
+        child = getattr(node, attr, None)
+      except AssertionError:  # grain's `_parent` of a node with several parents
+        continue
       if child is None:
         continue
       stack.extend(child if isinstance(child, (list, tuple)) else [child])
-  return None
+  return found
 
 
 class TaskBatchIterator(grain.DatasetIterator):
@@ -187,7 +271,13 @@ class TaskBatchIterator(grain.DatasetIterator):
     if missing:
       raise ValueError(f"data iterator state lacks tasks {sorted(missing)}")
     for t, it in self._its.items():
-      it.set_state(state["tasks"][t])
+      try:
+        it.set_state(state["tasks"][t])
+      except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"data iterator state of task {t!r} does not fit this pipeline ({e}); "
+            "train.input_streams and the process count must be those the checkpoint was "
+            "written with") from None
       self._stats[t] = dict(state["stats"][t])
 
   def close(self) -> None:
@@ -206,15 +296,15 @@ class TaskBatchIterator(grain.DatasetIterator):
       out[f"{t}/examples"] = s["examples"]
       out[f"{t}/tokens"] = s["tokens"]
       out[f"{t}/packing_efficiency"] = s["tokens"] / max(s["positions"], 1)
-      counter = _find_counter(it)
-      if counter is not None:
+      for counter in _find_counters(it):
         for reason, n in counter.counts.items():
-          out[f"{t}/skipped/{reason}"] = n
+          out[f"{t}/skipped/{reason}"] = out.get(f"{t}/skipped/{reason}", 0) + n
     return out
 
 
 def make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None,
-                  process_index=None, process_count=None) -> TaskBatchIterator:
+                  process_index=None, process_count=None,
+                  num_streams: int = 0) -> TaskBatchIterator:
   """Builds both task pipelines; see the module docstring."""
   config_lib.validate(config)
   fold, grid = tuple(int(v) for v in fold), tuple(int(v) for v in grid)
@@ -223,7 +313,8 @@ def make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
   _check_first_record(config, grid, split)
-  datasets = {t: task_dataset(config, tokenizer, fold, grid, t, split, pi, pc) for t in TASKS}
+  datasets = {t: task_dataset(config, tokenizer, fold, grid, t, split, pi, pc, num_streams,
+                              sharding) for t in TASKS}
   return TaskBatchIterator(datasets, sharding)
 
 

@@ -11,6 +11,11 @@ Starts from imported Qwen2-0.5B-Instruct weights (W/pretrained). Qwen2's tokeniz
 byte-level BPE, not SentencePiece: a SentencePiece conversion of it is expected at
 W/pretrained/tokenizer.model (its padded vocabulary must equal model.vocab_size).
 Mesh: a TPU v5e-64 / v5p-64 slice, every chip on fsdp (batches are multiples of 64).
+TPU fit (docs/TPU_FIT.md, `python -m synergen_jax.aot --topology=v5e:8x8`): the ablation
+files call `tpu_target`: Pallas splash attention (on GPU:
+--config.model.attention_backend=cudnn), full remat, and 8 rows per task per chip at a
+time for the two-task stages (gradient accumulation over 2 micro-batches: exact, the
+losses are sums), all 16 at once for the understanding-only ones.
 """
 
 import ml_collections
@@ -38,6 +43,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.update(dict(log_every=50, eval_every=1000, eval_batches=8,
                            checkpoint_every=1000, keep_checkpoints=3,
                            eval_sets=("understanding", "generation")))
+  return config
+
+
+def tpu_target(config: ml_collections.ConfigDict,
+               grad_accum_steps: int = 2) -> ml_collections.ConfigDict:
+  """Execution settings for the TPU v5e-64 target (model sizes and recipe unchanged):
+  1024 rows / 64 chips = 16 per chip per task, in `grad_accum_steps` micro-batches."""
+  config.model.attention_backend = "splash"
+  config.model.remat_policy = "full"
+  for name in config.stage_order:
+    config.stages[name].grad_accum_steps = grad_accum_steps
   return config
 
 

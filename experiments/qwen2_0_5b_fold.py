@@ -25,5 +25,6 @@ def understanding_stage(config, pretokenized_dir, max_tiles, thumbnail):
 
 def get_config():
   base = experiment.load_sibling(__file__, "qwen2_0_5b")
-  return understanding_stage(base.get_config(), "data/pretokenized/ablation_256px_7tiles",
-                             7, True)
+  return base.tpu_target(understanding_stage(
+      base.get_config(), "data/pretokenized/ablation_256px_7tiles", 7, True),
+      grad_accum_steps=1)

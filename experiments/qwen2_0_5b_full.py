@@ -10,4 +10,4 @@ ALL = ("vision", "llm_attention", "llm")
 
 def get_config():
   base = experiment.load_sibling(__file__, "qwen2_0_5b")
-  return base.progressive_stages(base.no_fold(base.get_config()), ALL, ALL)
+  return base.tpu_target(base.progressive_stages(base.no_fold(base.get_config()), ALL, ALL))

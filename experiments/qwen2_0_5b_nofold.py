@@ -10,4 +10,6 @@ def get_config():
   base = experiment.load_sibling(__file__, "qwen2_0_5b")
   fold = experiment.load_sibling(__file__, "qwen2_0_5b_fold")
   config = base.no_fold(base.get_config())
-  return fold.understanding_stage(config, "data/pretokenized/ablation_256px_1tile", 1, False)
+  return base.tpu_target(
+      fold.understanding_stage(config, "data/pretokenized/ablation_256px_1tile", 1, False),
+      grad_accum_steps=1)

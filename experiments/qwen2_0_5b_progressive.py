@@ -10,4 +10,5 @@ from synergen_jax.training import experiment
 def get_config():
   base = experiment.load_sibling(__file__, "qwen2_0_5b")
   config = base.no_fold(base.get_config())
-  return base.progressive_stages(config, ("vision",), ("vision", "llm_attention"))
+  return base.tpu_target(
+      base.progressive_stages(config, ("vision",), ("vision", "llm_attention")))

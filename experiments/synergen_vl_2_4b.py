@@ -11,6 +11,10 @@ Mesh: every chip on the fsdp axis; written for a TPU v5p-512 slice (256 chips):
   --config.mesh.shape="(1,256,1)" or any (data, fsdp, tensor) whose data*fsdp divides the
   batches. Generation rows stay 4,096 long (a 512 px image is ~300 tokens) with a head
   budget of 4,096 patches per row, so no generation target is dropped.
+TPU fit (docs/TPU_FIT.md, `python -m synergen_jax.aot --topology=v5:8x8x4`): one row per
+task per chip at a time: gradient accumulation over 27 / 20 / 7 micro-batches (exact: the
+losses are sums, so the step's gradient is the full batch's), full remat in the LLM,
+Pallas splash attention (on GPU: --config.model.attention_backend=cudnn).
 Starts from imported InternLM2-1.8B weights (W/pretrained, see synergen_jax.weights):
   python -m synergen_jax.train --config=experiments/synergen_vl_2_4b.py --workdir=W
 Data: pretokenized Emu3-VQ shards per stage (data_pipelines.pretokenize with the
@@ -35,6 +39,8 @@ def _data(pretokenized: str, seq_len: int, und_batch: int, gen_batch: int,
 def get_config() -> ml_collections.ConfigDict:
   config = experiment.base_config(models.synergen_vl_2_4b())
   config.model.max_gen_patches = 4096
+  config.model.attention_backend = "splash"
+  config.model.remat_policy = "full"
   config.mesh.shape = (1, -1, 1)
   config.tokenizer = "{workdir}/pretrained/tokenizer.model"
   config.init_params = "{workdir}/pretrained/params"
@@ -50,15 +56,15 @@ def get_config() -> ml_collections.ConfigDict:
                            eval_sets=("understanding", "generation")))
   config.stage_order = ("s1", "s2", "sft")
   config.stages.s1 = experiment.make_stage(
-      "multimodal", ("vision",), 95_000, vision_ffn_from_text=True,
+      "multimodal", ("vision",), 95_000, vision_ffn_from_text=True, grad_accum_steps=27,
       optimizer=dict(ADAMW, lr=1e-4, schedule="constant", weight_decay=0.05),
       data=_data("data/pretokenized/s1_512px", 4096, 6912, 6912, 1, False))
   config.stages.s2 = experiment.make_stage(
-      "multimodal", ("vision", "llm_attention"), 35_000,
+      "multimodal", ("vision", "llm_attention"), 35_000, grad_accum_steps=20,
       optimizer=dict(ADAMW, lr=5e-5, schedule="cosine", weight_decay=0.05),
       data=_data("data/pretokenized/s2_512px_6tiles", 8192, 5120, 5120, 6, True))
   config.stages.sft = experiment.make_stage(
-      "multimodal", ("vision", "llm_attention", "llm"), 12_000,
+      "multimodal", ("vision", "llm_attention", "llm"), 12_000, grad_accum_steps=7,
       optimizer=dict(ADAMW, lr=5e-5, schedule="cosine", weight_decay=0.01),
       data=_data("data/pretokenized/sft_512px_12tiles", 16384, 1792, 1792, 12, True))
   return config

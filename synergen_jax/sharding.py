@@ -50,6 +50,7 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None,
               axis_names: Sequence[str] = MESH_AXES) -> jax.sharding.Mesh:
   """Mesh of `shape` over the devices; one entry may be -1 (takes the rest).
 
+  Devices of several TPU slices get a hybrid mesh whose first axis spans the slices.
   Raises ValueError naming `mesh` if the sizes do not multiply to the device count.
   """
   devices = list(devices if devices is not None else jax.devices())
@@ -69,9 +70,35 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None,
     raise ValueError(
         f"mesh shape {tuple(shape)} has {math.prod(shape)} devices but "
         f"{len(devices)} are present; expected sizes multiplying to {len(devices)}")
-  return jax.make_mesh(tuple(shape), tuple(axis_names),
-                       axis_types=(jax.sharding.AxisType.Auto,) * len(axis_names),
-                       devices=devices)
+  axis_types = (jax.sharding.AxisType.Auto,) * len(axis_names)
+  slices = len({getattr(d, "slice_index", 0) for d in devices})
+  if slices > 1:
+    return _multislice_mesh(shape, devices, axis_names, axis_types, slices)
+  try:
+    return jax.make_mesh(tuple(shape), tuple(axis_names), axis_types=axis_types,
+                         devices=devices)
+  except NotImplementedError:
+    # A TPU torus whose physical axes no subset of multiplies to a mesh axis (e.g. 128 on
+    # a 16 x 16 v6e slice): split physical axes (jax.make_mesh only does so on v5e).
+    from jax.experimental import mesh_utils
+    grid = mesh_utils.create_device_mesh(tuple(shape), devices,
+                                         allow_split_physical_axes=True)
+    return jax.sharding.Mesh(grid, tuple(axis_names), axis_types=axis_types)
+
+
+def _multislice_mesh(shape, devices, axis_names, axis_types, slices: int) -> jax.sharding.Mesh:
+  """Multi-slice pods: the first (data) axis spans the slices over DCN, the rest of the
+  mesh lies inside each slice (ICI)."""
+  from jax.experimental import mesh_utils
+  if shape[0] % slices:
+    raise ValueError(
+        f"mesh shape {tuple(shape)}: the devices span {slices} slices, so the first "
+        f"({axis_names[0]}) axis must be a multiple of {slices} (it spans the slices)")
+  ici = (shape[0] // slices,) + tuple(shape[1:])
+  dcn = (slices,) + (1,) * (len(shape) - 1)
+  grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices,
+                                              allow_split_physical_axes=True)
+  return jax.sharding.Mesh(grid, tuple(axis_names), axis_types=axis_types)
 
 
 def _fit(spec: P, shape: Sequence[int], mesh: jax.sharding.Mesh) -> P:

@@ -1,12 +1,16 @@
 """Trains every stage an experiment lists, resuming from the workdir.
 
   python -m synergen_jax.train --config=experiments/X.py --workdir=W \
-      [--config.stages.stage1.optimizer.lr=1e-4 ...] [--multihost]
+      [--config.stages.stage1.optimizer.lr=1e-4 ...]
+      [--multihost [--coordinator_address=host:port --num_processes=N --process_id=I]]
 
 Stages run in `config.stage_order`; a finished stage (W/<stage>/summary.json) is skipped,
 an interrupted one resumes from its latest checkpoint. SIGTERM saves a checkpoint and
 exits with status 143; rerunning the same command resumes. Writes W/config.json,
 W/<stage>/..., W/report.md (see synergen_jax/training/checkpointing.py for the layout).
+Multi-host: every process runs the same command with --multihost (JAX's distributed
+runtime; on TPU pods it finds the coordinator itself), all writing to one workdir; each
+process reads its own input streams (config.train.input_streams).
 """
 
 import sys
@@ -18,7 +22,14 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (experiments/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report).")
-_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first "
+                                "(every process of the run, same command).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "--multihost: host:port of process 0 (auto on TPU pods).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "--multihost: number of processes (auto on TPU pods).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "--multihost: this process's index (auto on TPU pods).")
 
 
 def main(argv):
@@ -27,7 +38,8 @@ def main(argv):
   from synergen_jax.training import preemption
   if _MULTIHOST.value:
     from synergen_jax import sharding
-    sharding.initialize_distributed()
+    sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                    _PROCESS_ID.value)
   from synergen_jax.training import experiment, run as run_lib
   try:
     out = run_lib.run_experiment(_CONFIG.value, _WORKDIR.value)

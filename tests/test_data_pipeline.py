@@ -166,6 +166,49 @@ def test_processes_read_disjoint_shards(env):
   assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == SIZES["train"]
 
 
+def test_input_streams_make_batches_independent_of_the_process_count(env):
+  """Two input streams read by one process give the global batches that two processes
+  (one stream each) give together, with skip counts summed and resumable state."""
+  cfg = env["cfg"]
+  one = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID, num_streams=2)
+  per_process = [pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID, process_index=i,
+                                        process_count=2) for i in range(2)]
+  first = _take(one, 3)
+  halves = [_take(it, 3) for it in per_process]
+  for step, batch in enumerate(first):
+    for task, b in batch.items():
+      assert b["tokens"].shape == (8, 128)
+      for k, v in b.items():
+        np.testing.assert_array_equal(
+            v, np.concatenate([halves[0][step][task][k], halves[1][step][task][k]]))
+  # One stream of 8 rows is another data order (the comparison is not vacuous).
+  single = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+  assert not np.array_equal(_take(single, 1)[0]["generation"]["tokens"],
+                            first[0]["generation"]["tokens"])
+  m = one.metrics()
+  assert m["generation/examples"] == sum(it.metrics()["generation/examples"]
+                                         for it in per_process)
+  state = json.loads(json.dumps(one.get_state()))
+  after = _take(one, 2)
+  fresh = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID, num_streams=2)
+  fresh.set_state(state)
+  _same(after, _take(fresh, 2))
+  with pytest.raises(ValueError, match="input streams"):
+    fresh.set_state(single.get_state())
+  for it in [one, fresh, single] + per_process:
+    it.close()
+
+
+def test_input_stream_counts_are_checked():
+  assert pipeline.input_streams(0, 8, "f", process_index=1, process_count=2) == (2, [1])
+  assert pipeline.input_streams(4, 8, "f", process_index=1, process_count=2) == (4, [2, 3])
+  with pytest.raises(ValueError, match="multiple of 2"):
+    pipeline.input_streams(3, 12, "f", process_index=0, process_count=2)
+  with pytest.raises(ValueError, match=r"data.generation.batch_size=6 is not divisible"):
+    pipeline.input_streams(4, 6, "data.generation.batch_size", process_index=0,
+                           process_count=1)
+
+
 def test_global_arrays_with_data_sharding(env):
   mesh = Mesh(np.asarray(jax.devices()[:8]), ("data",))
   sharding = NamedSharding(mesh, PartitionSpec("data"))

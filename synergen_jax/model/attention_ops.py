@@ -60,34 +60,43 @@ def splash_attention(q, k, v, segment_ids, *, block: int = 128, interpret: bool 
   """Pallas splash attention, causal within each packed segment.
 
   Grouped-query heads run as one multi-query kernel per KV head. `interpret`
-  defaults to True off TPU so the kernel can be checked on CPU. Under a mesh the
-  kernel runs per shard in a `shard_map`: rows split over the batch mesh axes and,
-  when both head counts divide it, heads over the tensor axis.
+  defaults to True unless the target is a TPU (the mesh's device platform under a
+  mesh, so a TPU mesh of compile-only devices lowers the real Mosaic kernel on a CPU
+  host; else the default backend), so the kernel can be checked on CPU. Under a mesh
+  the kernel runs per shard in a `shard_map` manual over every (free) mesh axis (a
+  Mosaic kernel cannot be partitioned automatically): rows split over the batch mesh
+  axes and, when both head counts divide it, heads over the tensor axis; operands are
+  replicated over the other axes.
   """
   mesh = jax.sharding.get_abstract_mesh()
-  if not mesh.empty:
+  if interpret is None:
+    device = None if mesh.empty else getattr(mesh, "abstract_device", None)
+    platform = getattr(device, "platform", None) or jax.default_backend()
+    interpret = platform != "tpu"
+  free = () if mesh.empty else tuple(
+      a for a, t in zip(mesh.axis_names, mesh.axis_types)
+      if t != jax.sharding.AxisType.Manual)
+  if free:
     batch_axes = nn.logical_to_mesh_axes(("activation_batch",))[0] or ()
     batch_axes = (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes)
-    batch_axes = tuple(a for a in batch_axes if a in mesh.axis_names and mesh.shape[a] > 1)
+    batch_axes = tuple(a for a in batch_axes if a in free and mesh.shape[a] > 1)
     rows = math.prod(mesh.shape[a] for a in batch_axes)
     if q.shape[0] % rows:
       batch_axes = ()
     tensor = mesh.shape.get("tensor", 1)
-    head_axis = ("tensor" if tensor > 1 and q.shape[2] % tensor == 0
+    head_axis = ("tensor" if "tensor" in free and tensor > 1 and q.shape[2] % tensor == 0
                  and k.shape[2] % tensor == 0 else None)
-    manual = set(batch_axes) | ({head_axis} if head_axis else set())
-    if manual:
-      b = batch_axes or None
-      qkv_spec = P(b, None, head_axis, None)
-      fn = jax.shard_map(
-          functools.partial(_splash_local, block=block, interpret=interpret), mesh=mesh,
-          in_specs=(qkv_spec, qkv_spec, qkv_spec, P(b, None)), out_specs=qkv_spec,
-          axis_names=manual, check_vma=False)
-      return fn(q, k, v, segment_ids)
+    b = batch_axes or None
+    qkv_spec = P(b, None, head_axis, None)
+    fn = jax.shard_map(
+        functools.partial(_splash_local, block=block, interpret=interpret), mesh=mesh,
+        in_specs=(qkv_spec, qkv_spec, qkv_spec, P(b, None)), out_specs=qkv_spec,
+        axis_names=set(free), check_vma=False)
+    return fn(q, k, v, segment_ids)
   return _splash_local(q, k, v, segment_ids, block=block, interpret=interpret)
 
 
-def _splash_local(q, k, v, segment_ids, *, block: int, interpret: bool | None):
+def _splash_local(q, k, v, segment_ids, *, block: int, interpret: bool):
   batch, q_len, num_heads, head_dim = q.shape
   kv_heads = k.shape[2]
   group = num_heads // kv_heads
@@ -96,8 +105,6 @@ def _splash_local(q, k, v, segment_ids, *, block: int, interpret: bool | None):
     raise ValueError(
         f"splash attention needs the sequence length ({q_len}) to be a multiple of "
         f"its block size ({block})")
-  if interpret is None:
-    interpret = jax.default_backend() != "tpu"
   kernel = _splash_kernel(q_len, group, block, interpret)
   scale = 1.0 / np.sqrt(head_dim)
   # [batch, kv_heads, group, length, head_dim] and [batch, kv_heads, length, head_dim].

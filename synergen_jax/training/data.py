@@ -23,15 +23,23 @@ def _row_sharding(mesh):
   return NamedSharding(mesh, P(sharding.BATCH_AXES))
 
 
+def _streams(config) -> int:
+  """config.train.input_streams: how many input streams make a global batch (0: one per
+  process); the data order depends on it, not on the number of processes."""
+  return int(config.train.get("input_streams", 0))
+
+
 def train_iterator(config, stage: str, tokenizer, model_config, mesh):
   if config.stages[stage].get("kind", "multimodal") == "text":
     t = experiment.stage_text_config(config, stage)
     return text_data.make_text_pipeline(t, config.data.pretokenized_dir, tokenizer,
                                         model_config.patch_size, split=t.train_split,
-                                        sharding=_row_sharding(mesh), train=True)
+                                        sharding=_row_sharding(mesh), train=True,
+                                        num_streams=_streams(config))
   d = experiment.stage_data_config(config, stage)
   return mm_pipeline.make_pipeline(d, tokenizer, model_config.fold, model_config.tile_grid,
-                                   split="train", sharding=_row_sharding(mesh))
+                                   split="train", sharding=_row_sharding(mesh),
+                                   num_streams=_streams(config))
 
 
 class ValidationSets:
@@ -62,7 +70,8 @@ class ValidationSets:
     d.prefetch_buffer = 0
     it = mm_pipeline.make_pipeline(d, self.tok, self.model_config.fold,
                                    self.model_config.tile_grid, split="validation",
-                                   sharding=_row_sharding(self.mesh))
+                                   sharding=_row_sharding(self.mesh),
+                                   num_streams=_streams(self.config))
     batches = []
     try:
       while len(batches) < self.num_batches:
@@ -80,7 +89,8 @@ class ValidationSets:
     t.prefetch_buffer = 0
     it = text_data.make_text_pipeline(t, self.config.data.pretokenized_dir, self.tok,
                                       self.model_config.patch_size, split=t.eval_split,
-                                      sharding=_row_sharding(self.mesh), train=False)
+                                      sharding=_row_sharding(self.mesh), train=False,
+                                      num_streams=_streams(self.config))
     self._cache["text"] = self._take(it, "text")
 
   def batches(self, names) -> list[dict]:

@@ -98,6 +98,8 @@ def default_train_config() -> ml_collections.ConfigDict:
       async_checkpoints=True,
       peak_flops_per_device=0.0,  # 0 = from the device kind (CPU: measured matmul peak)
       compilation_cache=True,   # persistent XLA cache in {workdir}/jax_cache
+      input_streams=0,          # input streams per global batch (0: one per process); the
+                                # data order depends on it, not on the process count
       xla_compiler_options=ml_collections.ConfigDict(),  # passed to jax.jit (train + eval)
   ))
 
@@ -233,6 +235,8 @@ def check_fields(config) -> ModelConfig:
   except ValueError as e:
     raise ConfigError(str(e)) from None
   train = train_config(config)
+  _need(train.input_streams >= 0, "train.input_streams",
+        f"{train.input_streams}: expected >= 0 (0: one input stream per process)")
   for s in train.eval_sets:
     _need(s in EVAL_SETS, "train.eval_sets", f"{s!r} is not one of {EVAL_SETS}")
   _need(len(config.stage_order) > 0, "stage_order", "no stages to run")
@@ -339,6 +343,8 @@ def validate(config, num_devices: int, check_files: bool = True) -> ModelConfig:
       _need((bs // batch_parallel) % st.grad_accum_steps == 0, field,
             f"{bs} rows over {batch_parallel} devices do not split into "
             f"{f}.grad_accum_steps = {st.grad_accum_steps} micro-batches")
+      _need(train.input_streams == 0 or bs % train.input_streams == 0, field,
+            f"{bs} rows do not split into train.input_streams = {train.input_streams}")
     if check_files:
       _dataset_checks(config, name, train)
   if check_files:

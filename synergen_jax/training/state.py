@@ -43,6 +43,10 @@ class TrainState:
 
 
 def _init_fn(model: SynerGenVL, config: ModelConfig):
+  # Parameters do not depend on the attention kernel; tracing init with the XLA one
+  # keeps the 8-token dummy batch valid for every backend (splash needs 128-multiples).
+  if config.attention_backend != "xla":
+    model = SynerGenVL(dataclasses.replace(config, attention_backend="xla"))
   batch = dummy_batch(config, 1, 8)
   return lambda key: model.init(key, batch)
 

@@ -93,20 +93,31 @@ class TextExample:
 
 
 def text_dataset(docs, tokenizer, mn: int, text_cfg, *, shuffle: bool, num_epochs,
-                 process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
-  """Packed local batches [batch / process_count, seq_len] of the documents."""
-  if text_cfg.batch_size % process_count:
-    raise ValueError(f"text_data.batch_size={text_cfg.batch_size} is not divisible by the "
-                     f"process count {process_count}")
-  local_bs = text_cfg.batch_size // process_count
+                 process_index: int = 0, process_count: int = 1, num_streams: int = 0,
+                 sharding=None) -> grain.IterDataset:
+  """Packed local batches [batch / process_count, seq_len] of the documents.
+
+  Input streams as in `data_pipelines.pipeline`: stream s of S packs documents [s::S]
+  into batches of batch / S rows; this process concatenates its streams' batches.
+  """
+  streams, mine = mm_pipeline.input_streams(
+      num_streams, int(text_cfg.batch_size), "text_data.batch_size",
+      process_index=process_index, process_count=process_count, sharding=sharding)
+  stream_bs = text_cfg.batch_size // streams
   seed = int(text_cfg.seed)
-  ds = grain.MapDataset.source(docs)[process_index::process_count]
-  if shuffle:
-    ds = ds.shuffle(seed=seed)
-  ds = ds.repeat(num_epochs).map(TextExample(tokenizer, mn, text_cfg.seq_len))
-  it = packing.pack_examples(ds.to_iter_dataset(), text_cfg.seq_len,
-                             text_cfg.packing_bins or local_bs, tokenizer.pad_id, seed=seed + 2)
-  it = it.batch(local_bs, drop_remainder=True)
+  if len(docs) < streams:
+    raise ValueError(f"{len(docs)} text documents cannot feed {streams} input streams")
+  parts = []
+  for stream in mine:
+    ds = grain.MapDataset.source(docs)[stream::streams]
+    if shuffle:
+      ds = ds.shuffle(seed=seed)
+    ds = ds.repeat(num_epochs).map(TextExample(tokenizer, mn, text_cfg.seq_len))
+    it = packing.pack_examples(ds.to_iter_dataset(), text_cfg.seq_len,
+                               text_cfg.packing_bins or stream_bs, tokenizer.pad_id,
+                               seed=seed + 2)
+    parts.append(it.batch(stream_bs, drop_remainder=True))
+  it = mm_pipeline.concat_streams(parts)
   if text_cfg.prefetch_buffer:
     it = grain.experimental.ThreadPrefetchIterDataset(
         it, prefetch_buffer_size=int(text_cfg.prefetch_buffer))
@@ -114,7 +125,7 @@ def text_dataset(docs, tokenizer, mn: int, text_cfg, *, shuffle: bool, num_epoch
 
 
 def make_text_pipeline(text_cfg, pretokenized_dir: str, tokenizer, mn: int, *, split: str,
-                       sharding=None, train: bool = True, docs=None):
+                       sharding=None, train: bool = True, docs=None, num_streams: int = 0):
   """`{"text": batch}` iterator (checkpointable), like `data_pipelines.make_pipeline`.
 
   train=True: shuffled, repeated forever; False: in order, one pass (validation).
@@ -123,5 +134,6 @@ def make_text_pipeline(text_cfg, pretokenized_dir: str, tokenizer, mn: int, *, s
   docs = docs if docs is not None else documents(text_cfg, pretokenized_dir, split)
   ds = text_dataset(docs, tokenizer, mn, text_cfg, shuffle=train,
                     num_epochs=None if train else 1,
-                    process_index=jax.process_index(), process_count=jax.process_count())
+                    process_index=jax.process_index(), process_count=jax.process_count(),
+                    num_streams=num_streams, sharding=sharding)
   return mm_pipeline.TaskBatchIterator({TASK: ds}, sharding)
