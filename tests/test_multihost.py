@@ -10,6 +10,7 @@ process 0, Orbax checkpoints from both).
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -57,8 +58,10 @@ def get_config():
 
 def _train(config_file, workdir, devices, num_processes=1, process_id=0, port=0):
   """`synergen_jax.train` on `config_file` (EXPERIMENT), alone or as one of N processes."""
+  flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
+                 os.environ.get("XLA_FLAGS", ""))
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+             XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count={devices}".strip())
   cmd = [sys.executable, "-m", "synergen_jax.train", f"--config={config_file}",
          f"--workdir={workdir}"]
   if num_processes > 1:

@@ -80,6 +80,17 @@ def test_batch_must_split_over_devices_and_microbatches(tmp_path):
   _fails(cfg, "grad_accum_steps")
 
 
+def test_batch_must_split_into_input_streams(tmp_path):
+  cfg = _config(tmp_path)
+  cfg.train.input_streams = 3
+  _fails(cfg, "config.stages.text.text_data.batch_size", "train.input_streams = 3",
+         devices=1)
+  cfg.train.input_streams = -1
+  _fails(cfg, "config.train.input_streams", "expected >= 0", devices=1)
+  cfg.train.input_streams = 4
+  experiment.validate(cfg, 1, check_files=False)
+
+
 def test_missing_dataset_is_named(tmp_path):
   cfg = _config(tmp_path)  # nothing built under tmp_path
   _fails(cfg, "config.data.pretokenized_dir", "missing dataset", check_files=True, devices=1)
