@@ -172,3 +172,42 @@ def test_sharded_batch_encoder_matches_encode(tok_and_vars):
   assert len(tok._batch_encode_fns) == 1
   with pytest.raises(ValueError, match="uint8"):
     encode_batch(images.astype(np.float32))
+
+
+def test_l2_norm_codes_quantizer():
+  """With l2_norm_codes the search is by cosine similarity and looked-up vectors are unit
+  vectors; without it (Emu3) the search is Euclidean on the raw vectors."""
+  from synergen_jax.model.vq.quantizer import VectorQuantizer
+  z = jax.random.normal(jax.random.key(5), (3, 5, 4))
+  codebook = jax.random.normal(jax.random.key(6), (K, 4)) * jnp.arange(1, K + 1)[:, None]
+  variables = {"params": {"embedding": {"embedding": codebook}}}
+
+  @jax.jit
+  def run(z):
+    out = {}
+    for l2 in (False, True):
+      q = VectorQuantizer(K, 4, l2_normalize=l2)
+      z_q, codes, _, _ = q.apply(variables, z)
+      out[l2] = (z_q, codes, q.apply(variables, codes, method=q.lookup))
+    return out
+
+  out = run(z)
+  unit = lambda a: a / jnp.linalg.norm(a, axis=-1, keepdims=True)
+  cosine = jnp.argmax(unit(z) @ unit(codebook).T, axis=-1)
+  np.testing.assert_array_equal(np.asarray(out[True][1]), np.asarray(cosine))
+  np.testing.assert_allclose(np.linalg.norm(np.asarray(out[True][2]), axis=-1), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(out[True][0]), np.asarray(out[True][2]), atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(out[False][1]), np.asarray(nearest_code(z, codebook)))
+  assert not np.array_equal(np.asarray(out[True][1]), np.asarray(out[False][1]))
+
+
+def test_l2_norm_codes_is_off_for_emu3():
+  import ml_collections
+  assert vq_config.emu3_config().l2_norm_codes is False
+  hf = vq_config.to_hf_dict(vq_config.tiny_config())
+  assert "l2_norm_codes" not in hf and vq_config.from_hf_dict(hf).l2_norm_codes is False
+  # A saved config without the field (written before it existed) reads as off.
+  old = {k: v for k, v in vq_config.tiny_config().to_dict().items() if k != "l2_norm_codes"}
+  assert vq_config.l2_norm_codes(ml_collections.FrozenConfigDict(old)) is False
+  with pytest.raises(ValueError, match="l2_norm_codes"):
+    vq_config.validate(ml_collections.ConfigDict(dict(old, l2_norm_codes="yes")))

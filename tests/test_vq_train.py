@@ -9,6 +9,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -66,6 +67,7 @@ def test_loss_falls_and_metrics_logged(trained):
   for key in ("batch_code_usage", "batch_perplexity", "psnr", "d_loss", "g_adv_loss"):
     assert np.isfinite(rows[-1][key])
   assert rows[-1]["d_loss"] > 0 and rows[2]["d_loss"] == 0  # the discriminator waits
+  assert rows[2]["g_adv_loss"] == 0 and rows[-1]["g_adv_loss"] != 0  # (skipped by a cond)
   for key in ("psnr", "codebook_usage", "perplexity", "object_recovery"):
     assert key in metrics and np.isfinite(metrics[key])
   with open(os.path.join(full, "eval", "metrics.json")) as f:
@@ -108,6 +110,22 @@ def test_resume_is_deterministic(trained):
   assert second["psnr"] == pytest.approx(metrics["psnr"], abs=1e-3)
 
 
+def test_discriminator_untouched_before_start(trained):
+  """Before disc.start_step the discriminator is skipped: its parameters stay at init."""
+  trainer, _, split, _, _, _ = trained
+  restored = vq_checkpoint.restore(vq_checkpoint.make_manager(split), STOP,
+                                   *trainer.abstract_state())
+  with jax.set_mesh(trainer.mesh):
+    _, fresh = trainer.init()
+  for a, b in zip(jax.tree_util.tree_leaves(fresh["disc_params"]),
+                  jax.tree_util.tree_leaves(restored[vq_checkpoint.TRAIN]["disc_params"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  later = vq_checkpoint.restore(vq_checkpoint.make_manager(split), STEPS,
+                                *trainer.abstract_state())[vq_checkpoint.TRAIN]["disc_params"]
+  assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(
+      jax.tree_util.tree_leaves(fresh["disc_params"]), jax.tree_util.tree_leaves(later)))
+
+
 def test_imported_weights_checkpoint(tmp_path):
   from synergen_jax.model.vq import VQTokenizer, config as vq_config
   tok = VQTokenizer(vq_config.tiny_config())
@@ -130,3 +148,127 @@ def test_batch_must_split_over_devices():
   c.data.batch_size = 12
   with pytest.raises(ValueError, match="batch_size 12 must be divisible by the 8 devices"):
     VQTrainer(c)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("foreground_weight", -1.0, "train.foreground_weight"),
+    ("gradient_weight", -0.5, "train.gradient_weight"),
+    ("edge_weight", -2.0, "train.edge_weight"),
+    ("codebook_ema_decay", 1.0, r"train.codebook_ema_decay`: must be in \[0, 1\)"),
+    ("codebook_ema_epsilon", 0.0, "train.codebook_ema_epsilon"),
+    ("restart_every", 0, "train.restart_every"),
+    ("ema_decay", 0.9, r"unknown `train` fields \['ema_decay'\]"),
+])
+def test_bad_train_config_rejected(field, value, message):
+  c = _tiny_config()
+  c.train[field] = value
+  with pytest.raises(ValueError, match=message):
+    VQTrainer(c)
+
+
+def test_optional_train_fields_default_to_emu3():
+  """An experiment written before the optional fields existed trains as Emu3 does."""
+  from synergen_jax.training.vq_trainer import train_option, validate_config
+  c = _tiny_config()
+  for name in ("foreground_weight", "codebook_ema_decay", "codebook_ema_epsilon",
+               "gradient_weight", "edge_weight"):
+    if name in c.train:
+      del c.train[name]
+  validate_config(c)
+  assert train_option(c.train, "foreground_weight") == 0.0
+  assert train_option(c.train, "gradient_weight") == 0.0
+  assert train_option(c.train, "edge_weight") == 0.0
+  assert train_option(c.train, "codebook_ema_decay") == 0.0
+
+
+def test_ema_codebook_update():
+  from synergen_jax.training.vq_losses import ema_codebook_update
+  rng = np.random.default_rng(0)
+  count = rng.uniform(0, 2, 4).astype(np.float32)
+  total = rng.normal(size=(4, 3)).astype(np.float32)
+  codes = np.array([0, 0, 2, 3, 3, 3])
+  latents = rng.normal(size=(6, 3)).astype(np.float32)
+  decay, eps = 0.9, 1e-3
+  new_count, new_sum, codebook = jax.jit(ema_codebook_update, static_argnums=(4, 5))(
+      count, total, codes, latents, decay, eps)
+  want_count = decay * count + (1 - decay) * np.bincount(codes, minlength=4)
+  want_sum = decay * total + (1 - decay) * np.stack(
+      [latents[codes == i].sum(0) for i in range(4)])
+  n = want_count.sum()
+  want = want_sum / ((want_count + eps) / (n + 4 * eps) * n)[:, None]
+  np.testing.assert_allclose(np.asarray(new_count), want_count, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(new_sum), want_sum, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(codebook), want, rtol=1e-5, atol=1e-6)
+
+
+def test_foreground_mask_and_weighted_loss():
+  from data_pipelines import scene_palette as pal
+  from data_pipelines.scenes import render_scene
+  from synergen_jax.model.vq.tokenizer import images_to_float
+  from synergen_jax.training.vq_losses import foreground_mask, reconstruction_loss
+  pairs = [render_scene(i, 32, "validation", text_prob=0.0) for i in range(3)]
+  x = images_to_float(np.stack([p[0] for p in pairs]))
+  exact, dilated = (np.asarray(foreground_mask(x, dilate=d)) for d in (0, 1))
+  for i, (_, scene) in enumerate(pairs):
+    truth = np.zeros((32, 32), bool)
+    for obj in scene["objects"]:
+      truth |= pal.shape_mask(obj["shape"], obj["box"], 32, 32)
+    np.testing.assert_array_equal(exact[i], truth)
+  assert np.all(dilated >= exact) and dilated.sum() > exact.sum()
+  recon = x + 0.1 * jax.random.normal(jax.random.key(0), x.shape)
+  plain = reconstruction_loss(recon, x, 1.0, 4.0)
+  uniform = reconstruction_loss(recon, x, 1.0, 4.0, pixel_weight=np.full(x.shape[:3], 3.0))
+  assert float(uniform) == pytest.approx(float(plain), rel=1e-5)
+  err = np.asarray(jnp.abs(recon - x) + 4.0 * (recon - x) ** 2).mean(-1)  # [batch, H, W]
+  w = 1.0 + 2.0 * exact
+  weighted = reconstruction_loss(recon, x, 1.0, 4.0, pixel_weight=w)
+  assert float(weighted) == pytest.approx(float((w * err).sum() / w.sum()), rel=1e-5)
+
+
+def test_gradient_loss():
+  from synergen_jax.training.vq_losses import gradient_loss
+  rng = np.random.default_rng(1)
+  target = rng.uniform(-1, 1, (2, 5, 6, 3)).astype(np.float32)
+  recon = rng.uniform(-1, 1, (2, 5, 6, 3)).astype(np.float32)
+  def diffs(x):
+    return np.diff(x, axis=2), np.diff(x, axis=1)  # along width, along height
+  (rx, ry), (tx, ty) = diffs(recon), diffs(target)
+  want = 0.5 * (np.abs(rx - tx).mean() + np.abs(ry - ty).mean())
+  assert float(gradient_loss(recon, target)) == pytest.approx(want, rel=1e-5)
+  # Blind to a constant offset (only edges count), not to a blurred edge.
+  assert float(gradient_loss(target + 0.3, target)) == pytest.approx(0.0, abs=1e-6)
+  step = np.zeros((1, 4, 4, 1), np.float32)
+  step[:, :, 2:] = 1.0
+  blurred = step.copy()
+  blurred[:, :, 1] = 0.5
+  blurred[:, :, 2] = 0.5
+  # Row-wise differences (0, 1, 0) vs (.5, 0, .5): 2 / 3 per row; no vertical change.
+  assert float(gradient_loss(blurred, step)) == pytest.approx(0.5 * (2.0 / 3.0), rel=1e-6)
+
+
+def test_edge_mask():
+  from data_pipelines import scene_palette as pal
+  from data_pipelines.scenes import render_scene
+  from scipy import ndimage
+  from synergen_jax.model.vq.tokenizer import images_to_float
+  from synergen_jax.training.vq_losses import edge_mask
+  # A 2 x 2 block on a plain background: the band is the 4 x 4 box around it.
+  x = np.full((1, 6, 7, 3), -0.8, np.float32)
+  x[0, 2:4, 3:5] = 0.6
+  want = np.zeros((6, 7), np.float32)
+  want[1:5, 2:6] = 1.0
+  np.testing.assert_array_equal(np.asarray(edge_mask(x))[0], want)
+  assert float(np.asarray(edge_mask(np.full((1, 4, 4, 3), 0.3, np.float32))).sum()) == 0.0
+  # On rendered scenes without text: the pixels whose 3 x 3 neighbourhood mixes object
+  # and background, i.e. the objects dilated minus the objects eroded.
+  pairs = [render_scene(i, 32, "validation", text_prob=0.0) for i in range(3)]
+  x = images_to_float(np.stack([p[0] for p in pairs]))
+  got = np.asarray(edge_mask(x))
+  square = np.ones((3, 3), bool)
+  for i, (_, scene) in enumerate(pairs):
+    edges = np.zeros((32, 32), bool)
+    for obj in scene["objects"]:  # objects are apart, so their bands add up
+      m = pal.shape_mask(obj["shape"], obj["box"], 32, 32)
+      edges |= ndimage.binary_dilation(m, square) & ~ndimage.binary_erosion(
+          m, square, border_value=1)
+    np.testing.assert_array_equal(got[i], edges.astype(np.float32))

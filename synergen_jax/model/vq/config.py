@@ -23,6 +23,9 @@ Fields:
     and of the middle block (base_channels * channel_multiplier[-1]).
   num_attention_heads: heads of every attention block.
   norm_groups: GroupNorm groups (Emu3 / transformers hard-code 32).
+  l2_norm_codes: not an Emu3 field (always False for Emu3 and imported weights; configs
+    saved without it read as False): l2-normalise latents and code vectors, so codes are
+    searched by cosine similarity (see `quantizer.py`). For training from scratch.
 """
 
 import math
@@ -57,6 +60,7 @@ def emu3_config() -> ml_collections.ConfigDict:
       hidden_size=1024,
       num_attention_heads=1,
       norm_groups=HF_NORM_GROUPS,
+      l2_norm_codes=False,
   ))
 
 
@@ -78,6 +82,11 @@ def tiny_config() -> ml_collections.ConfigDict:
 def downsample_factor(cfg: Any) -> int:
   """Spatial downsampling of the encoder: 2 ** (number of stages - 1)."""
   return 2 ** (len(cfg.channel_multiplier) - 1)
+
+
+def l2_norm_codes(cfg: Any) -> bool:
+  """Whether codes are searched by cosine similarity (False when the field is absent)."""
+  return bool(cfg.get("l2_norm_codes", False))
 
 
 def num_temporal_layers(cfg: Any) -> int:
@@ -103,6 +112,8 @@ def validate(cfg: Any) -> None:
          f"got {cfg.num_res_blocks}")
   if cfg.codebook_size < 1:
     fail("codebook_size", f"must be positive, got {cfg.codebook_size}")
+  if not isinstance(cfg.get("l2_norm_codes", False), bool):
+    fail("l2_norm_codes", f"must be a bool, got {cfg.get('l2_norm_codes')!r}")
   widths = [cfg.base_channels] + [cfg.base_channels * m for m in cfg.channel_multiplier]
   for w in widths:
     if w % cfg.norm_groups:
@@ -136,6 +147,7 @@ def from_hf_dict(hf: Mapping[str, Any]) -> ml_collections.ConfigDict:
       value = hf[key]
       cfg[key] = tuple(value) if isinstance(value, list) else value
   cfg.norm_groups = HF_NORM_GROUPS
+  cfg.l2_norm_codes = False  # Emu3 searches codes by Euclidean distance
   validate(cfg)
   return cfg
 

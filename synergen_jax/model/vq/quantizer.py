@@ -1,4 +1,11 @@
-"""Nearest-code vector quantisation (Emu3's `Emu3VQVAEVectorQuantizer`)."""
+"""Nearest-code vector quantisation (Emu3's `Emu3VQVAEVectorQuantizer`).
+
+Emu3 searches the nearest code by Euclidean distance. With `l2_normalize` (an option of
+ours for training small tokenizers from scratch, off for Emu3 and imported weights) the
+latents and the code vectors are l2-normalised first, so the search is by cosine
+similarity and the decoder sees unit vectors (ViT-VQGAN's factorised, normalised codes,
+which keep far more of the codebook in use).
+"""
 
 import flax.linen as nn
 import jax
@@ -44,10 +51,17 @@ def nearest_code(z, codebook, chunk: int = _CHUNK):
   return idx.reshape(lead)
 
 
+def l2_normalize(x, eps: float = 1e-12):
+  """x / max(|x|, eps) along the last axis (PyTorch's F.normalize)."""
+  norm = jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32)), axis=-1, keepdims=True))
+  return (x / jnp.maximum(norm, eps)).astype(x.dtype)
+
+
 class VectorQuantizer(nn.Module):
   """The codebook: `codes(z)` finds nearest codes, `lookup(codes)` returns their vectors."""
   codebook_size: int
   embed_dim: int
+  l2_normalize: bool = False
 
   def setup(self):
     bound = 1.0 / self.codebook_size
@@ -58,19 +72,29 @@ class VectorQuantizer(nn.Module):
     self.embedding = nn.Embed(self.codebook_size, self.embed_dim, embedding_init=init,
                               name="embedding")
 
+  def prepare(self, z):
+    """The latents as the codebook compares them: l2-normalised when `l2_normalize`."""
+    return l2_normalize(z) if self.l2_normalize else z
+
+  def code_vectors(self):
+    """[codebook_size, embed_dim]: the codebook as it is searched and looked up."""
+    return self.prepare(self.embedding.embedding)
+
   def codes(self, z):  # [..., embed_dim] -> int32 [...]
-    return nearest_code(z, self.embedding.embedding)
+    return nearest_code(self.prepare(z), self.code_vectors())
 
   def lookup(self, codes):  # int [...] -> [..., embed_dim]
-    return jnp.take(self.embedding.embedding, codes, axis=0)
+    return self.prepare(jnp.take(self.embedding.embedding, codes, axis=0))
 
   def __call__(self, z):
     """Quantises z [..., embed_dim]: (straight-through z_q, codes, codebook, commitment).
 
     codebook loss  = mean |sg(z) - e|^2  (moves codes towards the encoder outputs)
     commitment loss = mean |z - sg(e)|^2 (keeps the encoder near its codes)
+    With `l2_normalize`, z and e are the normalised vectors.
     """
-    codes = self.codes(jax.lax.stop_gradient(z))
+    z = self.prepare(z)
+    codes = nearest_code(jax.lax.stop_gradient(z), self.code_vectors())
     e = self.lookup(codes)
     codebook_loss = jnp.mean((jax.lax.stop_gradient(z) - e) ** 2)
     commitment_loss = jnp.mean((z - jax.lax.stop_gradient(e)) ** 2)

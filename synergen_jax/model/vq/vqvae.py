@@ -9,6 +9,7 @@ from typing import Any
 
 import flax.linen as nn
 
+from synergen_jax.model.vq import config as vq_config
 from synergen_jax.model.vq.conv import CausalConv3d
 from synergen_jax.model.vq.decoder import Decoder
 from synergen_jax.model.vq.encoder import Encoder
@@ -23,7 +24,8 @@ class VQVAE(nn.Module):
     cfg = self.config
     self.encoder = Encoder(cfg)
     self.decoder = Decoder(cfg)
-    self.quantize = VectorQuantizer(cfg.codebook_size, cfg.embed_dim)
+    self.quantize = VectorQuantizer(cfg.codebook_size, cfg.embed_dim,
+                                    l2_normalize=vq_config.l2_norm_codes(cfg))
     self.quant_conv = CausalConv3d(cfg.embed_dim, (3, 1, 1))
     self.post_quant_conv = CausalConv3d(cfg.latent_channels, (3, 1, 1))
 
@@ -47,9 +49,10 @@ class VQVAE(nn.Module):
 
   def __call__(self, images, train: bool = False):
     """Autoencodes images [batch, H, W, 3] for training; returns a dict of
-    recon [batch, H, W, 3], z (pre-quant latents), codes [batch, h, w], and the
-    codebook / commitment losses."""
-    z = self.encode_latents(images, train)  # [batch, h, w, embed_dim]
+    recon [batch, H, W, 3], z (pre-quant latents as the codebook compares them:
+    l2-normalised with `l2_norm_codes`), codes [batch, h, w], and the codebook /
+    commitment losses."""
+    z = self.quantize.prepare(self.encode_latents(images, train))  # [batch, h, w, embed_dim]
     z_q, codes, codebook_loss, commitment_loss = self.quantize(z)
     recon = self.decode_latents(z_q, train)
     return dict(recon=recon, z=z, codes=codes, codebook_loss=codebook_loss,
