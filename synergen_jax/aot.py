@@ -207,19 +207,17 @@ def reanalyze(path: str) -> list[dict]:
 
 
 def _abstract_batches(config, mesh, shapes: dict) -> dict:
+  """{task: batch of ShapeDtypeStructs} with the train step's batch shardings (the
+  batch contract of `model.dummy.dummy_batch`)."""
   import jax
-  import jax.numpy as jnp
+  from synergen_jax.model.dummy import dummy_batch
   from synergen_jax.training import step as step_lib
   sh = step_lib.batch_shardings(mesh, tuple(shapes))
   out = {}
   for task, (rows, length) in shapes.items():
-    fields = dict(tokens=((rows, length), jnp.int32),
-                  image_codes=((rows, length, config.patch_size), jnp.int32),
-                  is_image=((rows, length), jnp.bool_), patch_index=((rows, length), jnp.int32),
-                  segment_ids=((rows, length), jnp.int32), positions=((rows, length), jnp.int32),
-                  text_target=((rows, length), jnp.float32),
-                  image_target=((rows, length), jnp.float32))
-    out[task] = {k: jax.ShapeDtypeStruct(s, d, sharding=sh[task]) for k, (s, d) in fields.items()}
+    batch = jax.eval_shape(lambda r=rows, l=length: dummy_batch(config, r, l))
+    out[task] = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sh[task])
+                 for k, v in batch.items()}
   return out
 
 

@@ -168,8 +168,7 @@ class VQTrainer:
     t, k = self.config.train, self.config.model.codebook_size
     step = train["step"]
     x = images_to_float(images)  # [batch, H, W, 3] in [-1, 1]
-    adv_on = step >= t.disc.start_step
-    adv_gate = adv_on.astype(jnp.float32) if self.use_disc else 0.0
+    adv_on = step >= t.disc.start_step  # the adversarial terms count from disc.start_step
     pixel_weight = None  # [batch, H, W] when foreground or edge pixels weigh more
     if self.fg_weight or self.edge_weight:
       pixel_weight = 1.0
@@ -194,12 +193,11 @@ class VQTrainer:
         def adv_loss(recon):
           return vq_losses.generator_adv_loss(
               self.disc.apply({"params": train["disc_params"]}, recon)).astype(jnp.float32)
-        # Before disc.start_step the adversarial terms are gated to 0: a cond skips the
-        # discriminator there instead of computing it and multiplying it by 0 (same
-        # parameter updates; g_adv_loss and d_loss log 0 until the start).
+        # Before disc.start_step a cond skips the discriminator (the adversarial terms
+        # are 0 there; g_adv_loss and d_loss log 0 until the start).
         g_adv = jax.lax.cond(adv_on, adv_loss, lambda r: jnp.zeros((), jnp.float32),
                              out["recon"])
-        loss = loss + adv_gate * t.disc.weight * g_adv
+        loss = loss + t.disc.weight * g_adv
         aux["g_adv_loss"] = g_adv
       return loss, (out, updates["batch_stats"], aux)
 
@@ -215,7 +213,7 @@ class VQTrainer:
       def d_loss_fn(dp):
         real = self.disc.apply({"params": dp}, x)
         fake = self.disc.apply({"params": dp}, recon)
-        return (adv_gate * vq_losses.hinge_d_loss(real, fake)).astype(jnp.float32)
+        return vq_losses.hinge_d_loss(real, fake).astype(jnp.float32)
 
       d_loss, d_grads = jax.lax.cond(
           adv_on, jax.value_and_grad(d_loss_fn),
