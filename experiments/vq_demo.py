@@ -19,6 +19,18 @@ better per CPU second: 4096 codes (76.1%), 8 channels at full resolution, wider 
 stages. A patch-GAN from step 800 (`disc.enabled`, channels 16) gives 79.5% / 24.9 dB but
 costs ~30% more time (cut to 2000 steps to fit: 75.9%); 4x the compute (batch 8 x 2400)
 gives 86%. Misses are mostly small crosses and diamonds whose arms and tips blur.
+
+Why 95% (issue 4's target) is out of reach at ~5 min here (measured 2026-11-22, same
+machine): the scorer itself needs near-crisp edges on the 11-14 px objects. On the
+validation renders blurred with a Gaussian of 0.8 px (28.4 dB) it recovers 93.8% of the
+objects, at 1.0 px (27.0 dB) 92.1%, at 1.3 px (25.7 dB) 87.2% (`benchmarks/scorer_blur.py`;
+small diamonds turn into circles first). The same network trained for the same 2400 steps
+without quantisation (continuous 8-d latents) reaches 89.2% / 26.7 dB, so a perfect
+codebook alone would not close the gap. At ~5 min, neither helped: lr 6e-3 (76.9%),
+batch 1 x 3300 steps (70.5%), L1-only loss for the last third (72.2%), 800 steps without
+quantisation first (77.3%). Rendering at 96 px (objects 16-35 px) gives 89.4% after 1400
+steps but takes 374 s. More compute: these settings with 4x the steps (9600, 1134 s) give
+90.1% / 28.7 dB (86.9% at step 4800), so 95% looks like >= 16x the budget on this CPU.
 """
 
 import ml_collections

@@ -24,6 +24,12 @@ def object_recovery(images: np.ndarray, scenes: list[dict]) -> float:
   return matched / max(total, 1)
 
 
+def mean_psnr(recons: np.ndarray, images: np.ndarray) -> float:
+  """Mean over images of the per-image PSNR in dB (uint8 pixel range 255)."""
+  mse = np.mean((recons.astype(np.float64) - images.astype(np.float64)) ** 2, axis=(1, 2, 3))
+  return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
+
+
 def evaluate(tok, variables, images: np.ndarray, scenes: list[dict], batch_size: int = 64,
              encode_batch=None) -> dict:
   """Round-trips `images` through the tokenizer and scores the reconstructions."""
@@ -34,8 +40,7 @@ def evaluate(tok, variables, images: np.ndarray, scenes: list[dict], batch_size:
     codes.append(c)
     recons.append(np.asarray(tok.decode(variables, c)))
   codes, recons = np.concatenate(codes), np.concatenate(recons)
-  mse = np.mean((recons.astype(np.float64) - images.astype(np.float64)) ** 2, axis=(1, 2, 3))
-  psnr = float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
+  psnr = mean_psnr(recons, images)
   counts = np.bincount(codes.reshape(-1), minlength=tok.config.codebook_size)
   p = counts / counts.sum()
   nz = p[p > 0]
