@@ -5,20 +5,18 @@
 Blurs the validation renders (the images `benchmarks/vq_quality.py` reconstructs) with a
 Gaussian of each standard deviation (pixels, per channel), rounds back to uint8 and
 prints, per sigma, the mean per-image PSNR against the originals, the share of objects
-the scorer recovers (`vq_eval.object_recovery`, the VQ's quality metric), and the shapes
-it then confuses (true shape, size -> recovered shape). This calibrates the VQ figures:
+the scorer recovers (`vq_eval.object_recovery`, the VQ's quality metric), and the misses
+by "true shape/size->recovered shape" (`vq_eval.object_misses`). This calibrates the VQ figures:
 a tokenizer whose reconstructions are as soft as a blur of sigma s cannot score above
 the recovery printed for s.
 """
 
-import collections
 import json
 
 import numpy as np
 from absl import app, flags
 from scipy import ndimage
 
-from data_pipelines.scene_scorer import score_image
 from synergen_jax.training import vq_data, vq_eval
 
 _IMAGES = flags.DEFINE_integer("images", 256, "validation images")
@@ -32,31 +30,16 @@ def blur(images: np.ndarray, sigma: float) -> np.ndarray:
   return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def confusions(images: np.ndarray, scenes: list[dict]) -> dict:
-  """'shape/size->recovered' counts for objects whose colour is found within 4 px of their
-  centre but with another shape ('none' when no such component survives)."""
-  out = collections.Counter()
-  for image, scene in zip(images, scenes):
-    pred = score_image(image)
-    for obj in scene["objects"]:
-      near = [p for p in pred if p["color"] == obj["color"]
-              and abs(p["center"][0] - obj["center"][0]) < 4
-              and abs(p["center"][1] - obj["center"][1]) < 4]
-      got = near[0]["shape"] if near else "none"
-      if got != obj["shape"]:
-        out[f"{obj['shape']}/{obj['size']}->{got}"] += 1
-  return dict(out.most_common())
-
-
 def main(argv):
   del argv
   images, scenes = vq_data.validation_set(_IMAGES.value, 64)
   for sigma in [0.0] + [float(s) for s in _SIGMAS.value]:
     blurred = blur(images, sigma) if sigma else images
+    total, misses = vq_eval.object_misses(blurred, scenes)
     row = {"sigma": sigma,
            "psnr": round(vq_eval.mean_psnr(blurred, images), 2) if sigma else None,
-           "recovery": round(vq_eval.object_recovery(blurred, scenes), 4),
-           "confusions": confusions(blurred, scenes)}
+           "recovery": round((total - sum(misses.values())) / total, 4),
+           "misses": dict(misses.most_common())}
     print(json.dumps(row), flush=True)
 
 

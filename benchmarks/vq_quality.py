@@ -9,8 +9,9 @@ evaluates on the validation split (`vq_eval.evaluate`). Prints one row per evalu
 step, training wall and process CPU time so far (compilation included, evaluation
 excluded; CPU time is steadier than wall time on a shared machine), PSNR,
 codebook usage, object recovery, and why the missed objects were missed
-(`no_color`: no connected component of the object's colour near it survives the scorer;
-`shape`: a component of the right colour exists but is classified as another shape).
+(`vq_eval.object_misses`; `no_color`: no connected component of the object's colour near
+it survives the scorer; `shape`: one does, classified as another shape; `misses`: counts
+by "shape/size->recovered shape").
 Timings depend on the machine's load: report `uptime` alongside.
 """
 
@@ -23,7 +24,6 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from data_pipelines.scene_scorer import score_image
 from synergen_jax.training import vq_checkpoint, vq_data, vq_eval
 from synergen_jax.training.vq_trainer import VQTrainer
 
@@ -35,32 +35,15 @@ _SAVE = flags.DEFINE_string("save", None, "write the final tokenizer as a VQ che
                             "(`vq_checkpoint.load_tokenizer` restores it)")
 
 
-def miss_reasons(recons: np.ndarray, scenes: list[dict]) -> dict:
-  """Counts of missed objects by reason (see the module docstring)."""
-  out = {"no_color": 0, "shape": 0}
-  for image, scene in zip(recons, scenes):
-    pred = score_image(image)
-    used = set()
-    for obj in scene["objects"]:
-      hit = [j for j, p in enumerate(pred) if j not in used and p["shape"] == obj["shape"]
-             and p["color"] == obj["color"]]
-      if hit:
-        used.add(hit[0])
-        continue
-      x0, y0, x1, y1 = obj["box"]
-      near = [p for p in pred if p["color"] == obj["color"]
-              and x0 - 2 <= p["center"][0] <= x1 + 2 and y0 - 2 <= p["center"][1] <= y1 + 2]
-      out["shape" if near else "no_color"] += 1
-  return out
-
-
 def evaluate(trainer, model_vars, images, scenes) -> dict:
-  tok = trainer.tok
-  encode_batch = tok.batch_encoder(model_vars, trainer.mesh)
-  m = vq_eval.evaluate(tok, model_vars, images, scenes, batch_size=64, encode_batch=encode_batch)
-  recons = np.concatenate([np.asarray(tok.decode(model_vars, encode_batch(images[i:i + 64])))
-                           for i in range(0, len(images), 64)])
-  m.update(miss_reasons(recons, scenes))
+  """`vq_eval` metrics plus the misses by reason (one round trip)."""
+  encode_batch = trainer.tok.batch_encoder(model_vars, trainer.mesh)
+  codes, recons = vq_eval.reconstruct(trainer.tok, model_vars, images, 64, encode_batch)
+  m = vq_eval.metrics(trainer.config.model.codebook_size, codes, recons, images, scenes)
+  _, misses = vq_eval.object_misses(recons, scenes)
+  m["no_color"] = sum(n for k, n in misses.items() if k.endswith("->none"))
+  m["shape"] = sum(misses.values()) - m["no_color"]
+  m["misses"] = dict(misses.most_common())
   return m
 
 
@@ -97,7 +80,7 @@ def main(argv):
              "psnr": round(m["psnr"], 2),
              "usage": round(m["codebook_usage"], 3), "perplexity": round(m["perplexity"], 1),
              "recovery": round(m["object_recovery"], 4), "no_color": m["no_color"],
-             "shape": m["shape"], "first_step_s": round(first_step_s, 1),
+             "shape": m["shape"], "misses": m["misses"], "first_step_s": round(first_step_s, 1),
              "train_psnr": round(float(metrics["psnr"]), 2)}
       rows.append(row)
       print(json.dumps(row), flush=True)

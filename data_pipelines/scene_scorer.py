@@ -10,6 +10,8 @@ Public API:
       same shape and colour (one-to-one, greedy by centre distance); with
       `max_center_dist` (a fraction of the image size) the centres must also agree.
       A scene without objects scores 1.0 when nothing was recovered, else 0.0.
+  matched_objects(pred_objects, scene_graph, max_center_dist=None) -> list
+      Per scene-graph object, the index of the recovered object matched to it, or None.
   score_against_scene(image, scene_graph, max_center_dist=None) -> dict
       {"recall": match_fraction, "precision": matched / recovered, "num_pred": int,
        "num_true": int}, for evaluating generated images.
@@ -87,9 +89,12 @@ def score_image(image: np.ndarray, max_color_dist: float = 90.0,
   return found
 
 
-def _match(pred_objects, scene_graph, max_center_dist):
+def matched_objects(pred_objects, scene_graph, max_center_dist=None) -> list:
+  """For each scene-graph object, the index into `pred_objects` of the recovered object
+  matched to it (same shape and colour; one-to-one, greedy by centre distance, in the
+  graph's order), or None. `match_fraction` counts these."""
   size = float(scene_graph["image_size"])
-  used, matched = set(), 0
+  used, matches = set(), []
   for obj in scene_graph["objects"]:
     best, best_d = None, None
     for j, p in enumerate(pred_objects):
@@ -103,8 +108,12 @@ def _match(pred_objects, scene_graph, max_center_dist):
         best, best_d = j, d
     if best is not None:
       used.add(best)
-      matched += 1
-  return matched
+    matches.append(best)
+  return matches
+
+
+def _match(pred_objects, scene_graph, max_center_dist):
+  return sum(m is not None for m in matched_objects(pred_objects, scene_graph, max_center_dist))
 
 
 def match_fraction(pred_objects, scene_graph, max_center_dist=None) -> float:

@@ -17,20 +17,34 @@ def test_mean_psnr_is_the_mean_of_per_image_values():
   assert vq_eval.mean_psnr(recons, images) == pytest.approx(expected, abs=1e-9)
 
 
-def test_object_recovery_counts_objects_pooled_over_images():
+def _first_scene_with_objects(scenes):
+  return next(i for i, s in enumerate(scenes) if s["objects"])
+
+
+def test_object_recovery_and_misses_on_edited_scenes():
   images, scenes = vq_data.validation_set(16, 64)
-  assert vq_eval.object_recovery(images, scenes) == 1.0
-  # Erase one object from the first scene with objects: exactly one object is lost.
-  i = next(i for i, s in enumerate(scenes) if s["objects"])
-  erased = dict(scenes[i], objects=scenes[i]["objects"][1:])
-  edited = images.copy()
-  edited[i] = draw_scene(erased)
   total = sum(len(s["objects"]) for s in scenes)
-  assert vq_eval.object_recovery(edited, scenes) == pytest.approx((total - 1) / total)
-  # Recolour it instead (to a colour absent from the scene): also lost.
-  obj = scenes[i]["objects"][0]
-  other = next(c for c in pal.COLOR_NAMES
-               if c not in {o["color"] for o in scenes[i]["objects"]})
-  recoloured = dict(scenes[i], objects=[dict(obj, color=other)] + scenes[i]["objects"][1:])
-  edited[i] = draw_scene(recoloured)
-  assert vq_eval.object_recovery(edited, scenes) == pytest.approx((total - 1) / total)
+  assert vq_eval.object_recovery(images, scenes) == 1.0
+  assert vq_eval.object_misses(images, scenes) == (total, {})
+  i = _first_scene_with_objects(scenes)
+  obj, rest = scenes[i]["objects"][0], scenes[i]["objects"][1:]
+  key = f"{obj['shape']}/{obj['size']}"
+
+  def with_first(replacement):  # the images with scene i's first object replaced
+    edited = images.copy()
+    edited[i] = draw_scene(dict(scenes[i], objects=replacement + rest))
+    return edited
+
+  # Erased: lost, nothing of its colour there.
+  erased = with_first([])
+  assert vq_eval.object_recovery(erased, scenes) == pytest.approx((total - 1) / total)
+  assert vq_eval.object_misses(erased, scenes) == (total, {f"{key}->none": 1})
+  # Recoloured (to a colour absent from the scene): lost the same way.
+  other = next(c for c in pal.COLOR_NAMES if c not in {o["color"] for o in scenes[i]["objects"]})
+  recoloured = with_first([dict(obj, color=other)])
+  assert vq_eval.object_misses(recoloured, scenes) == (total, {f"{key}->none": 1})
+  # Another shape in the same box and colour: seen, with that shape.
+  shape = "square" if obj["shape"] != "square" else "circle"
+  reshaped = with_first([dict(obj, shape=shape)])
+  assert vq_eval.object_recovery(reshaped, scenes) == pytest.approx((total - 1) / total)
+  assert vq_eval.object_misses(reshaped, scenes) == (total, {f"{key}->{shape}": 1})

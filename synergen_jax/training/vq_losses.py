@@ -122,8 +122,9 @@ def restart_dead_codes(rng, codebook, usage, latents, threshold: float, noise: f
 
   codebook [K, D]; usage [K] (running share of positions per code, sums to ~1);
   latents [N, D] (this batch's pre-quantisation vectors). A code is dead when its usage
-  is below threshold / K. Returns (codebook, usage, number restarted); restarted codes get
-  usage 1 / K so they have time to attract vectors before they can be restarted again.
+  is below threshold / K. Returns (codebook, usage, dead [K] bool: the restarted codes);
+  restarted codes get usage 1 / K so they have time to attract vectors before they can be
+  restarted again.
   """
   k = codebook.shape[0]
   dead = usage < threshold / k  # [K]
@@ -132,4 +133,4 @@ def restart_dead_codes(rng, codebook, usage, latents, threshold: float, noise: f
   fresh = latents[picks] + noise * jax.random.normal(noise_rng, codebook.shape, codebook.dtype)
   codebook = jnp.where(dead[:, None], fresh.astype(codebook.dtype), codebook)
   usage = jnp.where(dead, 1.0 / k, usage)
-  return codebook, usage, jnp.sum(dead)
+  return codebook, usage, dead

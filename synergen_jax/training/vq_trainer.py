@@ -76,15 +76,10 @@ def validate_config(config: Any) -> None:
       fail(name, f"must be >= 0, got {t[name]}")
   if t.l1_weight == 0 and t.l2_weight == 0:
     fail("l2_weight", "l1_weight and l2_weight are both 0: no reconstruction loss")
-  fg = train_option(t, "foreground_weight")
-  if not isinstance(fg, (int, float)) or fg < 0:
-    fail("foreground_weight", f"must be a number >= 0 (0 = all pixels weigh the same), got {fg!r}")
-  ew = train_option(t, "edge_weight")
-  if not isinstance(ew, (int, float)) or ew < 0:
-    fail("edge_weight", f"must be a number >= 0 (0 = off), got {ew!r}")
-  gw = train_option(t, "gradient_weight")
-  if not isinstance(gw, (int, float)) or gw < 0:
-    fail("gradient_weight", f"must be a number >= 0 (0 = off), got {gw!r}")
+  for name in ("foreground_weight", "edge_weight", "gradient_weight"):
+    value = train_option(t, name)
+    if not isinstance(value, (int, float)) or value < 0:
+      fail(name, f"must be a number >= 0 (0 = off), got {value!r}")
   decay = train_option(t, "codebook_ema_decay")
   if not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
     fail("codebook_ema_decay", f"must be in [0, 1) (0 = codebook learned by the codebook "
@@ -236,15 +231,17 @@ class VQTrainer:
           self.ema_decay, train_option(t, "codebook_ema_epsilon"))
     do_restart = (step % t.restart_every == 0) & (step < t.restart_until)
     rng = jax.random.fold_in(jax.random.key(self.config.seed + 1), step)
-    prev_usage = jnp.where(step == 0, 0.0, usage)
-    if_restart = vq_losses.restart_dead_codes(
-        rng, codebook, prev_usage, latents, t.restart_threshold)
-    codebook, usage, restarted = jax.tree_util.tree_map(
-        lambda a, b: jnp.where(do_restart, a, b), if_restart, (codebook, usage, jnp.int32(0)))
+    # Only every `restart_every` steps; the other steps skip the restart's work.
+    codebook, usage, dead = jax.lax.cond(
+        do_restart,
+        lambda cb, u: vq_losses.restart_dead_codes(
+            rng, cb, jnp.where(step == 0, 0.0, u), latents, t.restart_threshold),
+        lambda cb, u: (cb, u, jnp.zeros((k,), jnp.bool_)),
+        codebook, usage)  # dead [K]: the codes restarted this step
+    restarted = jnp.sum(dead)
     if self.ema_decay:
       # Restarted codes start their statistics afresh, with the mean count of a code, so
       # they move to their first assigned latents quickly.
-      dead = do_restart & (prev_usage < t.restart_threshold / k)  # [K]
       fresh_count = jnp.sum(counts) / k
       ema_count = jnp.where(dead, fresh_count, ema_count)
       ema_sum = jnp.where(dead[:, None], codebook * fresh_count, ema_sum)
