@@ -22,7 +22,10 @@ Fields (all read by `pretokenize.py` and `pipeline.py`; nothing else reads them)
   uncond_prompt          CFG-dropout prompt ("Here is a random image <UNCOND>:")
   cfg_dropout            probability of the unconditional prompt in generation
   und_caption_prob       probability an understanding example is a caption task
-                         (else one random question/answer pair; always caption if none)
+                         (else question/answer turns; always caption if none)
+  und_qa_turns           question/answer turns per understanding example: distinct
+                         questions about the same image in one multi-turn conversation
+                         (as LLaVA data has; fewer when they would not fit seq_len)
   overlong               "drop" | "truncate" examples longer than the task's seq_len
   seed, shuffle, num_epochs (None = repeat forever)
   understanding / generation: batch_size (global, per task), seq_len,
@@ -59,6 +62,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.uncond_prompt = "Here is a random image <UNCOND>:"
   c.cfg_dropout = 0.1
   c.und_caption_prob = 0.3
+  c.und_qa_turns = 1
   c.overlong = "drop"
   c.seed = 0
   c.shuffle = True
@@ -88,6 +92,8 @@ def validate(config) -> None:
     raise ValueError(f"data.cfg_dropout must be in [0, 1], got {config.cfg_dropout}")
   if not 0.0 <= config.und_caption_prob <= 1.0:
     raise ValueError(f"data.und_caption_prob must be in [0, 1], got {config.und_caption_prob}")
+  if int(config.get("und_qa_turns", 1)) < 1:
+    raise ValueError(f"data.und_qa_turns must be >= 1, got {config.und_qa_turns}")
   if config.max_tiles < 1:
     raise ValueError(f"data.max_tiles must be >= 1, got {config.max_tiles}")
   for task in ("understanding", "generation"):

@@ -41,18 +41,30 @@ _TASK_SEED_OFFSET = {"understanding": 0, "generation": 1000003}
 
 
 def _understanding_example(rec, rng, config, tok, fold):
+  """A caption example, or a conversation of up to `und_qa_turns` question/answer turns
+  about the image (distinct questions, random order; fewer when they would not fit the
+  task's seq_len)."""
   has_qa = bool(rec["questions"]) and len(rec["questions"]) == len(rec["answers"])
   use_caption = bool(rec["captions"]) and (not has_qa or rng.random() < config.und_caption_prob)
   if use_caption:
-    question = config.caption_prompt
     answer = rec["captions"][int(rng.integers(len(rec["captions"])))]
-  elif has_qa:
-    i = int(rng.integers(len(rec["questions"])))
-    question, answer = rec["questions"][i], rec["answers"][i]
-  else:
+    return sequences.build_understanding(tok, rec["und_codes"], config.caption_prompt, answer,
+                                         fold, config.system_prompt)
+  if not has_qa:
     return None
-  return sequences.build_understanding(tok, rec["und_codes"], question, answer, fold,
-                                       config.system_prompt)
+  k = min(max(int(config.get("und_qa_turns", 1)), 1), len(rec["questions"]))
+  if k == 1:
+    order = [int(rng.integers(len(rec["questions"])))]
+  else:
+    order = rng.permutation(len(rec["questions"]))[:k]
+  turns = [(rec["questions"][i], rec["answers"][i]) for i in order]
+  seq_len = config.understanding.seq_len
+  while True:
+    example = sequences.build_conversation(tok, rec["und_codes"], turns, fold,
+                                           config.system_prompt)
+    if len(turns) == 1 or len(example["tokens"]) <= seq_len:
+      return example
+    turns = turns[:-1]
 
 
 def _generation_example(rec, rng, config, tok, fold):
@@ -303,9 +315,10 @@ class TaskBatchIterator(grain.DatasetIterator):
 
 
 def make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None,
-                  process_index=None, process_count=None,
-                  num_streams: int = 0) -> TaskBatchIterator:
-  """Builds both task pipelines; see the module docstring."""
+                  process_index=None, process_count=None, num_streams: int = 0,
+                  extra: dict | None = None) -> TaskBatchIterator:
+  """Builds both task pipelines; see the module docstring. `extra`: more {task: batch
+  IterDataset} read in the same steps (e.g. text replay in a multimodal stage)."""
   config_lib.validate(config)
   fold, grid = tuple(int(v) for v in fold), tuple(int(v) for v in grid)
   if grid[0] % fold[0] or grid[1] % fold[1]:
@@ -315,6 +328,10 @@ def make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None
   _check_first_record(config, grid, split)
   datasets = {t: task_dataset(config, tokenizer, fold, grid, t, split, pi, pc, num_streams,
                               sharding) for t in TASKS}
+  for t, ds in (extra or {}).items():
+    if t in datasets:
+      raise ValueError(f"extra task {t!r} is one of the pipeline's own tasks {TASKS}")
+    datasets[t] = ds
   return TaskBatchIterator(datasets, sharding)
 
 

@@ -2,6 +2,9 @@
 
   pretokenize(config, encode, split=None) -> stats dict
       Reads `config.source` (sources.py), decodes each image robustly (image_io),
+      skips and counts (`skip_reasons`) records the source cannot decode
+      ("undecodable_record"), records without an image or with text fields of the
+      wrong type ("SourceError") and undecodable images ("ImageDecodeError"),
       makes the generation image (short-edge resize + centre crop) and the
       understanding tiles (tiling.py), runs `encode` on them in batches sharded over
       this process's devices, and writes `config.num_shards` shards
@@ -34,6 +37,9 @@ from data_pipelines import image_io
 from data_pipelines import records
 from data_pipelines import sources
 from data_pipelines import tiling
+
+
+UNDECODABLE_RECORD = "undecodable_record"  # skip reason: the source cannot decode it
 
 
 def mean_color_quantizer(downsample: int, levels: int = 4):
@@ -106,12 +112,13 @@ def _write_shard(path, indices, src, config, encode, devices, stats):
     batch = []  # (raw, gen, tiles, grid)
     for i in indices[start:start + bs]:
       try:
-        raw = sources.extract(src[int(i)], fields, int(i))
+        raw = sources.extract(sources.read_record(src, int(i)), fields, int(i))
         batch.append((raw,) + _prepare(raw, config))
       except (image_io.ImageDecodeError, sources.SourceError) as e:
+        reason = (UNDECODABLE_RECORD if isinstance(e, sources.UndecodableRecord)
+                  else type(e).__name__)
         stats["skipped"] += 1
-        stats["skip_reasons"][type(e).__name__] = stats["skip_reasons"].get(
-            type(e).__name__, 0) + 1
+        stats["skip_reasons"][reason] = stats["skip_reasons"].get(reason, 0) + 1
     if not batch:
       continue
     images = np.concatenate([np.concatenate([b[1][None], b[2]]) for b in batch])

@@ -12,7 +12,9 @@ and positions later; see DESIGN.md's batch contract):
 
 Templates (chat markers from the tokenizer; `[sys]` only if a system prompt is set):
   understanding: <s> [sys] <|im_start|>user\\n <boi> TILES <eoi> {question} <|im_end|>\\n
-                 <|im_start|>assistant\\n {answer} </s>          targets: answer + </s>
+                 <|im_start|>assistant\\n {answer} <|im_end|>\\n </s>
+                                                        targets: answer <|im_end|>\\n </s>
+                 (`build_conversation`: several question/answer turns about one image)
   generation:    <s> [sys] <|im_start|>user\\n {prefix} {caption} <|im_end|>\\n
                  <|im_start|>assistant\\n <boi> IMG <eoi> </s>  targets: IMG (image), <eoi>, </s>
 With `answer=None` / `codes=None` the builders return the inference prompt
@@ -74,18 +76,43 @@ def _user_turn_start(tok, b: _Builder, system_prompt: str) -> None:
 def build_understanding(tok, tiles_codes: np.ndarray, question: str, answer: str | None,
                         fold: tuple[int, int], system_prompt: str = "") -> dict:
   """Image (tiles [T, h, w] of codes) + question -> answer example; see module doc."""
+  return build_conversation(tok, tiles_codes, [(question, answer)], fold, system_prompt)
+
+
+def build_conversation(tok, tiles_codes: np.ndarray, turns, fold: tuple[int, int],
+                       system_prompt: str = "") -> dict:
+  """One image and several (question, answer) turns about it (multi-turn chat).
+
+    <s> [sys] <|im_start|>user\\n <boi> TILES <eoi> {q1} <|im_end|>\\n <|im_start|>assistant\\n
+    {a1} <|im_end|>\\n <|im_start|>user\\n {q2} <|im_end|>\\n <|im_start|>assistant\\n ...
+    {ak} <|im_end|>\\n </s>
+  Targets: every answer with the end of its turn (`<|im_end|>\\n`), and the final `</s>`;
+  no user turn is a target. One turn is exactly `build_understanding`. The last answer may
+  be None: the inference prompt, ending with the open assistant turn (an answer ends at
+  the model's `<|im_end|>`).
+  """
   tiles_codes = np.asarray(tiles_codes)
   if tiles_codes.ndim != 3:
     raise ValueError(f"tiles_codes must be [T, h, w], got shape {tiles_codes.shape}")
+  turns = list(turns)
+  if not turns:
+    raise ValueError("a conversation needs at least one (question, answer) turn")
+  if any(a is None for _, a in turns[:-1]):
+    raise ValueError("only the last turn of a conversation may have no answer")
   b = _Builder(fold[0] * fold[1])
   _user_turn_start(tok, b, system_prompt)
   b.text([tok.boi_id])
   for tile in tiles_codes:
     b.image(tok.image_id, tile, fold, target=False)
   b.text([tok.eoi_id])
-  b.text(tok.encode(question) + tok.turn_end() + tok.turn_start("assistant"))
-  if answer is not None:
-    b.text(tok.encode(answer) + [tok.eos_id], target=True)
+  for i, (question, answer) in enumerate(turns):
+    if i:
+      b.text(tok.turn_start("user"))
+    b.text(tok.encode(question) + tok.turn_end() + tok.turn_start("assistant"))
+    if answer is None:
+      break
+    end = tok.turn_end() + ([tok.eos_id] if i == len(turns) - 1 else [])
+    b.text(tok.encode(answer) + end, target=True)
   return b.build()
 
 

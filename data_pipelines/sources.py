@@ -11,7 +11,10 @@
   "array_record"  a glob of ArrayRecord files (`source.data_dir`) whose records are
                   msgpack maps (flax.serialization) of field -> bytes / str / list.
 Field names come from `source.fields` (see config.py); a missing text field is
-an empty list, a missing image field is an error of that record.
+an empty list, a missing image field is an error of that record. `read_record` turns
+whatever a source raises while decoding one record (a truncated or non-msgpack
+ArrayRecord entry, a TFDS example that does not parse) into `UndecodableRecord`, so
+that pretokenization skips and counts it instead of stopping.
 """
 
 import dataclasses
@@ -34,6 +37,25 @@ class RawExample:
 
 class SourceError(ValueError):
   """A raw record lacks its image or has text fields of the wrong type."""
+
+
+class UndecodableRecord(SourceError):
+  """The source could not decode a record (corrupt bytes, not msgpack, bad proto)."""
+
+
+def read_record(src, index: int):
+  """`src[index]`, with any decoding failure of that record as `UndecodableRecord`.
+
+  OSError (a file that vanished or cannot be read) and MemoryError are not a record's
+  fault and propagate: skipping them would silently empty a dataset.
+  """
+  try:
+    return src[index]
+  except (OSError, MemoryError):
+    raise
+  except Exception as e:  # whatever the source's decoder raises (msgpack, protobuf, ...)
+    raise UndecodableRecord(
+        f"record {index} cannot be decoded: {type(e).__name__}: {e}") from e
 
 
 def _text(v) -> str:

@@ -8,11 +8,12 @@ Stages (METHOD.md section 8 in miniature; every stage validated on the same batc
           stands in for the pretrained LLM that real runs import
   stage1  trains vision (VQ-code embedding, PE, fold MLP, vision FFNs initialised from the
           text FFNs, unfolding head, new tokens); captions only, like S.1's caption prompts
-  stage2  + all self-attention; captions and questions (half each)
-  sft     everything; mostly question/answer instructions (30% captions)
-The model is `configs.models.demo()` made smaller (d 128) so that the job fits 20 minutes
+  stage2  + all self-attention; questions as conversations (up to 4 turns about one
+          image), 30% captions
+  sft     everything; conversations (20% captions) with text replay beside them
+The model is `configs.models.demo()` made smaller (d 128) so that the job fits 15 minutes
 on a 2-core CPU. 64 px images -> 8 x 8 VQ codes (the demo VQ, experiments/vq_demo.py)
--> 2 x 2 fold -> 16 image tokens.
+-> 2 x 2 fold -> 16 image tokens. `experiments/demo_long.py` runs the same recipe longer.
 """
 
 import ml_collections
@@ -21,6 +22,7 @@ from synergen_jax.configs import models
 from synergen_jax.training import experiment
 
 TRAIN_SIZE, EVAL_SIZE = 3000, 300
+STEPS = {"stage1": 250, "stage2": 650, "sft": 500}  # vision stages (text: 150)
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -50,21 +52,28 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.stage_order = ("text", "stage1", "stage2", "sft")
   common = dict(warmup_steps=20, b1=0.9, b2=0.95, eps=1e-8, clip_norm=1.0)
+  # Questions come as conversations: up to 4 question/answer turns about one image per
+  # understanding example (twice the answers per token of one question per image; the
+  # demo model needs thousands of answers per skill, benchmarks/learning.py).
+  turns = dict(und_qa_turns=4)
+  # Text replay: 2 rows of text beside the vision tasks once the LLM itself trains, so
+  # its text skills survive (METHOD.md: SFT mixes text instruction data).
+  replay = dict(tasks=("understanding", "generation", "text"), text_data=dict(batch_size=2))
   config.stages.text = experiment.make_stage(
       "text", ("llm", "llm_attention"), 150,
       optimizer=dict(common, lr=3e-3, schedule="cosine", end_lr_frac=0.1, weight_decay=0.01))
   config.stages.stage1 = experiment.make_stage(
-      "multimodal", ("vision",), 180, vision_ffn_from_text=True,
+      "multimodal", ("vision",), STEPS["stage1"], vision_ffn_from_text=True,
       optimizer=dict(common, lr=2e-3, schedule="constant", weight_decay=0.05),
       data=dict(und_caption_prob=1.0))
   config.stages.stage2 = experiment.make_stage(
-      "multimodal", ("vision", "llm_attention"), 150,
+      "multimodal", ("vision", "llm_attention"), STEPS["stage2"],
       optimizer=dict(common, lr=1e-3, schedule="cosine", end_lr_frac=0.1, weight_decay=0.05),
-      data=dict(und_caption_prob=0.5))
+      data=dict(und_caption_prob=0.3, **turns))
   config.stages.sft = experiment.make_stage(
-      "multimodal", ("vision", "llm_attention", "llm"), 150,
+      "multimodal", ("vision", "llm_attention", "llm"), STEPS["sft"],
       optimizer=dict(common, lr=5e-4, schedule="cosine", end_lr_frac=0.1, weight_decay=0.01),
-      data=dict(und_caption_prob=0.3))
+      data=dict(und_caption_prob=0.2, **turns), **replay)
   config.train.update(dict(log_every=10, eval_every=60, eval_batches=4, checkpoint_every=50,
                            keep_checkpoints=2))
 

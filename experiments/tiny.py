@@ -44,6 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.stages.text = _stage("text", ("llm", "llm_attention"), 4)
   config.stages.stage1 = _stage("multimodal", ("vision",), 4)
   config.stages.stage1.vision_ffn_from_text = True
+  config.stages.stage1.tasks = ("understanding", "generation", "text")  # + text replay
+  config.stages.stage1.text_data.batch_size = 2
   config.train.log_every = 2
   config.train.checkpoint_every = 2
   config.train.eval_batches = 2

@@ -11,7 +11,11 @@
    text retention, folded vs no-fold generation time              W/eval
 7. writes W/report.md (+ report.json, demo_timings.json)
 Every step is resumable: running the command again with the same workdir skips what is
-done and resumes what is not (SIGTERM saves a checkpoint and exits with status 143).
+done and resumes what is not (SIGTERM during training saves a checkpoint and exits with
+status 143; in the other phases it ends the process, and the rerun redoes the phase or
+resumes the VQ training from its last checkpoint). tests/test_restart.py interrupts each
+phase (the SYNERGEN_SIGTERM_AT hook, see training/preemption.py) and checks that the
+rerun ends with the metrics of an uninterrupted run.
 """
 
 import json
@@ -48,15 +52,18 @@ class Timings:
 
   def add(self, phase: str, seconds: float) -> None:
     self.data[phase] = round(self.data.get(phase, 0.0) + seconds, 2)
-    with open(self.path, "w") as f:
+    with open(self.path + ".tmp", "w") as f:  # atomic: a rerun reads it back
       json.dump(self.data, f, indent=2)
+    os.replace(self.path + ".tmp", self.path)
 
 
 def build_dataset(config, demo) -> dict:
   """TFDS scenes + text (idempotent); returns sizes."""
   from data_pipelines import build
+  from synergen_jax.training import preemption
   data_dir = os.path.expanduser(config.data.source.data_dir)
   scenes = build.build_scenes(data_dir, demo.image_size, demo.train_size, demo.eval_size)
+  preemption.signal_point("dataset")  # test hook: scenes built, text not yet
   name = f"synergen_scenes/{scenes.builder_config.name}"
   if name != config.data.source.name:
     raise ValueError(f"config.data.source.name is {config.data.source.name!r} but the "
@@ -70,6 +77,7 @@ def train_tokenizer(config, demo):
   from data_pipelines import build
   import tensorflow_datasets as tfds
   from synergen_jax.tokenizer import Tokenizer
+  from synergen_jax.training import preemption
   path = os.path.expanduser(config.tokenizer)
   if os.path.isfile(path):
     return Tokenizer.load(path)
@@ -77,8 +85,9 @@ def train_tokenizer(config, demo):
   scenes = tfds.data_source(config.data.source.name, data_dir=data_dir,
                             decoders={"image": tfds.decode.SkipDecoding()})["train"]
   text = tfds.data_source("synergen_text", data_dir=data_dir)["train"]
-  return Tokenizer.train(build.tokenizer_corpus(scenes, text), path,
-                         vocab_size=demo.vocab_size)
+  corpus = build.tokenizer_corpus(scenes, text)
+  preemption.signal_point("tokenizer")  # test hook: corpus read, model not trained
+  return Tokenizer.train(corpus, path, vocab_size=demo.vocab_size)
 
 
 def vq_config(config_file: str, demo):
@@ -119,15 +128,21 @@ def pretokenize_with_vq(config, vq_dir: str) -> dict:
   if tok.factor != config.data.vq_downsample:
     raise ValueError(f"the VQ tokenizer downsamples by {tok.factor}, config.data."
                      f"vq_downsample is {config.data.vq_downsample}")
+  from synergen_jax.training import preemption
   encode = tok.batch_encoder(variables)
-  return {split: pretokenize.pretokenize(config.data, encode, split=split)
-          for split in ("train", "validation")}
+  out = {}
+  for split in ("train", "validation"):
+    out[split] = pretokenize.pretokenize(config.data, encode, split=split)
+    preemption.signal_point(f"pretokenize/{split}")  # test hook: after this split
+  return out
 
 
 EVAL_HEADLINE = ("vqa/overall", "vqa/test/overall", "vqa/compositional/overall",
+                 "vqa/swapped_image/overall", "vqa/swapped_image/same_answer",
                  "vqa/overall_majority", "gen/overall", "gen/single_object",
                  "gen/reference/overall", "gen/vq_reconstruction/overall",
-                 "text/perplexity", "text/start/perplexity", "gen/fold_s_per_image",
+                 "text/perplexity", "text/start/perplexity", "text/pretrained/perplexity",
+                 "gen/fold_s_per_image",
                  "gen/no_fold_s_per_image", "gen/speedup")
 
 

@@ -60,6 +60,7 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
   keys = [k for k in ("vqa/overall", "vqa/test/overall", "vqa/compositional/overall",
+                      "vqa/swapped_image/overall", "vqa/swapped_image/same_answer",
                       "gen/overall", "gen/single_object", "text/perplexity",
                       "text/start/perplexity", "gen/speedup") if k in metrics]
   print(json.dumps({k: metrics[k] for k in keys}, indent=2))

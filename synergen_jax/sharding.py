@@ -6,12 +6,14 @@ Every parameter and key activation carries logical axis names (set in `model/`);
 replicated instead (e.g. 2 KV heads on a tensor axis of 8).
 """
 
+import contextlib
 import math
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import numpy as np
+from flax.core import meta
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -128,12 +130,59 @@ def logical_to_sharding(logical: Any, abstract: Any, mesh: jax.sharding.Mesh,
   return jax.tree.map(one, specs, abstract, is_leaf=lambda x: isinstance(x, P) or x is None)
 
 
+@contextlib.contextmanager
+def no_mesh():
+  """No mesh in context (`jax.set_mesh(None)`) for the block, whatever the caller set;
+  inside a trace, where the mesh cannot change, the caller's context stays."""
+  try:
+    ctx = jax.set_mesh(None)
+  except ValueError:  # under jit: set_mesh is not allowed
+    ctx = contextlib.nullcontext()
+  with ctx:
+    yield
+
+
+def unbox(tree: Any) -> Any:
+  """Strips Flax's axis-metadata boxes without applying their sharding constraints.
+
+  `nn.unbox` applies every `nn.Partitioned` / `nn.LogicallyPartitioned` box as a
+  `with_sharding_constraint` whenever a mesh is in context (`jax.set_mesh`); on abstract
+  shapes outside a trace that constraint fails ("The sharding on the input must be a
+  NamedSharding since the target sharding has an AbstractMesh ..."), so anything built
+  from abstract shapes would depend on whether the caller's mesh was active. Values,
+  shapes and dtypes do not depend on the constraint; placements come from
+  `logical_to_sharding` (`out_shardings` of the jitted inits).
+  """
+  def one(box):
+    value = (box.unbox(apply_constraint=False) if isinstance(box, meta.Partitioned)
+             else box.unbox())
+    return unbox(value)
+
+  return meta.map_axis_meta(one, tree)
+
+
+def boxed_shapes(init_fn: Callable[..., Any], *args) -> Any:
+  """`jax.eval_shape(init_fn, *args)` (boxed, with logical names) traced with no mesh in
+  context, so the result is the same whether or not (and whichever) mesh the caller set."""
+  with no_mesh():
+    return jax.eval_shape(init_fn, *args)
+
+
+def abstract_variables(init_fn: Callable[..., Any], *args) -> Any:
+  """Unboxed abstract variables (ShapeDtypeStructs) of `init_fn(*args)`; any context."""
+  return unbox(boxed_shapes(init_fn, *args))
+
+
 def abstract_and_shardings(init_fn: Callable[..., Any], mesh: jax.sharding.Mesh, *args,
                            rules=LOGICAL_RULES) -> tuple[Any, Any]:
-  """(unboxed abstract variables, their NamedShardings) of `init_fn(*args)`."""
-  boxed = jax.eval_shape(init_fn, *args)
+  """(unboxed abstract variables, their NamedShardings) of `init_fn(*args)`.
+
+  Works whether or not a mesh is in context (the trainer builds its eval function lazily
+  inside the training loop's `jax.set_mesh`).
+  """
+  boxed = boxed_shapes(init_fn, *args)
   logical = nn.get_partition_spec(boxed)
-  abstract = nn.unbox(boxed)
+  abstract = unbox(boxed)
   return abstract, logical_to_sharding(logical, abstract, mesh, rules)
 
 
@@ -145,7 +194,7 @@ def sharded_init(init_fn: Callable[..., Any], mesh: jax.sharding.Mesh, *args,
   Returns (variables, shardings).
   """
   _, shardings = abstract_and_shardings(init_fn, mesh, *args, rules=rules)
-  init = jax.jit(lambda *a: nn.unbox(init_fn(*a)), out_shardings=shardings)
+  init = jax.jit(lambda *a: unbox(init_fn(*a)), out_shardings=shardings)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     variables = init(*args)
   return variables, shardings

@@ -44,6 +44,14 @@ def pad_vocab(size: int, multiple: int = VOCAB_MULTIPLE) -> int:
   return -(-size // multiple) * multiple
 
 
+def _write_atomic(path: str, data: bytes) -> None:
+  """Writes `path` via a temporary file and a rename: an interrupted write (SIGTERM)
+  never leaves a truncated model that a rerun would load instead of retraining."""
+  with open(path + ".tmp", "wb") as f:
+    f.write(data)
+  os.replace(path + ".tmp", path)
+
+
 class Tokenizer:
   """SentencePiece wrapper with fixed ids for special and new tokens."""
 
@@ -108,14 +116,12 @@ class Tokenizer:
     if path is not None:
       path = os.fspath(path)
       os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-      with open(path, "wb") as f:
-        f.write(proto)
+      _write_atomic(path, proto)
       name = path
     return cls(proto, name=name)
 
   def save(self, path: str | os.PathLike) -> None:
-    with open(os.fspath(path), "wb") as f:
-      f.write(self._model_proto)
+    _write_atomic(os.fspath(path), self._model_proto)
 
   def _piece_id(self, piece: str) -> int | None:
     i = self._sp.piece_to_id(piece)

@@ -22,6 +22,9 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (experiments/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report).")
+_CHECK_CONFIG = flags.DEFINE_bool(
+    "check_config", False, "Only check the experiment config (every schema check that needs "
+    "no data, devices or compile) and exit: 0 = fine, 2 = an error naming the field.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first "
                                 "(every process of the run, same command).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
@@ -36,6 +39,18 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   from synergen_jax.training import preemption
+  if _CHECK_CONFIG.value:
+    from synergen_jax.training import experiment
+    try:
+      model = experiment.check_fields(_CONFIG.value)
+    except (experiment.ConfigError, ValueError) as e:
+      print(f"error: {e}", file=sys.stderr, flush=True)
+      sys.exit(2)
+    print(f"config OK: stages {tuple(_CONFIG.value.stage_order)}, model d={model.embed_dim} "
+          f"x {model.num_layers} layers", flush=True)
+    return
+  if not _WORKDIR.value:
+    raise app.UsageError("--workdir is required")
   if _MULTIHOST.value:
     from synergen_jax import sharding
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
@@ -54,7 +69,7 @@ def main(argv):
 
 
 def run():
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flags_as_required(["config"])
   app.run(main)
 
 

@@ -5,19 +5,35 @@ prints the validation metrics (PSNR, codebook usage, perplexity, object recovery
 """
 
 import json
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "VQ experiment file (experiments/vq_*.py)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics)")
-flags.mark_flags_as_required(["config", "workdir"])
+_CHECK_CONFIG = flags.DEFINE_bool("check_config", False, "Only check the VQ config (and "
+                                  "that its model builds) and exit: 0 = fine, 2 = error.")
+flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  from synergen_jax.training.vq_trainer import VQTrainer
+  from synergen_jax.training import vq_trainer
+  if _CHECK_CONFIG.value:
+    try:
+      vq_trainer.validate_config(_CONFIG.value)
+      from synergen_jax.model.vq.tokenizer import VQTokenizer
+      tok = VQTokenizer(_CONFIG.value.model)
+    except ValueError as e:
+      print(f"error: {e}", file=sys.stderr, flush=True)
+      sys.exit(2)
+    print(f"config OK: VQ tokenizer, downsampling {tok.factor}x", flush=True)
+    return
+  if not _WORKDIR.value:
+    raise app.UsageError("--workdir is required")
+  VQTrainer = vq_trainer.VQTrainer
   metrics = VQTrainer(_CONFIG.value).train_and_evaluate(_WORKDIR.value)
   print(json.dumps(metrics, indent=2))
 

@@ -144,6 +144,9 @@ def test_splash_rejects_length_not_multiple_of_block():
   x = jnp.zeros((1, 100, 2, 8))
   with pytest.raises(ValueError, match="multiple of its block size"):
     attention_ops.splash_attention(x, x, x, jnp.ones((1, 100), jnp.int32), block=64)
+  short = jnp.zeros((1, 8, 2, 8))  # shorter than a block: named, not a kernel-internal error
+  with pytest.raises(ValueError, match=r"sequence length \(8\).*multiple of 128"):
+    attention_ops.splash_attention(short, short, short, jnp.ones((1, 8), jnp.int32))
 
 
 def test_splash_under_a_mesh_runs_per_shard_and_equals_xla():

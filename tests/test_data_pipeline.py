@@ -1,10 +1,15 @@
 """End to end: TFDS build -> pretokenize -> Grain pipeline (batch contract, state, skips)."""
 
+import glob
 import io
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import jax
+import ml_collections
 import numpy as np
 import PIL.Image
 import pytest
@@ -128,6 +133,60 @@ def test_batch_contract(env):
   assert 0.5 < m["understanding/packing_efficiency"] <= 1.0
   assert m["generation/examples"] >= 8
   it.close()
+
+
+def test_multi_turn_conversations(env):
+  """und_qa_turns: several distinct questions about one image per example, every answer a
+  target; as many turns as fit the task's seq_len."""
+  cfg = ml_collections.ConfigDict(env["cfg"].to_dict())
+  cfg.und_caption_prob, cfg.und_qa_turns = 0.0, 4
+  tok = env["tok"]
+  it = pipeline.make_pipeline(cfg, tok, FOLD, GRID)
+  b = it.next_local()["understanding"]
+  _check_row_contract(b, tok, "understanding")
+  turns = []
+  for r in range(b["tokens"].shape[0]):
+    seg = b["segment_ids"][r]
+    for s in np.unique(seg[seg > 0]):
+      ids = b["tokens"][r][seg == s].tolist()
+      text = tok.decode(ids)
+      users = text.count("<|im_start|>user")
+      assert b["is_image"][r][seg == s].sum() == 16  # one image per conversation
+      questions = [q.split("<|im_end|>")[0] for q in text.split("<|im_start|>user\n")[1:]]
+      assert len(questions) == users and len(set(questions)) == users  # distinct
+      # Targets: every answer with its turn end.
+      assert (b["tokens"][r][(seg == s) & (b["text_target"][r] > 0)] == tok.im_end_id).sum() \
+          == users
+      turns.append(users)
+  assert max(turns) == 4 and min(turns) >= 1
+  it.close()
+  cfg.understanding.seq_len = 64  # too short for 4 turns: fewer, none dropped
+  it = pipeline.make_pipeline(cfg, tok, FOLD, GRID)
+  it.next_local()
+  assert it.metrics().get("understanding/skipped/overlong_dropped", 0) == 0
+  it.close()
+
+
+def test_extra_task_datasets_join_the_batches(env):
+  """Text replay: an extra task's batches come with the vision tasks', checkpointed too."""
+  import grain
+  tok = env["tok"]
+  rows = [{"tokens": np.full((2, 16), i, np.int32), "segment_ids": np.ones((2, 16), np.int32)}
+          for i in range(100)]
+  extra = {"text": grain.MapDataset.source(rows).to_iter_dataset()}
+  it = pipeline.make_pipeline(env["cfg"], tok, FOLD, GRID, extra=extra)
+  first = it.next_local()
+  assert set(first) == {"understanding", "generation", "text"}
+  assert first["text"]["tokens"][0, 0] == 0
+  state = it.get_state()
+  second = it.next_local()
+  it.set_state(state)
+  again = it.next_local()
+  _same([second], [again])
+  assert again["text"]["tokens"][0, 0] == 1
+  it.close()
+  with pytest.raises(ValueError, match="extra task 'generation'"):
+    pipeline.make_pipeline(env["cfg"], tok, FOLD, GRID, extra={"generation": extra["text"]})
 
 
 def _take(it, n):
@@ -270,12 +329,14 @@ def test_bad_pretokenized_records_skipped_and_counted(env, tmp_path):
     it.close()
 
 
-def test_bad_raw_images_skipped_and_counted(env, tmp_path):
-  def png(a):
-    buf = io.BytesIO()
-    PIL.Image.fromarray(a).save(buf, format="PNG")
-    return buf.getvalue()
+def _png(a):
+  buf = io.BytesIO()
+  PIL.Image.fromarray(a).save(buf, format="PNG")
+  return buf.getvalue()
 
+
+def test_bad_raw_images_skipped_and_counted(env, tmp_path):
+  png = _png
   rgb = scenes.render_scene(0, 64)[0]
   raw = [
       {"img": png(rgb), "txt": "ok rgb"},
@@ -298,6 +359,50 @@ def test_bad_raw_images_skipped_and_counted(env, tmp_path):
   stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
   assert stats["written"] == 5 and stats["skipped"] == 3
   assert stats["skip_reasons"] == {"ImageDecodeError": 2, "SourceError": 1}
+
+
+def test_undecodable_array_record_records_skipped_by_the_cli(tmp_path):
+  """Issue 14: a raw ArrayRecord entry that is not msgpack (truncated, or garbage with
+  extra data) is skipped and counted by `python -m data_pipelines.pretokenize`."""
+  good = [serialization.msgpack_serialize(
+      {"image": _png(scenes.render_scene(s, 64)[0]), "captions": f"scene {s}", "id": str(s)})
+      for s in range(4)]
+  _write_records(tmp_path / "raw.ar", good[:2] + [good[2][:len(good[2]) // 2], b"not msgpack"]
+                 + good[2:])
+  out = tmp_path / "out"
+  proc = subprocess.run(
+      [sys.executable, "-m", "data_pipelines.pretokenize", "--data.source.kind=array_record",
+       f"--data.source.data_dir={tmp_path}/*.ar", f"--data.pretokenized_dir={out}",
+       "--data.num_shards=1", "--data.encode_batch_size=8", "--splits=train"],
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
+      text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  stats = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert stats["written"] == 4 and stats["skipped"] == 2
+  assert stats["skip_reasons"] == {pretokenize.UNDECODABLE_RECORD: 2}
+  [shard] = pretokenize.shard_files(str(out), "train")
+  reader = array_record_module.ArrayRecordReader(shard)
+  ids = [records.decode_record(r)["id"] for r in reader.read_all()]
+  reader.close()
+  assert ids == ["0", "1", "2", "3"]
+
+
+def test_undecodable_tfds_record_skipped_and_counted(env, tmp_path):
+  """The same for a TFDS source: an example whose proto does not parse."""
+  tfds_dir = tmp_path / "tfds"
+  shutil.copytree(env["root"] / "tfds", tfds_dir)
+  [path] = glob.glob(str(tfds_dir / "**" / "*-train.array_record-*"), recursive=True)
+  reader = array_record_module.ArrayRecordReader(path)
+  recs = reader.read_all()
+  reader.close()
+  recs[5] = recs[5][:40]  # truncated tf.Example
+  _write_records(path, recs)
+  cfg = env["cfg"].copy_and_resolve_references()
+  cfg.source.data_dir = str(tfds_dir)
+  cfg.pretokenized_dir = str(tmp_path / "out")
+  stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
+  assert stats["written"] == SIZES["train"] - 1 and stats["skipped"] == 1
+  assert stats["skip_reasons"] == {pretokenize.UNDECODABLE_RECORD: 1}
 
 
 def test_config_errors_name_the_field(env):

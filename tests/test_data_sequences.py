@@ -37,7 +37,7 @@ def test_understanding_targets_and_layout(tok):
   np.testing.assert_array_equal(ex["image_codes"][img[4:]], image_grid.fold_grid(tiles[1], *FOLD))
   assert (ex["image_codes"][~ex["is_image"]] == 0).all()
   # Targets: exactly the answer tokens and </s>; no image targets.
-  answer = tok.encode("red") + [tok.eos_id]
+  answer = tok.encode("red") + tok.turn_end() + [tok.eos_id]
   tgt = np.flatnonzero(ex["text_target"])
   np.testing.assert_array_equal(ex["tokens"][tgt], answer)
   assert tgt[-1] == n - 1 and len(tgt) == len(answer)
@@ -82,3 +82,34 @@ def test_fit_length(tok):
   assert all(len(v) == n - 1 for v in cut.values())
   with pytest.raises(ValueError, match="overlong"):
     sequences.fit_length(ex, n - 1, "wrap")
+
+
+def test_conversation_targets_every_answer_and_no_user_turn(tok):
+  tiles = _grid(3)[None]
+  turns = [("What color is the square?", "red"), ("What shape is the red object?", "square"),
+           ("How many objects are there?", "1")]
+  ex = sequences.build_conversation(tok, tiles, turns, FOLD)
+  img = np.flatnonzero(ex["is_image"])
+  assert len(img) == 4 and (np.diff(img) == 1).all()  # one image, before every turn
+  tgt = ex["text_target"] > 0
+  # Targets, in order: a1 <|im_end|>\n, a2 <|im_end|>\n, a3 </s>; nothing else.
+  want = (tok.encode("red") + tok.turn_end() + tok.encode("square") + tok.turn_end()
+          + tok.encode("1") + tok.turn_end() + [tok.eos_id])
+  np.testing.assert_array_equal(ex["tokens"][tgt], want)
+  text = tok.decode(ex["tokens"].tolist(), skip_special=False)
+  assert text.count("<|im_start|>user") == 3 and text.count("<|im_start|>assistant") == 3
+  # The first turn is exactly the single-question example up to its answer.
+  one = sequences.build_understanding(tok, tiles, turns[0][0], None, FOLD)
+  np.testing.assert_array_equal(ex["tokens"][:len(one["tokens"])], one["tokens"])
+  # One turn == build_understanding; an open last turn is the inference prompt.
+  single = sequences.build_conversation(tok, tiles, turns[:1], FOLD)
+  ref = sequences.build_understanding(tok, tiles, *turns[0], FOLD)
+  for k in sequences.FIELDS:
+    np.testing.assert_array_equal(single[k], ref[k])
+  prompt = sequences.build_conversation(tok, tiles, turns[:2] + [("Is there text?", None)], FOLD)
+  assert tok.decode(prompt["tokens"].tolist()).endswith("Is there text?<|im_end|>\n"
+                                                         "<|im_start|>assistant\n")
+  with pytest.raises(ValueError, match="only the last turn"):
+    sequences.build_conversation(tok, tiles, [("q", None), ("q2", "a")], FOLD)
+  with pytest.raises(ValueError, match="at least one"):
+    sequences.build_conversation(tok, tiles, [], FOLD)

@@ -95,12 +95,12 @@ def test_evaluate_writes_flat_metrics_grid_and_report(run, tmp_path):
   from synergen_jax.evaluation.run import run_evaluation
   out = str(tmp_path / "eval")
   m = run_evaluation(run["straight"], vq_dir=run["vq_dir"], out_dir=out, overrides=dict(
-      vqa_questions=12, gen_prompts=1, gen_samples=2, text_batches=1, timing_images=4,
+      vqa_questions=24, gen_prompts=1, gen_samples=2, text_batches=1, timing_images=4,
       batch_size=4))
   with open(os.path.join(out, "metrics.json")) as f:
     assert json.load(f) == pytest.approx(m)
   for prefix in ("vqa", "vqa/test", "vqa/compositional"):
-    assert m[f"{prefix}/questions"] == 12
+    assert m[f"{prefix}/questions"] == 24
     assert 0.0 <= m[f"{prefix}/overall"] <= 1.0
   assert all(isinstance(v, (int, float)) for v in m.values())  # flat
   cats = [c for c in geneval.CATEGORIES if f"gen/{c}" in m]
@@ -108,8 +108,17 @@ def test_evaluate_writes_flat_metrics_grid_and_report(run, tmp_path):
   assert m["gen/overall"] == pytest.approx(np.mean([m[f"gen/{c}"] for c in cats]))
   # The scorer recovers the dataset's own images (the ceiling of every category).
   assert m["gen/reference/overall"] == 1.0
+  assert 0.0 <= m["gen/other_prompt_image/overall"] <= 1.0  # the prompt-dependence floor
   assert m["text/perplexity"] == pytest.approx(np.exp(m["text/loss"]))
   assert "text/start/perplexity" in m  # stage1 started from the text stage's params
+  # ... which is also the text-pretrained LLM the retention target compares against.
+  assert m["text/pretrained/perplexity"] == pytest.approx(m["text/start/perplexity"])
+  assert m["text/perplexity_ratio_vs_pretrained"] == pytest.approx(
+      m["text/perplexity"] / m["text/pretrained/perplexity"])
+  # The image-dependence control: the validation questions about other images.
+  assert m["vqa/swapped_image/questions"] == 24  # the first records' (>= 2 images)
+  assert 0.0 <= m["vqa/swapped_image/overall"] <= 1.0
+  assert 0.0 <= m["vqa/swapped_image/same_answer"] <= 1.0
   assert m["gen/fold_llm_steps_per_image"] == 4 and m["gen/no_fold_llm_steps_per_image"] == 16
   assert m["gen/fold_s_per_image"] > 0 and m["gen/no_fold_s_per_image"] > 0
   grid = np.asarray(PIL.Image.open(os.path.join(out, "generated.png")))
@@ -130,6 +139,25 @@ def test_vqa_normalisation_and_majority_baseline():
   assert m["vqa/color_majority"] == pytest.approx(2 / 3)
   with pytest.raises(ValueError, match="predictions"):
     vqa.score(items, ["red"], "vqa")
+
+
+def test_swapped_image_control_pairs_every_question_with_another_image():
+  items = [{"id": f"r{i}", "image": np.full((2, 2, 3), i, np.uint8), "question": q,
+            "answer": a, "type": "color"}
+           for i in range(4) for q, a in (("What color?", f"c{i}"), ("Shape?", "s"))]
+  swapped = vqa.swap_images(items)
+  assert [it["question"] for it in swapped] == [it["question"] for it in items]
+  assert [it["answer"] for it in swapped] == [it["answer"] for it in items]
+  for it, sw in zip(items, swapped):
+    assert sw["image_id"] != it["id"]
+    assert int(sw["image"][0, 0, 0]) == int(sw["image_id"][1:])  # that record's image
+  # Questions about one image all meet the same other image; every image is used once.
+  assert len({sw["image_id"] for sw in swapped}) == 4
+  assert vqa.same_answer_rate(["Red.", "blue"], ["red", "green"]) == 0.5
+  with pytest.raises(ValueError, match=">= 2 images"):
+    vqa.swap_images(items[:2])
+  with pytest.raises(ValueError, match="equally long"):
+    vqa.same_answer_rate(["a"], [])
 
 
 def test_geneval_categories_score_renders_right_and_blank_images_wrong():

@@ -95,6 +95,11 @@ def test_text_decoding_stops_at_eos(tiny):
   stop = int(np.argmax(row == eos))
   assert int(out["lengths"][0]) == stop + 1
   assert (row[stop + 1:] == 0).all()
+  # Several stop ids (`</s>` or the chat turn's end): a row stops at the first of either.
+  other = int(first["tokens"][1, 0])
+  both = generate_text(model, v, prompt, jax.random.key(0), max_new_tokens=4,
+                       eos_id=(eos, other), pad_id=0)
+  assert int(both["lengths"][1]) == 1 and int(both["lengths"][0]) <= stop + 1
 
 
 def _teacher_forced_codes(config, model, v, prompt, lengths, grid):

@@ -154,3 +154,47 @@ def test_batch_sharding_splits_rows_over_data_and_fsdp():
   b = sharding.shard_batch(mesh, {"tokens": np.zeros((8, 16), np.int32)})
   assert b["tokens"].sharding.spec == P(("data", "fsdp"), None)
   assert b["tokens"].addressable_shards[0].data.shape == (2, 16)
+
+
+def test_abstract_shapes_and_state_spec_build_under_an_active_mesh():
+  """Issue 14: the trainer builds its eval function lazily inside the training loop's
+  `mesh_context` (a restarted run's first periodic validation); abstract params, their
+  shardings and a StateSpec must come out the same with or without a mesh in context,
+  and with another mesh in context."""
+  from synergen_jax.training import experiment
+  from synergen_jax.training import state as state_lib
+  from synergen_jax.training import step as step_lib
+  from synergen_jax.weights import model_params
+  config = mu.tiny_config()
+  mesh = sharding.make_mesh((2, 2, 2))
+  groups = ("vision", "llm_attention", "llm")
+  opt = experiment.default_optimizer_config()
+
+  def build():
+    abstract, shardings = state_lib.abstract_params(SynerGenVL(config), config, mesh)
+    spec = state_lib.StateSpec(config, mesh, groups, opt, 10)
+    imported, _ = model_params.abstract_params.__wrapped__(config, mesh)
+    return {"abstract": abstract, "specs": jax.tree.map(lambda s: s.spec, shardings),
+            "state": spec.abstract, "state_specs": jax.tree.map(lambda s: s.spec,
+                                                                spec.shardings),
+            "imported": jax.tree.map(lambda a: (a.shape, a.sharding.spec), imported),
+            "bytes": state_lib.opt_state_bytes_for(config, groups, opt)}
+
+  want = build()
+  assert want["specs"]["text_embed"] == P("tensor", "fsdp")
+  other = sharding.make_mesh((1, 8, 1))
+  for active in (mesh, other):
+    with step_lib.mesh_context(active):
+      got = build()
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    jax.tree.map(lambda a, b: (a == b) or pytest.fail(f"{a} != {b}"), got, want)
+  key, b = jax.random.key(0), mu.batch(config)
+  with step_lib.mesh_context(other):  # initialised for `mesh` while another is active
+    variables, _ = sharding.sharded_init(SynerGenVL(config).init, mesh, key, b)
+  leaf = variables["params"]["text_embed"]
+  assert leaf.sharding.spec == P("tensor", "fsdp") and len(leaf.sharding.device_set) == 8
+  # The context is restored after each build.
+  with step_lib.mesh_context(mesh):
+    state_lib.StateSpec(config, mesh, groups, opt, 10)
+    assert dict(jax.sharding.get_abstract_mesh().shape) == dict(mesh.shape)
+  assert jax.sharding.get_abstract_mesh().empty

@@ -49,6 +49,10 @@ def test_two_stage_run_writes_the_workdir(setup):
     assert os.listdir(os.path.join(w, stage, "tensorboard"))
     assert [r["step"] for r in _rows(w, stage)] == [2, 4]
     assert all(r["train/tokens_per_s"] > 0 and r["train/mfu"] > 0 for r in _rows(w, stage))
+  # Stage 1 replays text beside its vision tasks (experiments/tiny.py): its steps train on
+  # text tokens too.
+  assert all(r["train/text/text_tokens"] > 0 and r["train/understanding/text_tokens"] > 0
+             for r in _rows(w, "stage1"))
   assert os.path.isfile(os.path.join(w, "report.md"))
   assert checkpointing.read_config(w).model.vocab_size == setup["cfg"].model.vocab_size
   # Rerunning the same command resumes: nothing left to train.

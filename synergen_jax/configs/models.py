@@ -17,6 +17,7 @@ def _base(**overrides) -> ml_collections.ConfigDict:
       num_kv_heads=2, head_dim=16, mlp_dim=128, qkv_bias=False, rope_theta=10_000.0,
       norm_eps=1e-6, tie_embeddings=False, vision_experts=True, mmoe_impl="sorted",
       codebook_size=512, code_embed_dim=32, tile_grid=(8, 8), fold=(2, 2),
+      fold_init_scale=1.0,
       head=dict(num_layers=2, embed_dim=64, num_heads=4, num_kv_heads=2, head_dim=16,
                 mlp_dim=128),
       image_loss_weight=2.0, loss_chunk_size=128, max_gen_patches=16,

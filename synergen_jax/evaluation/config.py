@@ -3,6 +3,9 @@
   vqa_splits            scene-dataset splits scored by VQA exact match
   vqa_questions         questions per split (every question of the first records, in
                         order, until this many; 0 = all)
+  swapped_image_control  also ask every validation question about another image of the
+                        split (`vqa/swapped_image/...`): what VQA a model keeps without
+                        looking (close to the majority baseline for one that looks)
   max_answer_tokens     decoding budget of an answer (stops earlier at `</s>`)
   gen_split             split whose scene graphs give the generation prompts
   gen_prompts           prompts per GenEval category
@@ -25,6 +28,7 @@ def default_eval_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       vqa_splits=("validation", "test", "compositional"),
       vqa_questions=400,
+      swapped_image_control=True,
       max_answer_tokens=12,
       gen_split="validation",
       gen_prompts=16,

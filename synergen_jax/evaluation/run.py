@@ -33,6 +33,21 @@ def evaluate_vqa(session, e, config) -> tuple[dict, list]:
     m = vqa.score(items, preds, prefix)
     m[f"{prefix}/skipped_records"] = skipped
     metrics.update(m)
+    if split == "validation" and e.swapped_image_control and len({it["id"] for it in items}) < 2:
+      log("vqa validation: the swapped-image control needs questions about >= 2 images "
+          "(raise eval.vqa_questions); skipped")
+    elif split == "validation" and e.swapped_image_control:
+      swapped = vqa.swap_images(items)
+      examples = [session.understanding_prompt(it["image"], it["question"],
+                                               int(e.max_answer_tokens)) for it in swapped]
+      swapped_preds = session.answer_examples(examples, max_new_tokens=int(e.max_answer_tokens),
+                                              seed=int(e.seed))
+      sw = vqa.score(swapped, swapped_preds, "vqa/swapped_image")
+      sw["vqa/swapped_image/same_answer"] = vqa.same_answer_rate(preds, swapped_preds)
+      metrics.update(sw)
+      log(f"vqa {split}, each question about another image: exact match "
+          f"{sw.get('vqa/swapped_image/overall', 0):.3f}, answer unchanged for "
+          f"{sw['vqa/swapped_image/same_answer']:.0%}")
     samples += [{"split": split, "type": it["type"], "question": it["question"],
                  "answer": it["answer"], "prediction": p}
                 for it, p in list(zip(items, preds))[:12]]
@@ -66,6 +81,12 @@ def evaluate_generation(session, e, config) -> tuple[dict, list]:
   metrics.update(geneval.score(items, [[im] for im in real], "gen/reference"))
   recon = session.decode_images(session.encode_images(real))
   metrics.update(geneval.score(items, [[im] for im in recon], "gen/vq_reconstruction"))
+  # The prompt-dependence control: each prompt scored on the dataset image of another
+  # prompt (rotated by half the prompts): what a generator that ignores its prompt but
+  # draws perfect scenes would score.
+  shift = len(items) // 2
+  metrics.update(geneval.score(items, [[real[(i + shift) % len(items)]]
+                                       for i in range(len(items))], "gen/other_prompt_image"))
   metrics["gen/prompts"] = len(items)
   metrics["gen/skipped_records"] = skipped
   log(f"generation: {len(prompts)} images, overall {metrics['gen/overall']:.3f} "
@@ -99,6 +120,17 @@ def evaluate_text(session, e, workdir: str, stage: str) -> dict:
   else:
     log(f"text: perplexity {m['perplexity']:.3f} (the stage's starting params are not at "
         f"hand) ({time.time() - t:.1f}s)")
+  pre = text_retention.text_pretrained_params_dir(workdir, session.config, stage)
+  if pre is not None:
+    p = (s if pre == where else
+         text_retention.metrics(session.model, session.mesh,
+                                text_retention.load_params_dir(pre, session.model,
+                                                               session.model_config,
+                                                               session.mesh), batches))
+    out.update({f"text/pretrained/{k}": v for k, v in p.items()})
+    out["text/perplexity_ratio_vs_pretrained"] = m["perplexity"] / p["perplexity"]
+    log(f"text: perplexity {m['perplexity']:.3f} vs {p['perplexity']:.3f} after text "
+        f"pretraining ({pre}): {out['text/perplexity_ratio_vs_pretrained']:.3f}x")
   return out
 
 
@@ -131,6 +163,9 @@ def markdown(metrics: dict, samples: list, info: dict) -> str:
   if types:
     splits = [("validation", "vqa")] + [(s, f"vqa/{s}") for s in info["vqa_splits"]
                                         if s != "validation"]
+    swapped = "vqa/swapped_image/overall" in metrics
+    if swapped:
+      splits.append(("val., another image", "vqa/swapped_image"))
     lines += ["## Understanding: VQA exact match", "",
               "| type | " + " | ".join(s for s, _ in splits) + " | majority answer (val.) |",
               "|---|" + "---|" * (len(splits) + 1)]
@@ -138,19 +173,30 @@ def markdown(metrics: dict, samples: list, info: dict) -> str:
       vals = " | ".join(fmt(metrics.get(f"{p}/{t}", "-")) for _, p in splits)
       lines.append(f"| {t} | {vals} | {fmt(metrics.get(f'vqa/{t}_majority', '-'))} |")
     lines += ["", "The majority column answers every question of a type with its most "
-              "common answer: the score of a model that ignores the image.", ""]
+              "common answer: the score of a model that ignores the image."]
+    if swapped:
+      lines += ["\"val., another image\" asks each validation question about another "
+                "image of the split (the image-dependence control): a model that looks "
+                "falls towards the majority column; "
+                f"{metrics['vqa/swapped_image/same_answer']:.0%} of its answers did not "
+                "change."]
+    lines.append("")
   if "gen/overall" in metrics:
     lines += ["## Generation: GenEval-style (scene scorer on generated pixels)", "",
               f"{metrics['gen/prompts']} prompts x {info['gen_samples']} samples, CFG scale "
               f"{info['cfg_scale']}, temperature {info['gen_temperature']}.", "",
-              "| category | generated | dataset images (ceiling) | VQ reconstructions |",
-              "|---|---|---|---|"]
+              "| category | generated | dataset images (ceiling) | VQ reconstructions | "
+              "another prompt's image (floor) |",
+              "|---|---|---|---|---|"]
     for c in list(geneval.CATEGORIES) + ["overall"]:
       if f"gen/{c}" in metrics:
         lines.append(f"| {c} | {fmt(metrics[f'gen/{c}'])} | "
                      f"{fmt(metrics.get(f'gen/reference/{c}', '-'))} | "
-                     f"{fmt(metrics.get(f'gen/vq_reconstruction/{c}', '-'))} |")
-    lines += ["", "![generated](generated.png)", ""]
+                     f"{fmt(metrics.get(f'gen/vq_reconstruction/{c}', '-'))} | "
+                     f"{fmt(metrics.get(f'gen/other_prompt_image/{c}', '-'))} |")
+    lines += ["", "The last column scores each prompt on the dataset image of another prompt: "
+              "what a generator that ignores its prompt would score.", "",
+              "![generated](generated.png)", ""]
   if "gen/fold_s_per_image" in metrics:
     lines += ["## Generation speed: token folding vs no-fold", "",
               "| | LLM steps / image | s / image |", "|---|---|---|",
@@ -167,6 +213,9 @@ def markdown(metrics: dict, samples: list, info: dict) -> str:
     if "text/start/perplexity" in metrics:
       lines.append(f"| start of the stage | {metrics['text/start/perplexity']:.3f} | "
                    f"{metrics['text/start/accuracy']:.4f} |")
+    if "text/pretrained/perplexity" in metrics:
+      lines.append(f"| after text pretraining | {metrics['text/pretrained/perplexity']:.3f} | "
+                   f"{metrics['text/pretrained/accuracy']:.4f} |")
     lines.append("")
   if samples:
     lines += ["## Sample answers", "", "| split | type | question | answer | model |",

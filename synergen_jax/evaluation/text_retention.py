@@ -79,10 +79,25 @@ def start_params_dir(workdir: str, config, stage: str) -> str | None:
   return init_from if os.path.isdir(os.path.expanduser(init_from)) else None
 
 
+def text_pretrained_params_dir(workdir: str, config, stage: str) -> str | None:
+  """The final params of the last text-only stage before `stage` (the LLM before any
+  vision training: what text skills are measured against), if at hand."""
+  order = list(config.stage_order)
+  for name in reversed(order[:order.index(stage)]):
+    if experiment.stage_config(config, name).kind == "text":
+      d = checkpointing.final_params_dir(workdir, name)
+      return d if os.path.isdir(d) else None
+  return None
+
+
+def load_params_dir(d: str, model, model_config, mesh):
+  abstract, shardings = abstract_params(model, model_config, mesh)
+  return params_io.restore_params(d, with_shardings(abstract, shardings))
+
+
 def load_start_params(workdir: str, config, stage: str, model, model_config, mesh):
   """(params, directory) the stage started from, or (None, None)."""
   d = start_params_dir(workdir, config, stage)
   if d is None:
     return None, None
-  abstract, shardings = abstract_params(model, model_config, mesh)
-  return params_io.restore_params(d, with_shardings(abstract, shardings)), d
+  return load_params_dir(d, model, model_config, mesh), d

@@ -4,6 +4,8 @@ majority-answer baseline per type (what answering without looking scores).
   questions(records, max_questions) -> [{"image", "question", "answer", "type"}]
   normalize(answer) -> str
   score(items, predictions, prefix) -> flat metrics {prefix/overall, prefix/<type>, ...}
+  swap_images(items) -> the same questions, each asked about another record's image
+  same_answer_rate(a, b) -> share of predictions that did not change
 """
 
 import collections
@@ -53,3 +55,30 @@ def score(items: list[dict], predictions: list[str], prefix: str) -> dict:
     out[f"{prefix}/{t}_majority"] = answers[t].most_common(1)[0][1] / total[t]
     out[f"{prefix}/{t}_questions"] = total[t]
   return out
+
+
+def swap_images(items: list[dict]) -> list[dict]:
+  """The image-dependence control: every question asked about another record's image.
+
+  Records (by `id`, in order of appearance) are rotated by half their count, so each
+  question meets the image of a record far away in the split; answers stay those of the
+  question's own image. A model that looks at its images loses its answers here; one
+  that answers from the question's wording keeps them.
+  """
+  ids = list(dict.fromkeys(it["id"] for it in items))
+  if len(ids) < 2:
+    raise ValueError(f"the image-swap control needs questions about >= 2 images, got {len(ids)}")
+  image_of = {}
+  for it in items:
+    image_of.setdefault(it["id"], it["image"])
+  shift = len(ids) // 2
+  other = {rid: ids[(i + shift) % len(ids)] for i, rid in enumerate(ids)}
+  return [dict(it, image=image_of[other[it["id"]]], image_id=other[it["id"]]) for it in items]
+
+
+def same_answer_rate(a: list[str], b: list[str]) -> float:
+  """Share of answers that are equal (after `normalize`) in two prediction lists."""
+  if len(a) != len(b) or not a:
+    raise ValueError(f"need two equally long, non-empty prediction lists, got {len(a)} and "
+                     f"{len(b)}")
+  return sum(normalize(x) == normalize(y) for x, y in zip(a, b)) / len(a)

@@ -2,8 +2,9 @@
 
 Prompts are task batches in the batch contract (they may hold folded image tokens),
 right-padded: `segment_ids` is 1 on a row's real tokens and 0 on padding, so rows
-have their own prompt lengths. Decoding stops for a row at `eos_id` and for the batch
-when every row has stopped or `max_new_tokens` is reached.
+have their own prompt lengths. Decoding stops for a row at `eos_id` (one id, or a tuple of
+stop ids: `</s>` and the chat turn's end `<|im_end|>`) and for the batch when every row has
+stopped or `max_new_tokens` is reached.
 """
 
 import functools
@@ -58,11 +59,13 @@ def last_hidden(hidden: jax.Array, lengths: jax.Array) -> jax.Array:
                                               "pad_id"))
 def generate_text(model: nn.Module, variables, prompt: dict, key: jax.Array, *,
                   max_new_tokens: int, sampling: SamplingConfig = SamplingConfig(),
-                  eos_id: int, pad_id: int = 0) -> dict:
+                  eos_id: int | tuple[int, ...], pad_id: int = 0) -> dict:
   """Returns {"tokens": [rows, max_new_tokens] (pad after `eos_id`), "lengths": [rows]}.
 
-  `lengths` counts generated tokens including the `eos_id`.
+  `eos_id`: the stop id, or a tuple of them. `lengths` counts generated tokens including
+  the stop id.
   """
+  stop_ids = jnp.asarray(eos_id if isinstance(eos_id, tuple) else (eos_id,), jnp.int32)
   config = model.config
   rows, prompt_len = prompt["tokens"].shape
   lengths = prompt_lengths(prompt)
@@ -84,7 +87,7 @@ def generate_text(model: nn.Module, variables, prompt: dict, key: jax.Array, *,
     tok = jnp.where(done, pad_id, tok)
     out = out.at[:, i].set(tok)
     count = count + (~done).astype(jnp.int32)
-    done = done | (tok == eos_id)
+    done = done | jnp.any(tok[:, None] == stop_ids[None, :], axis=1)
     hidden, cache = llm_step(model, variables, cache,
                              text_step_batch(config, tok, lengths + i))
     logits = model.apply(variables, hidden[:, 0], method="text_logits")

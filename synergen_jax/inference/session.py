@@ -195,6 +195,8 @@ class InferenceSession:
                       sampling: SamplingConfig = SamplingConfig(), seed: int = 0) -> list[str]:
     """Answers for prepared understanding prompts (`understanding_prompt`)."""
     tok = self.tokenizer
+    # An answer ends at `</s>`, or at `<|im_end|>` where the model continues a conversation.
+    stop = tuple(i for i in (tok.eos_id, tok.im_end_id) if i is not None)
     out = []
     for start in range(0, len(examples), self.batch_size):
       chunk = examples[start:start + self.batch_size]
@@ -202,10 +204,10 @@ class InferenceSession:
       res = self._run(generate_text, self.model, self.variables, prompt,
                       jax.random.fold_in(jax.random.key(seed), start),
                       max_new_tokens=int(max_new_tokens), sampling=sampling,
-                      eos_id=tok.eos_id, pad_id=tok.pad_id)
+                      eos_id=stop, pad_id=tok.pad_id)
       tokens, lengths = np.asarray(res["tokens"]), np.asarray(res["lengths"])
       for r in range(len(chunk)):
-        ids = [int(i) for i in tokens[r, :lengths[r]] if i != tok.eos_id]
+        ids = [int(i) for i in tokens[r, :lengths[r]] if i not in stop]
         out.append(tok.decode(ids).strip())
     return out
 

@@ -44,6 +44,9 @@ def cudnn_attention(q, k, v, segment_ids):
       q, k, v, mask=seg_mask, is_causal=True, implementation="cudnn")
 
 
+SPLASH_MIN_BLOCK = 128  # Pallas splash block sizes are multiples of the 128-lane width
+
+
 @functools.lru_cache(maxsize=32)
 def _splash_kernel(q_len: int, num_heads: int, block: int, interpret: bool):
   mask = splash_mask.MultiHeadMask(
@@ -101,10 +104,11 @@ def _splash_local(q, k, v, segment_ids, *, block: int, interpret: bool):
   kv_heads = k.shape[2]
   group = num_heads // kv_heads
   block = min(block, q_len)
-  if q_len % block:
+  if q_len % block or block % SPLASH_MIN_BLOCK:
     raise ValueError(
         f"splash attention needs the sequence length ({q_len}) to be a multiple of "
-        f"its block size ({block})")
+        f"its block size ({block}), itself a multiple of {SPLASH_MIN_BLOCK} (the kernel's "
+        "lane width): pad the sequences (data seq_len) or use attention_backend='xla'")
   kernel = _splash_kernel(q_len, group, block, interpret)
   scale = 1.0 / np.sqrt(head_dim)
   # [batch, kv_heads, group, length, head_dim] and [batch, kv_heads, length, head_dim].

@@ -59,6 +59,10 @@ class ModelConfig:
   code_embed_dim: int = 32
   tile_grid: tuple[int, int] = (8, 8)
   fold: tuple[int, int] = (2, 2)
+  # Scale of the fold MLP's output projection at init (1 = fan-in init). A pretrained
+  # LLM's text embeddings are small (RMS ~0.02-0.1); folded image embeddings at fan-in
+  # init are ~10-20x larger, so image tokens start out of scale with the text.
+  fold_init_scale: float = 1.0
   head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
   # Loss.
   image_loss_weight: float = 2.0
@@ -81,6 +85,7 @@ class ModelConfig:
               "head_dim", "mlp_dim", "codebook_size", "code_embed_dim",
               "loss_chunk_size", "max_gen_patches"):
       need(getattr(self, f) > 0, f, "a positive integer")
+    need(self.fold_init_scale > 0, "fold_init_scale", "> 0")
     need(self.num_new_tokens >= 4, "num_new_tokens", ">= 4 (<boi>, <eoi>, <UNCOND>, <img>)")
     need(self.num_heads % self.num_kv_heads == 0, "num_kv_heads",
          f"a divisor of num_heads = {self.num_heads}")

@@ -21,6 +21,7 @@ class TokenFold(nn.Module):
   tile_grid: tuple[int, int]
   fold: tuple[int, int]
   embed_dim: int
+  init_scale: float = 1.0  # fc2's init relative to fan-in (ModelConfig.fold_init_scale)
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -56,4 +57,7 @@ class TokenFold(nn.Module):
     h = LayerNorm(axis_name="fold_in", name="norm", **kw)(folded)
     h = Dense((self.embed_dim,), ("fold_in", "fold_hidden"), use_bias=True, name="fc1", **kw)(h)
     h = nn.gelu(h)
-    return Dense((self.embed_dim,), ("fold_hidden", "embed"), use_bias=True, name="fc2", **kw)(h)
+    out_init = nn.initializers.variance_scaling(self.init_scale**2, "fan_in",
+                                                "truncated_normal")
+    return Dense((self.embed_dim,), ("fold_hidden", "embed"), use_bias=True, name="fc2",
+                 kernel_init=out_init, **kw)(h)

@@ -16,6 +16,7 @@ Workdir layout (`python -m synergen_jax.train --workdir=W`):
 """
 
 import copy
+import glob
 import json
 import os
 from typing import Any
@@ -87,6 +88,14 @@ def save(manager: ocp.CheckpointManager, state: TrainState, data_iter: Any,
       STATE: ocp.args.StandardSave(state.to_dict()),
       DATA: grain.checkpoint.CheckpointSave(snapshot),
       CONFIG: ocp.args.JsonSave(config_json)}))
+
+
+def writing(manager: ocp.CheckpointManager, step: int) -> bool:
+  """Whether the checkpoint of `step` is being written: Orbax writes it into a temporary
+  directory `<step>.orbax-checkpoint-tmp...` and renames it when complete (a run killed
+  before that leaves the temporary one, which the manager ignores and later replaces)."""
+  return bool(glob.glob(os.path.join(str(manager.directory),
+                                     f"{step}.orbax-checkpoint-tmp*")))
 
 
 def restore(manager: ocp.CheckpointManager, spec: StateSpec, data_iter: Any,

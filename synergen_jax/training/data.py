@@ -2,7 +2,8 @@
 
   train_iterator(config, stage, tokenizer, model_config, mesh)
       multimodal stage: `data_pipelines.pipeline.make_pipeline` on the stage's data
-      config -> {"understanding", "generation"}; text stage: `text_data` -> {"text"}.
+      config -> {"understanding", "generation"} (+ "text" when the stage's tasks list it:
+      text replay from the stage's text_data config); text stage: `text_data` -> {"text"}.
       Checkpointable (get_state / set_state).
   ValidationSets(config, tokenizer, model_config, mesh).batches(names)
       Fixed validation batches, the same for every stage so losses compare across stages:
@@ -37,9 +38,18 @@ def train_iterator(config, stage: str, tokenizer, model_config, mesh):
                                         sharding=_row_sharding(mesh), train=True,
                                         num_streams=_streams(config))
   d = experiment.stage_data_config(config, stage)
+  extra = {}
+  if "text" in experiment.stage_tasks(config, stage):  # text replay beside the vision tasks
+    import jax
+    t = experiment.stage_text_config(config, stage)
+    docs = text_data.documents(t, config.data.pretokenized_dir, t.train_split)
+    extra["text"] = text_data.text_dataset(
+        docs, tokenizer, model_config.patch_size, t, shuffle=True, num_epochs=None,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        num_streams=_streams(config), sharding=_row_sharding(mesh))
   return mm_pipeline.make_pipeline(d, tokenizer, model_config.fold, model_config.tile_grid,
                                    split="train", sharding=_row_sharding(mesh),
-                                   num_streams=_streams(config))
+                                   num_streams=_streams(config), extra=extra)
 
 
 class ValidationSets:

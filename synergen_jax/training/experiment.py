@@ -59,9 +59,12 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
 def default_stage_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       kind="multimodal",        # "multimodal" (understanding + generation) | "text"
-      tasks=(),                 # multimodal: train only these tasks (() = both)
+      tasks=(),                 # multimodal: train these tasks (() = understanding +
+                                # generation); "text" adds text replay (text_data)
       init_from="previous",     # "previous" | "scratch" | a params checkpoint directory
       vision_ffn_from_text=False,  # copy each layer's text FFN into its vision FFN first
+      code_embed_from_vq=False,  # start the VQ-code tables from the VQ codebook (config.
+                                 # vq_tokenizer; training/vq_code_init.py)
       trainable=tuple(GROUPS),  # parameter groups trained (model/param_groups.py)
       steps=100,
       grad_accum_steps=1,       # micro-batches per step (exact: losses are sums)
@@ -254,8 +257,11 @@ def check_fields(config) -> ModelConfig:
     f = f"stages.{name}"
     _need(st.kind in STAGE_KINDS, f"{f}.kind", f"{st.kind!r} is not one of {STAGE_KINDS}")
     _need(st.steps >= 1, f"{f}.steps", f"{st.steps}: expected >= 1")
-    _need(all(t in MULTIMODAL_TASKS for t in st.tasks) and len(set(st.tasks)) == len(st.tasks),
-          f"{f}.tasks", f"{tuple(st.tasks)}: expected a subset of {MULTIMODAL_TASKS}")
+    _need(all(t in MULTIMODAL_TASKS + ("text",) for t in st.tasks)
+          and len(set(st.tasks)) == len(st.tasks)
+          and (not st.tasks or any(t in MULTIMODAL_TASKS for t in st.tasks)),
+          f"{f}.tasks", f"{tuple(st.tasks)}: expected a subset of "
+          f"{MULTIMODAL_TASKS + ('text',)} with at least one of {MULTIMODAL_TASKS}")
     _need(st.grad_accum_steps >= 1, f"{f}.grad_accum_steps", "expected >= 1")
     _need(len(st.trainable) > 0 and all(g in GROUPS for g in st.trainable),
           f"{f}.trainable", f"{tuple(st.trainable)}: expected a non-empty subset of {GROUPS}")

@@ -1,7 +1,10 @@
 """Metrics sinks of a stage: TensorBoard event files, a JSONL log, and console lines.
 
-Only process 0 writes. `MetricsWriter(directory)` writes `metrics.jsonl` and
+Only process 0 writes. `MetricsWriter(directory, resume_step)` writes `metrics.jsonl` and
 `tensorboard/` under `directory`; `console_line(...)` formats one progress line.
+A run resumed from the checkpoint of step s first drops the JSONL rows of steps after s
+(`drop_rows_after`): those steps are trained again, so a run interrupted after its last
+checkpoint (SIGKILL, a crash) logs every step once, as a straight run does.
 """
 
 import json
@@ -11,13 +14,35 @@ from typing import Mapping
 import jax
 
 
+def drop_rows_after(path: str, step: int) -> None:
+  """Rewrites a JSONL metrics log without its rows of steps > `step` (and without a
+  torn last line of a killed writer). No file: nothing to do."""
+  if not os.path.isfile(path):
+    return
+  keep = []
+  with open(path) as f:
+    for line in f:
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if int(row.get("step", 0)) <= step:
+        keep.append(json.dumps(row) + "\n")
+  with open(path + ".tmp", "w") as f:
+    f.writelines(keep)
+  os.replace(path + ".tmp", path)
+
+
 class MetricsWriter:
-  def __init__(self, directory: str):
+  def __init__(self, directory: str, resume_step: int | None = None):
+    """`resume_step`: the step the run starts from (drops logged rows after it)."""
     self.enabled = jax.process_index() == 0
     self._tb = None
     self._jsonl = None
     if self.enabled:
       os.makedirs(directory, exist_ok=True)
+      if resume_step is not None:
+        drop_rows_after(os.path.join(directory, "metrics.jsonl"), resume_step)
       from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(os.path.join(directory, "tensorboard"))
       self._jsonl = open(os.path.join(directory, "metrics.jsonl"), "a")

@@ -70,7 +70,7 @@ def _init_jit(config: ModelConfig, mesh, options_json: str = "{}"):
   model = SynerGenVL(config)
   _, shardings = abstract_params(model, config, mesh)
   init = _init_fn(model, config)
-  return jax.jit(lambda key: nn.unbox(init(key))["params"], out_shardings=shardings,
+  return jax.jit(lambda key: sharding.unbox(init(key))["params"], out_shardings=shardings,
                  compiler_options=json.loads(options_json) or None)
 
 
@@ -130,7 +130,7 @@ class StateSpec:
   def init_params(self, seed: int) -> Any:
     """Freshly initialised params, created directly in their shardings."""
     options = json.dumps(self.compiler_options or {}, sort_keys=True)
-    init = _init_jit(self.config, self.mesh, options)  # built outside the mesh (nn.unbox)
+    init = _init_jit(self.config, self.mesh, options)
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
       return init(jax.random.key(seed))
 
@@ -143,7 +143,7 @@ class StateSpec:
 def opt_state_bytes_for(config: ModelConfig, groups: Sequence[str], opt: Any) -> dict:
   """Optimizer-state and parameter bytes of training `groups`, from abstract shapes only."""
   model = SynerGenVL(config)
-  params = nn.unbox(jax.eval_shape(_init_fn(model, config), jax.random.key(0)))["params"]
+  params = sharding.abstract_variables(_init_fn(model, config), jax.random.key(0))["params"]
   trainable, frozen = freezing.split(params, groups)
   tx = optimizer_lib.make_optimizer(opt, 1000, trainable)
   opt_abs = jax.eval_shape(tx.init, trainable)

@@ -78,8 +78,9 @@ class TextExample:
   def ids(self, kind: str, text: str) -> list[int]:
     if kind == "chat":
       question, answer = text.split("\x00", 1)
-      return self.tok.encode_chat([("user", question)]) + self.tok.encode(answer) + [
-          self.tok.eos_id]
+      # The understanding template without the image (data_pipelines/sequences.py).
+      return (self.tok.encode_chat([("user", question)]) + self.tok.encode(answer)
+              + self.tok.turn_end() + [self.tok.eos_id])
     return self.tok.encode(text, add_bos=True, add_eos=True)
 
   def __call__(self, doc):

@@ -139,6 +139,19 @@ def initial_params(ctx: RunContext, stage: str, spec: StateSpec):
   return params_io.restore_params(init_from, target)
 
 
+def _code_tables_from_vq(ctx: RunContext, stage: str, params):
+  from synergen_jax.training import vq_code_init, vq_checkpoint
+  vq_dir = ctx.config.get("vq_tokenizer", "")
+  if not vq_dir:
+    raise experiment.ConfigError(f"config.stages.{stage}.code_embed_from_vq needs "
+                                 "config.vq_tokenizer (the VQ tokenizer's workdir)")
+  _, variables, _ = vq_checkpoint.load_tokenizer(os.path.expanduser(vq_dir))
+  codebook = np.asarray(variables["params"]["quantize"]["embedding"]["embedding"])
+  log(f"[{stage}] VQ-code tables start from the codebook of {vq_dir} "
+      f"({codebook.shape[0]} codes x {codebook.shape[1]})")
+  return vq_code_init.from_codebook(params, codebook, int(ctx.config.seed))
+
+
 def _interval_row(host: list[dict], timed: int, elapsed: float, spec: StateSpec,
                   peak: float, trainable) -> dict:
   """Mean metrics of the interval's steps; throughput of its last `timed` steps."""
@@ -188,15 +201,18 @@ def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict |
     state = checkpointing.restore(manager, spec, data_iter)
     log(f"[{stage}] resumed from {sdir}/checkpoints at step {int(state.step)}")
   else:
-    state = spec.state_from_params(initial_params(ctx, stage, spec), st.vision_ffn_from_text)
+    params = initial_params(ctx, stage, spec)
+    if st.code_embed_from_vq:
+      params = _code_tables_from_vq(ctx, stage, params)
+    state = spec.state_from_params(params, st.vision_ffn_from_text)
   n_train = sum(int(x.size) for x in jax.tree.leaves(spec.split(state.params)[0]))
   n_all = sum(int(x.size) for x in jax.tree.leaves(state.params))
   log(f"[{stage}] tasks {tasks}, trains {trainable}: {n_train:,d} of {n_all:,d} params; "
       f"mesh {dict(ctx.mesh.shape)}; {st.steps} steps")
 
   peak, peak_src = flops_lib.device_peak_flops(tcfg.peak_flops_per_device)
-  writer = metrics_log.MetricsWriter(sdir)
   step = int(jax.device_get(state.step))
+  writer = metrics_log.MetricsWriter(sdir, resume_step=step)
   start_step, t_start = step, time.perf_counter()
   interval, untimed, t_mark, compile_s, step_s, saved = [], 0, None, None, None, step
   last = st.steps if stop_at is None else min(stop_at, st.steps)
@@ -208,6 +224,7 @@ def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict |
           batches = {t: batches[t] for t in tasks}
         state, metrics = train_step(state, batches)
         step += 1
+        preemption.signal_point(f"train/{stage}", step)  # test hook (no-op unless set)
         interval.append(metrics)
         if t_mark is None:  # the first step of this run compiles: not timed
           jax.block_until_ready(metrics)
@@ -232,6 +249,8 @@ def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict |
         if step % tcfg.checkpoint_every == 0 or step == last:
           checkpointing.save(manager, state, data_iter, config_json)
           saved = step
+          preemption.signal_point(  # test hook: while the asynchronous write is under way
+              f"checkpoint/{stage}", step, ready=lambda: checkpointing.writing(manager, step))
         if ctx.watcher.should_stop(manager, step):
           if saved != step:
             checkpointing.save(manager, state, data_iter, config_json, force=True)

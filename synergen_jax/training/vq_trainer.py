@@ -30,7 +30,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from synergen_jax.model.vq.discriminator import PatchDiscriminator
 from synergen_jax.model.vq.tokenizer import (VQTokenizer, data_mesh, images_to_float,
                                              init_compiler_options)
-from synergen_jax.training import vq_checkpoint, vq_data, vq_eval, vq_losses
+from synergen_jax.training import (metrics_log, preemption, vq_checkpoint, vq_data, vq_eval,
+                                   vq_losses)
 
 
 # Fields of `train` the trainer reads; the optional ones default to "off" (Emu3's
@@ -286,6 +287,7 @@ class VQTrainer:
         model_vars, train = self.init()
       step = int(train["step"])
       start_step, start = step, time.time()
+      metrics_log.drop_rows_after(metrics_path, step)  # steps after the checkpoint rerun
       log = open(metrics_path, "a")
       eval_metrics = {}
       last = t.steps if stop_at is None else min(stop_at, t.steps)
@@ -293,6 +295,7 @@ class VQTrainer:
         images = vq_data.train_batch(step, d.batch_size, d.image_size, cfg.seed, d.text_prob)
         model_vars, train, metrics = self.step(model_vars, train, images)
         step += 1
+        preemption.signal_point("vq", step)  # test hook (no-op unless set)
         if step % t.log_every == 0 or step == t.steps:
           row = {k: float(v) for k, v in jax.device_get(metrics).items()}
           elapsed = time.time() - start
@@ -313,8 +316,10 @@ class VQTrainer:
     manager.wait_until_finished()
     manager.close()
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-    with open(os.path.join(workdir, "eval", "metrics.json"), "w") as f:
+    path = os.path.join(workdir, "eval", "metrics.json")
+    with open(path + ".tmp", "w") as f:  # atomic: a rerun trusts an existing file
       json.dump({f"vq/{k}": v for k, v in eval_metrics.items()}, f, indent=2)
+    os.replace(path + ".tmp", path)
     return eval_metrics
 
   def _evaluate(self, model_vars, images, scenes, step, log) -> dict:

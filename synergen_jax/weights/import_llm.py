@@ -79,7 +79,7 @@ def _init_jit(config: ModelConfig, paths: tuple, shardings: tuple):
 
   def select(key):
     variables = model.init(key, method=functools.partial(_vision_init, config=config))
-    flat = model_params.flatten(nn.unbox(variables)["params"])
+    flat = model_params.flatten(sharding.unbox(variables)["params"])
     return tuple(flat[p] for p in paths)
 
   return jax.jit(select, out_shardings=shardings)

@@ -1,0 +1,387 @@
+"""Restarts of the real CLIs, each run a separate process (issue 14).
+
+In-process `stop_at` runs share caches (compiled eval functions, specs) with the run
+before them and so hide bugs that only a fresh process meets. Here every run is
+`python -m ...` in a subprocess, interrupted by a signal and run again with the same
+command:
+
+* the demo job (`synergen_jax.demo`, experiments/demo.py's recipe at test size) gets
+  SIGTERM in each phase in turn: dataset build, tokenizer, VQ training, pretokenization,
+  every training stage of `config.stage_order` (periodic validation on, so each resumed
+  stage validates right after its restart), evaluation. The last rerun finishes, and its
+  metrics, logged losses, data and final params equal an uninterrupted run's.
+* `synergen_jax.train` on experiments/tiny.py (its first stage) gets SIGKILL while an
+  asynchronous Orbax checkpoint is being written: Orbax leaves the incomplete (tmp)
+  checkpoint, the restart resumes from the last complete one and ends bitwise equal
+  (logged losses, validations, params) to a straight run.
+
+The interruption points come from the `SYNERGEN_SIGTERM_AT` / `SYNERGEN_SIGKILL_AT` hook
+(`training/preemption.signal_point`); evaluation is interrupted from here once it logs.
+The runs use one CPU device and share one persistent compilation cache per test; the
+straight runs start in the background when the module starts and the interrupted runs
+trail them (see the `straight` fixture).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import jax
+import numpy as np
+import pytest
+
+from synergen_jax.training import checkpointing
+from synergen_jax.training import experiment
+from synergen_jax.training import preemption
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_TIMEOUT_S = 600
+# Keys that measure time or throughput (or count this run's steps): they differ run to run.
+TIMING_KEYS = ("step_s", "tokens_per_s", "mfu", "model_flops_per_step", "wall_s",
+               "wall_s_this_run", "compile_s", "steps_this_run", "eval_s", "train_wall_s",
+               "images_per_s")
+
+# The reduced demo experiment: experiments/demo.py's recipe (stages, data mix, optimizers,
+# whatever they are) with test sizes. Only sizes are overridden.
+DEMO_CONFIG = '''
+"""experiments/demo.py at test size (tests/test_restart.py)."""
+from synergen_jax.training import experiment
+
+TRAIN, EVAL = 24, 8
+
+
+def get_config():
+  c = experiment.load_sibling({demo_file!r}, "demo").get_config()
+  c.demo.update(dict(train_size=TRAIN, eval_size=EVAL, vq_config={vq_file!r}, vq_steps=6,
+                     vq_eval_images=8))
+  c.data.source.name = f"synergen_scenes/{{c.demo.image_size}}px_{{TRAIN}}_{{EVAL}}"
+  c.data.num_shards, c.data.encode_batch_size = 2, 16
+  c.data.understanding.batch_size = c.data.generation.batch_size = 2
+  c.text_data.batch_size = 2
+  c.model.num_layers = c.model.head.num_layers = 1
+  for name in c.stage_order:
+    st = c.stages[name]
+    st.steps, st.optimizer.warmup_steps = 4, 1
+    for task in ("understanding", "generation"):
+      if task in st.data and "batch_size" in st.data[task]:
+        st.data[task].batch_size = 2
+    if "batch_size" in st.text_data:
+      st.text_data.batch_size = 2
+  # Validation every 2 steps: a stage interrupted at step 1 validates right after its
+  # restart (the first evaluation of a fresh process happens inside the training loop).
+  c.train.update(dict(log_every=1, eval_every=2, eval_batches=1, checkpoint_every=2,
+                      compilation_cache=False, peak_flops_per_device=1e11))
+  c.eval.update(dict(vqa_questions=16, gen_prompts=1, gen_samples=1, text_batches=1,
+                     batch_size=4, grid_prompts=1, timing_images=0, max_answer_tokens=4))
+  return c
+'''
+
+VQ_CONFIG = '''
+"""experiments/vq_demo.py at test size (tests/test_restart.py)."""
+from synergen_jax.training import experiment
+
+
+def get_config():
+  c = experiment.load_sibling({vq_file!r}, "vq_demo").get_config()
+  c.model.base_channels = 8
+  c.model.hidden_size = 8 * c.model.channel_multiplier[-1]
+  c.train.update(dict(log_every=1, checkpoint_every=2))
+  return c
+'''
+
+
+def _env(cache_dir: str, **extra) -> dict:
+  """One CPU device (conftest's 8 fake devices dropped, its quick XLA flags kept) and a
+  persistent compilation cache shared by the test's runs."""
+  env = {k: v for k, v in os.environ.items() if k not in preemption.SIGNAL_AT_ENV}
+  env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                              if "xla_force_host_platform_device_count" not in f)
+  env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=cache_dir,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", PYTHONUNBUFFERED="1")
+  env.update(extra)
+  return env
+
+
+class _Run:
+  """`python -m args` from the repository root, its output read by a thread.
+
+  `term_when(line)`: the test sends SIGTERM once an output line satisfies it.
+  """
+
+  def __init__(self, args, env, term_when=None):
+    self.proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env,
+                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    self.lines, self.ended, self.term_when = [], False, term_when
+    self.cond = threading.Condition()
+    self.timer = threading.Timer(RUN_TIMEOUT_S, self.proc.kill)
+    self.timer.start()
+    self.reader = threading.Thread(target=self._read, daemon=True)
+    self.reader.start()
+
+  def _read(self):
+    sent = False
+    for line in self.proc.stdout:
+      if self.term_when is not None and not sent and self.term_when(line):
+        self.proc.send_signal(signal.SIGTERM)
+        sent = True
+      with self.cond:
+        self.lines.append(line)
+        self.cond.notify_all()
+    self.proc.wait()
+    self.timer.cancel()
+    with self.cond:
+      self.ended = True
+      self.cond.notify_all()
+
+  def _wait(self, done) -> None:
+    with self.cond:
+      self.cond.wait_for(lambda: self.ended or done(), RUN_TIMEOUT_S)
+
+  def passed(self, prefix: str | None) -> None:
+    """Waits until the run logged a line starting with `prefix` (or ended)."""
+    if prefix is not None:
+      self._wait(lambda: any(line.startswith(prefix) for line in self.lines))
+
+  def finish(self) -> tuple[int, str]:
+    """(exit status, output) once the run ended."""
+    self._wait(lambda: False)
+    return self.proc.returncode, "".join(self.lines)
+
+  def kill(self) -> None:
+    if self.proc.poll() is None:
+      self.proc.kill()
+
+
+def _run(args, env, term_when=None) -> tuple[int, str]:
+  return _Run(args, env, term_when).finish()
+
+
+def _is_timing(key: str) -> bool:
+  name = key.rpartition("/")[2]
+  return (name in TIMING_KEYS or name.startswith("timings_s") or name.endswith("_s_per_image")
+          or name == "speedup")
+
+
+def _without_timing(d):
+  if isinstance(d, dict):
+    return {k: _without_timing(v) for k, v in d.items() if not _is_timing(k)}
+  if isinstance(d, list):
+    return [_without_timing(v) for v in d]
+  return d
+
+
+def _json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _jsonl(path):
+  with open(path) as f:
+    return [_without_timing(json.loads(line)) for line in f]
+
+
+def _bytes(path):
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def _final_params(workdir, stage):
+  return jax.device_get(checkpointing.load_params(workdir, stage=stage)[0])
+
+
+def _assert_same_params(a, b):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+# The tiny training run (test_train_killed_during_async_checkpoint_resumes_bitwise):
+# experiments/tiny.py's first stage only (the kill and the resume happen there; a second
+# stage would only repeat the same work in both runs): 4 steps, a checkpoint every 2,
+# validation at step 3 (after the resume: the restarted process's first evaluation).
+TINY_ARGS = ["synergen_jax.train", f"--config={os.path.join(REPO, 'experiments', 'tiny.py')}",
+             "--config.train.compilation_cache=False", "--config.train.eval_every=3",
+             "--config.train.peak_flops_per_device=1e11"]
+
+
+def _tiny_workdir(root, name) -> str:
+  w = root / name
+  w.mkdir()
+  os.symlink(root / "data", w / "data")  # experiments/tiny.py reads {workdir}/data
+  return str(w)
+
+
+# ---- the straight (uninterrupted) runs: in the background, from the module's start ----
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  """One straight run per CLI test, both started at once in the background.
+
+  The interrupted runs trail them: before each one the test waits until the straight run
+  has passed the same point, so every program the interrupted run compiles is already
+  in the shared persistent compilation cache (no program is compiled twice), and the
+  straight runs overlap the interrupted ones on a multi-core machine.
+  """
+  from tests import tiny_run
+  demo_root = tmp_path_factory.mktemp("demo")
+  vq_file = demo_root / "vq_small.py"
+  vq_file.write_text(VQ_CONFIG.format(vq_file=os.path.join(REPO, "experiments",
+                                                            "vq_demo.py")))
+  config_file = demo_root / "demo_small.py"
+  config_file.write_text(DEMO_CONFIG.format(
+      demo_file=os.path.join(REPO, "experiments", "demo.py"), vq_file=str(vq_file)))
+  demo = {"root": demo_root, "config_file": str(config_file),
+          "config": experiment.load_sibling(str(config_file), "demo_small").get_config(),
+          "env": _env(str(demo_root / "jax_cache")),
+          "straight": str(demo_root / "straight")}
+  demo["run"] = _Run(["synergen_jax.demo", f"--workdir={demo['straight']}",
+                      f"--config={config_file}"], demo["env"])
+
+  tiny_root = tmp_path_factory.mktemp("tiny")
+  tok = tiny_run.build_data(tiny_root / "data")
+  first = tiny_run.tiny.get_config().stage_order[0]
+  tiny = {"root": tiny_root, "stage": first, "env": _env(str(tiny_root / "jax_cache")),
+          "args": TINY_ARGS + [f"--config.model.vocab_size={tok.text_vocab_size}",
+                               f"--config.stage_order=({first!r},)"],
+          "straight": _tiny_workdir(tiny_root, "straight")}
+  tiny["run"] = _Run(tiny["args"] + [f"--workdir={tiny['straight']}"], tiny["env"])
+  yield {"demo": demo, "tiny": tiny}
+  demo["run"].kill()
+  tiny["run"].kill()
+
+
+def _finished(run) -> None:
+  status, out = run.finish()
+  assert status == 0, "the straight run failed:\n" + out[-5000:]
+
+
+# ---- the demo job, interrupted in every phase -------------------------------------------
+def _demo_points(config) -> list[tuple[str, str | None, str]]:
+  """(phase, SYNERGEN_SIGTERM_AT value, the straight run's log line once it compiled what
+  the interrupted run needs) in the order the demo reaches them."""
+  return ([("dataset", "dataset", None), ("tokenizer", "tokenizer", None),
+           ("vq", "vq@5", "[demo] VQ tokenizer: {"),
+           ("pretokenize", "pretokenize/train", "[demo] pretokenized:")]
+          + [(f"stage {s}", f"train/{s}@1", f"[{s}] first step") for s in config.stage_order]
+          + [("evaluation", None, "[demo] evaluation:")])
+
+
+def test_demo_interrupted_in_every_phase_finishes_like_a_straight_run(straight):
+  demo = straight["demo"]
+  config, w = demo["config"], str(demo["root"] / "interrupted")
+  cmd = ["synergen_jax.demo", f"--workdir={w}", f"--config={demo['config_file']}"]
+  data = os.path.join(w, "data")
+  order = list(config.stage_order)
+  resumed = None  # the stage the previous run was preempted in
+  for phase, point, straight_passed in _demo_points(config):
+    demo["run"].passed(straight_passed)
+    if point is None:  # evaluation: SIGTERM as soon as it logs
+      status, out = _run(cmd, demo["env"],
+                         term_when=lambda line: line.startswith("[evaluate]"))
+    else:
+      status, out = _run(cmd, dict(demo["env"], SYNERGEN_SIGTERM_AT=point))
+    where = f"SIGTERM in {phase}: status {status}\n{out[-5000:]}"
+    if resumed is not None:
+      # A restarted stage resumes from its preemption checkpoint and its first
+      # validation is the periodic one inside the training loop (issue 14).
+      assert f"[{resumed}] resumed from {w}/{resumed}/checkpoints at step 1" in out, where
+      assert f"[{resumed}] step 2 validation:" in out, where
+      assert checkpointing.stage_done(w, resumed), where
+      resumed = None
+    if point is not None and point.startswith("train/"):
+      stage = point[len("train/"):].partition("@")[0]
+      assert status == preemption.PREEMPTED_EXIT_CODE, where
+      assert "preempted at step 1" in out, where
+      assert os.path.isdir(os.path.join(w, stage, "checkpoints", "1")), where
+      assert not checkpointing.stage_done(w, stage), where
+      assert all(checkpointing.stage_done(w, s) for s in order[:order.index(stage)]), where
+      resumed = stage
+      continue
+    assert status == -signal.SIGTERM, where  # the default action outside training
+    if phase == "dataset":
+      assert "[demo] dataset:" not in out and not os.path.exists(
+          os.path.join(data, "tokenizer.model")), where
+    elif phase == "tokenizer":
+      assert "[demo] dataset:" in out, where
+      assert not os.path.exists(os.path.join(data, "tokenizer.model")), where
+    elif phase == "vq":  # checkpoints every 2 steps: 2 is complete (4 may be in flight)
+      assert os.path.isfile(os.path.join(data, "tokenizer.model")), where
+      assert os.path.isdir(os.path.join(w, "vq", "checkpoints", "2")), where
+      assert not os.path.exists(os.path.join(w, "vq", "checkpoints", "6")), where
+      assert not os.path.exists(os.path.join(w, "vq", "eval", "metrics.json")), where
+    elif phase == "pretokenize":
+      names = os.listdir(os.path.join(data, "pretokenized"))
+      assert sum(n.startswith("train.") and n.endswith("-of-00002") for n in names) == 2, where
+      assert not any(n.startswith("validation.") and n.endswith("-of-00002")
+                     for n in names), where
+    elif phase == "evaluation":
+      assert checkpointing.stage_done(w, order[-1]), where
+      assert not os.path.exists(os.path.join(w, "eval", "metrics.json")), where
+
+  _finished(demo["run"])
+  status, out = _run(cmd, demo["env"])
+  assert status == 0, out[-5000:]
+  s = demo["straight"]
+  # Final metrics: the report (validation per stage, evaluation headline, VQ evaluation,
+  # dataset sizes) and the full evaluation, timings aside.
+  assert _without_timing(_json(os.path.join(w, "report.json"))) == _without_timing(
+      _json(os.path.join(s, "report.json")))
+  want_eval = _without_timing(_json(os.path.join(s, "eval", "metrics.json")))
+  got_eval = _without_timing(_json(os.path.join(w, "eval", "metrics.json")))
+  assert want_eval and got_eval == want_eval
+  for stage in order:
+    # Every logged train / validation row (each step once), and the stage's validation.
+    assert _jsonl(os.path.join(w, stage, "metrics.jsonl")) == _jsonl(
+        os.path.join(s, stage, "metrics.jsonl")), stage
+    assert (_json(os.path.join(w, stage, "summary.json"))["validation"]
+            == _json(os.path.join(s, stage, "summary.json"))["validation"]), stage
+  assert _jsonl(os.path.join(w, "vq", "metrics.jsonl")) == _jsonl(
+      os.path.join(s, "vq", "metrics.jsonl"))
+  # The data the stages trained on: tokenizer and VQ codes, byte for byte.
+  assert _bytes(os.path.join(data, "tokenizer.model")) == _bytes(
+      os.path.join(s, "data", "tokenizer.model"))
+  pretok = sorted(n for n in os.listdir(os.path.join(s, "data", "pretokenized"))
+                  if not n.endswith(".json"))
+  assert sorted(n for n in os.listdir(os.path.join(data, "pretokenized"))
+                if not n.endswith(".json")) == pretok and len(pretok) == 4
+  for n in pretok:
+    assert _bytes(os.path.join(data, "pretokenized", n)) == _bytes(
+        os.path.join(s, "data", "pretokenized", n)), n
+  _assert_same_params(_final_params(w, order[-1]), _final_params(s, order[-1]))
+
+
+# ---- train.py killed while an asynchronous checkpoint is written ----------------------
+def test_train_killed_during_async_checkpoint_resumes_bitwise(straight):
+  tiny = straight["tiny"]
+  stage, s = tiny["stage"], tiny["straight"]
+  w = _tiny_workdir(tiny["root"], "killed")
+  args = tiny["args"] + [f"--workdir={w}"]
+  ckpts = os.path.join(w, stage, "checkpoints")
+  # SIGKILL while the asynchronous write of step 4's checkpoint is under way (step 2's is
+  # complete: Orbax finishes one save before it starts the next).
+  tiny["run"].passed(f"[{stage}] step 3 validation:")
+  status, out = _run(args, dict(tiny["env"], SYNERGEN_SIGKILL_AT=f"checkpoint/{stage}@4"))
+  assert status == -signal.SIGKILL, out[-5000:]
+  names = sorted(os.listdir(ckpts))
+  assert "2" in names and "4" not in names, names
+  assert any(n.startswith("4.") and "tmp" in n for n in names), names  # Orbax's tmp dir
+  assert not checkpointing.stage_done(w, stage)
+  rows = _jsonl(os.path.join(w, stage, "metrics.jsonl"))
+  assert [r["step"] for r in rows if "train/loss" in r] == [2, 4]  # logged before the kill
+
+  _finished(tiny["run"])
+  status, out = _run(args, tiny["env"])
+  assert status == 0, out[-5000:]
+  assert f"[{stage}] resumed from {ckpts} at step 2" in out, out[-5000:]
+  assert f"[{stage}] step 3 validation:" in out, out[-5000:]
+  assert sorted(os.listdir(ckpts)) == ["2", "4"]  # the incomplete one was replaced
+  # Logged losses and validations (each step once) and the final params: bitwise.
+  got = _jsonl(os.path.join(w, stage, "metrics.jsonl"))
+  assert [r["step"] for r in got if "train/loss" in r] == [2, 4]
+  assert got == _jsonl(os.path.join(s, stage, "metrics.jsonl"))
+  assert len([r for r in got if "val/text/text_loss" in r]) == 2  # step 3 and the end
+  _assert_same_params(_final_params(w, stage), _final_params(s, stage))
+  assert _without_timing(_json(os.path.join(w, "report.json"))) == _without_timing(
+      _json(os.path.join(s, "report.json")))
