@@ -160,6 +160,13 @@ def test_swapped_image_control_pairs_every_question_with_another_image():
     vqa.same_answer_rate(["a"], [])
 
 
+def test_other_prompt_index_stays_in_the_category_and_never_picks_itself():
+  items = [{"category": c} for c in ["single_object"] * 4 + ["colors"] * 4 + ["counting"] * 3]
+  other = geneval.other_prompt_index(items)
+  assert other == [2, 3, 0, 1, 6, 7, 4, 5, 9, 10, 8]
+  assert geneval.other_prompt_index([{"category": "colors"}]) == [0]
+
+
 def test_geneval_categories_score_renders_right_and_blank_images_wrong():
   graphs = [scenes.render_scene(s, 64, "validation")[1] for s in range(80)]
   items = geneval.prompts(graphs, per_category=3)

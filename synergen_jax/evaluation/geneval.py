@@ -16,6 +16,8 @@ training captions (`data_pipelines.scene_text.captions`):
 `gen/overall` is the mean of the category scores (GenEval's overall).
 
   prompts(scene_graphs, per_category) -> [{"category", "prompt", "scene"}]
+  other_prompt_index(items) -> for each prompt, another prompt of its category (the
+                               prompt-dependence control: that prompt's image)
   correct(category, image, scene) -> bool
 """
 
@@ -52,6 +54,20 @@ def prompts(scene_graphs, per_category: int) -> list[dict]:
     for scene in chosen:
       out.append({"category": category, "scene": scene,
                   "prompt": scene_text.captions(scene)[_PHRASING[category]]})
+  return out
+
+
+def other_prompt_index(items: list[dict]) -> list[int]:
+  """For each prompt, the index of another prompt of the same category (its category's
+  prompts rotated by half their count; itself only if it is alone)."""
+  by_cat: dict[str, list[int]] = {}
+  for i, it in enumerate(items):
+    by_cat.setdefault(it["category"], []).append(i)
+  out = [0] * len(items)
+  for idx in by_cat.values():
+    shift = max(len(idx) // 2, 1)
+    for j, i in enumerate(idx):
+      out[i] = idx[(j + shift) % len(idx)]
   return out
 
 

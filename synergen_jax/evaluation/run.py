@@ -82,11 +82,10 @@ def evaluate_generation(session, e, config) -> tuple[dict, list]:
   recon = session.decode_images(session.encode_images(real))
   metrics.update(geneval.score(items, [[im] for im in recon], "gen/vq_reconstruction"))
   # The prompt-dependence control: each prompt scored on the dataset image of another
-  # prompt (rotated by half the prompts): what a generator that ignores its prompt but
-  # draws perfect scenes would score.
-  shift = len(items) // 2
-  metrics.update(geneval.score(items, [[real[(i + shift) % len(items)]]
-                                       for i in range(len(items))], "gen/other_prompt_image"))
+  # prompt of its category (rotated by half the category; categories may share scenes):
+  # what a generator that ignores its prompt but draws perfect scenes would score.
+  metrics.update(geneval.score(items, [[real[j]] for j in geneval.other_prompt_index(items)],
+                               "gen/other_prompt_image"))
   metrics["gen/prompts"] = len(items)
   metrics["gen/skipped_records"] = skipped
   log(f"generation: {len(prompts)} images, overall {metrics['gen/overall']:.3f} "
