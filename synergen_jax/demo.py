@@ -28,6 +28,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from synergen_jax import files
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "experiments", "demo.py"), "Demo experiment file.")
@@ -52,9 +54,7 @@ class Timings:
 
   def add(self, phase: str, seconds: float) -> None:
     self.data[phase] = round(self.data.get(phase, 0.0) + seconds, 2)
-    with open(self.path + ".tmp", "w") as f:  # atomic: a rerun reads it back
-      json.dump(self.data, f, indent=2)
-    os.replace(self.path + ".tmp", self.path)
+    files.write_json(self.path, self.data)  # a rerun reads it back
 
 
 def build_dataset(config, demo) -> dict:

@@ -7,27 +7,22 @@ Counts come from abstract shapes (`jax.eval_shape`), so no memory is allocated.
 experts, so the vision experts are not counted twice.
 """
 
-import dataclasses
-
 from absl import app
 from ml_collections import config_flags
 import jax
 
 from synergen_jax import sharding
 from synergen_jax.model import ModelConfig, SynerGenVL
-from synergen_jax.model.dummy import dummy_batch
 from synergen_jax.model.param_groups import count_by_group
+from synergen_jax.training.state import init_fn
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 
 
 def parameter_counts(config: ModelConfig) -> dict[str, int]:
-  # Parameter shapes depend on neither the attention kernel nor the remat policy; the
-  # XLA kernel traces on any host and any (short) dummy sequence.
-  config = dataclasses.replace(config, attention_backend="xla", remat_policy="none")
-  model = SynerGenVL(config)
-  batch = dummy_batch(config, 1, 8)
-  params = sharding.abstract_variables(model.init, jax.random.key(0), batch)["params"]
+  # The trainer's own init trace (any attention kernel, any host).
+  params = sharding.abstract_variables(init_fn(SynerGenVL(config), config),
+                                       jax.random.key(0))["params"]
   counts = count_by_group(params)
   total = counts["vision"] + counts["llm_attention"] + counts["llm"]
   return dict(counts, total=total, activated=total - counts["vision_ffn"])

@@ -30,6 +30,7 @@ from typing import Iterable, Sequence
 
 import sentencepiece as spm
 
+from synergen_jax import files
 from synergen_jax import special_tokens
 
 VOCAB_MULTIPLE = 128
@@ -42,14 +43,6 @@ _NEW_TOKEN_RE = re.compile("(" + "|".join(re.escape(t) for t in special_tokens.N
 def pad_vocab(size: int, multiple: int = VOCAB_MULTIPLE) -> int:
   """`size` rounded up to a multiple of `multiple`."""
   return -(-size // multiple) * multiple
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-  """Writes `path` via a temporary file and a rename: an interrupted write (SIGTERM)
-  never leaves a truncated model that a rerun would load instead of retraining."""
-  with open(path + ".tmp", "wb") as f:
-    f.write(data)
-  os.replace(path + ".tmp", path)
 
 
 class Tokenizer:
@@ -116,12 +109,12 @@ class Tokenizer:
     if path is not None:
       path = os.fspath(path)
       os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-      _write_atomic(path, proto)
+      files.write_atomic(path, proto)
       name = path
     return cls(proto, name=name)
 
   def save(self, path: str | os.PathLike) -> None:
-    _write_atomic(os.fspath(path), self._model_proto)
+    files.write_atomic(os.fspath(path), self._model_proto)
 
   def _piece_id(self, piece: str) -> int | None:
     i = self._sp.piece_to_id(piece)

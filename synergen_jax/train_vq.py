@@ -33,8 +33,7 @@ def main(argv):
     return
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
-  VQTrainer = vq_trainer.VQTrainer
-  metrics = VQTrainer(_CONFIG.value).train_and_evaluate(_WORKDIR.value)
+  metrics = vq_trainer.VQTrainer(_CONFIG.value).train_and_evaluate(_WORKDIR.value)
   print(json.dumps(metrics, indent=2))
 
 

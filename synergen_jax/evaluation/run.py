@@ -7,9 +7,10 @@ Writes out_dir (default W/eval): metrics.json, generated.png, report.md, samples
 see synergen_jax/evaluate.py for the keys.
 """
 
-import json
 import os
 import time
+
+from synergen_jax import files
 
 PARTS = ("vqa", "gen", "text", "timing")
 
@@ -33,10 +34,11 @@ def evaluate_vqa(session, e, config) -> tuple[dict, list]:
     m = vqa.score(items, preds, prefix)
     m[f"{prefix}/skipped_records"] = skipped
     metrics.update(m)
-    if split == "validation" and e.swapped_image_control and len({it["id"] for it in items}) < 2:
+    control = split == "validation" and e.swapped_image_control
+    if control and len({it["id"] for it in items}) < 2:
       log("vqa validation: the swapped-image control needs questions about >= 2 images "
           "(raise eval.vqa_questions); skipped")
-    elif split == "validation" and e.swapped_image_control:
+    elif control:
       swapped = vqa.swap_images(items)
       examples = [session.understanding_prompt(it["image"], it["question"],
                                                int(e.max_answer_tokens)) for it in swapped]
@@ -276,6 +278,4 @@ def run_evaluation(workdir: str, stage: str | None = None, step: int | None = No
 
 
 def _write_json(path: str, obj) -> None:
-  with open(path + ".tmp", "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=isinstance(obj, dict))
-  os.replace(path + ".tmp", path)
+  files.write_json(path, obj, sort_keys=isinstance(obj, dict))

@@ -16,7 +16,7 @@ import jax
 from synergen_jax import sharding
 from synergen_jax.inference.image_generation import generate_image_codes
 from synergen_jax.model import SynerGenVL
-from synergen_jax.training.state import _init_fn  # pylint: disable=protected-access
+from synergen_jax.training.state import init_fn
 from synergen_jax.training.step import mesh_context
 
 
@@ -39,7 +39,7 @@ def no_fold_twin(model_config, mesh, seed: int = 0):
 def random_model(cfg, mesh, seed: int = 0):
   """(model, variables) of a config, randomly initialised on `mesh`."""
   model = SynerGenVL(cfg)
-  init = _init_fn(model, cfg)
+  init = init_fn(model, cfg)
   _, shardings = sharding.abstract_and_shardings(init, mesh, jax.random.key(seed))
   with mesh_context(mesh):
     params = jax.jit(lambda k: init(k)["params"], out_shardings=shardings["params"])(

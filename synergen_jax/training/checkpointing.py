@@ -27,6 +27,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from synergen_jax import params_io
+from synergen_jax import files
 from synergen_jax import sharding
 from synergen_jax.model import ModelConfig
 from synergen_jax.training import experiment
@@ -115,10 +116,7 @@ def restore(manager: ocp.CheckpointManager, spec: StateSpec, data_iter: Any,
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, CONFIG_FILE)
-    with open(path + ".tmp", "w") as f:
-      json.dump(experiment.to_json(config), f, indent=2)
-    os.replace(path + ".tmp", path)
+    files.write_json(os.path.join(workdir, CONFIG_FILE), experiment.to_json(config))
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:

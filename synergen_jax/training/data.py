@@ -11,6 +11,7 @@
       one pass), "text" from `text_data.eval_split`. Built once and cached.
 """
 
+import jax
 import ml_collections
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -40,7 +41,6 @@ def train_iterator(config, stage: str, tokenizer, model_config, mesh):
   d = experiment.stage_data_config(config, stage)
   extra = {}
   if "text" in experiment.stage_tasks(config, stage):  # text replay beside the vision tasks
-    import jax
     t = experiment.stage_text_config(config, stage)
     docs = text_data.documents(t, config.data.pretokenized_dir, t.train_split)
     extra["text"] = text_data.text_dataset(

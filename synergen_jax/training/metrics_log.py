@@ -13,6 +13,8 @@ from typing import Mapping
 
 import jax
 
+from synergen_jax import files
+
 
 def drop_rows_after(path: str, step: int) -> None:
   """Rewrites a JSONL metrics log without its rows of steps > `step` (and without a
@@ -28,9 +30,7 @@ def drop_rows_after(path: str, step: int) -> None:
         continue
       if int(row.get("step", 0)) <= step:
         keep.append(json.dumps(row) + "\n")
-  with open(path + ".tmp", "w") as f:
-    f.writelines(keep)
-  os.replace(path + ".tmp", path)
+  files.write_atomic(path, "".join(keep))
 
 
 class MetricsWriter:

@@ -42,9 +42,10 @@ class TrainState:
     return cls(step=d["step"], params=d["params"], opt_state=d["opt_state"])
 
 
-def _init_fn(model: SynerGenVL, config: ModelConfig):
-  # Parameters do not depend on the attention kernel; tracing init with the XLA one
-  # keeps the 8-token dummy batch valid for every backend (splash needs 128-multiples).
+def init_fn(model: SynerGenVL, config: ModelConfig):
+  """key -> boxed variables of `model`, traced on an 8-token dummy batch. Parameters do
+  not depend on the attention kernel; tracing with the XLA one keeps the dummy batch
+  valid for every backend (splash needs 128-multiples) on any host."""
   if config.attention_backend != "xla":
     model = SynerGenVL(dataclasses.replace(config, attention_backend="xla"))
   batch = dummy_batch(config, 1, 8)
@@ -54,7 +55,7 @@ def _init_fn(model: SynerGenVL, config: ModelConfig):
 def abstract_params(model: SynerGenVL, config: ModelConfig, mesh) -> tuple[Any, Any]:
   """(abstract unboxed params, their NamedShardings) of the model on `mesh`."""
   abstract, shardings = sharding.abstract_and_shardings(
-      _init_fn(model, config), mesh, jax.random.key(0))
+      init_fn(model, config), mesh, jax.random.key(0))
   return abstract["params"], shardings["params"]
 
 
@@ -69,7 +70,7 @@ def _init_jit(config: ModelConfig, mesh, options_json: str = "{}"):
   """Jitted params init of a model on a mesh (compiled once per process)."""
   model = SynerGenVL(config)
   _, shardings = abstract_params(model, config, mesh)
-  init = _init_fn(model, config)
+  init = init_fn(model, config)
   return jax.jit(lambda key: sharding.unbox(init(key))["params"], out_shardings=shardings,
                  compiler_options=json.loads(options_json) or None)
 
@@ -143,7 +144,7 @@ class StateSpec:
 def opt_state_bytes_for(config: ModelConfig, groups: Sequence[str], opt: Any) -> dict:
   """Optimizer-state and parameter bytes of training `groups`, from abstract shapes only."""
   model = SynerGenVL(config)
-  params = sharding.abstract_variables(_init_fn(model, config), jax.random.key(0))["params"]
+  params = sharding.abstract_variables(init_fn(model, config), jax.random.key(0))["params"]
   trainable, frozen = freezing.split(params, groups)
   tx = optimizer_lib.make_optimizer(opt, 1000, trainable)
   opt_abs = jax.eval_shape(tx.init, trainable)

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from synergen_jax import params_io
+from synergen_jax import files
 from synergen_jax.model import ModelConfig
 from synergen_jax.model.losses import combine_task_losses
 from synergen_jax.training import checkpointing
@@ -178,10 +179,8 @@ def _write_final(ctx: RunContext, stage: str, params, summary: dict) -> None:
     if os.path.exists(out):
       shutil.rmtree(out)
     os.replace(tmp, out)
-    path = os.path.join(checkpointing.stage_dir(ctx.workdir, stage), checkpointing.SUMMARY_FILE)
-    with open(path + ".tmp", "w") as f:
-      json.dump(summary, f, indent=2)
-    os.replace(path + ".tmp", path)
+    files.write_json(os.path.join(checkpointing.stage_dir(ctx.workdir, stage),
+                                  checkpointing.SUMMARY_FILE), summary)
 
 
 def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict | None:

@@ -27,6 +27,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from synergen_jax import files
 from synergen_jax.model.vq.discriminator import PatchDiscriminator
 from synergen_jax.model.vq.tokenizer import (VQTokenizer, data_mesh, images_to_float,
                                              init_compiler_options)
@@ -317,9 +318,7 @@ class VQTrainer:
     manager.close()
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
     path = os.path.join(workdir, "eval", "metrics.json")
-    with open(path + ".tmp", "w") as f:  # atomic: a rerun trusts an existing file
-      json.dump({f"vq/{k}": v for k, v in eval_metrics.items()}, f, indent=2)
-    os.replace(path + ".tmp", path)
+    files.write_json(path, {f"vq/{k}": v for k, v in eval_metrics.items()})  # a rerun trusts it
     return eval_metrics
 
   def _evaluate(self, model_vars, images, scenes, step, log) -> dict:
