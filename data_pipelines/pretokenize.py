@@ -121,16 +121,21 @@ def _write_shard(path, indices, src, config, encode, devices, stats):
         stats["skip_reasons"][reason] = stats["skip_reasons"].get(reason, 0) + 1
     if not batch:
       continue
-    images = np.concatenate([np.concatenate([b[1][None], b[2]]) for b in batch])
-    codes = encode_batched(encode, images, devices)  # [sum(1 + T), h, w]
+    # An image that is its own single tile (already at the tile size) is encoded once
+    # for both tasks.
+    own_tile = [len(b[2]) == 1 and np.array_equal(b[1], b[2][0]) for b in batch]
+    images = np.concatenate([b[1][None] if same else np.concatenate([b[1][None], b[2]])
+                             for b, same in zip(batch, own_tile)])
+    codes = encode_batched(encode, images, devices)  # [sum(1 + T) - own tiles, h, w]
     k = 0
-    for raw, _, tiles, grid in batch:
+    for (raw, _, tiles, grid), same in zip(batch, own_tile):
+      und = codes[k:k + 1] if same else codes[k + 1:k + 1 + len(tiles)]
       writer.write(records.encode_record({
-          "id": raw.id, "gen_codes": codes[k], "und_codes": codes[k + 1:k + 1 + len(tiles)],
+          "id": raw.id, "gen_codes": codes[k], "und_codes": und,
           "und_grid": grid, "captions": raw.captions, "questions": raw.questions,
           "answers": raw.answers, "question_types": raw.question_types,
           "scene_graph": raw.scene_graph}))
-      k += 1 + len(tiles)
+      k += 1 if same else 1 + len(tiles)
       stats["written"] += 1
   writer.close()
   os.replace(tmp, path)

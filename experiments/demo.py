@@ -7,13 +7,17 @@ Stages (METHOD.md section 8 in miniature; every stage validated on the same batc
   text    pretrains the LLM on text (synergen_text + the scenes' captions and chat QA);
           stands in for the pretrained LLM that real runs import
   stage1  trains vision (VQ-code embedding, PE, fold MLP, vision FFNs initialised from the
-          text FFNs, unfolding head, new tokens); captions only, like S.1's caption prompts
+          text FFNs, unfolding head, new tokens); captions only, like S.1's caption prompts;
+          the VQ-code tables start from the VQ codebook (`code_embed_from_vq`: colour is
+          learnt from about half the answers, benchmarks/grounding_probe.py)
   stage2  + all self-attention; questions as conversations (up to 4 turns about one
           image), 30% captions
   sft     everything; conversations (20% captions) with text replay beside them
 The model is `configs.models.demo()` made smaller (d 128) so that the job fits 15 minutes
-on a 2-core CPU. 64 px images -> 8 x 8 VQ codes (the demo VQ, experiments/vq_demo.py)
--> 2 x 2 fold -> 16 image tokens. `experiments/demo_long.py` runs the same recipe longer.
+on a 2-core CPU. 64 px images -> 16 x 16 VQ codes of 4 x 4 px (experiments/vq_demo_f4.py:
+its reconstructions keep 96% of the scenes' GenEval score, the 8x VQ's 76%) -> 4 x 4 fold
+-> 16 image tokens; the unfolding head predicts 16 codes per token.
+`experiments/demo_long.py` runs the same recipe longer.
 """
 
 import ml_collections
@@ -22,13 +26,14 @@ from synergen_jax.configs import models
 from synergen_jax.training import experiment
 
 TRAIN_SIZE, EVAL_SIZE = 3000, 300
-STEPS = {"stage1": 250, "stage2": 650, "sft": 500}  # vision stages (text: 150)
+STEPS = {"stage1": 200, "stage2": 450, "sft": 350}  # vision stages (text: 150)
 
 
 def get_config() -> ml_collections.ConfigDict:
   model = models.demo()
   model.update(dict(embed_dim=128, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=32,
-                    mlp_dim=512, code_embed_dim=32, max_gen_patches=48,
+                    mlp_dim=512, code_embed_dim=32, max_gen_patches=32,
+                    tile_grid=(16, 16), fold=(4, 4),
                     loss_chunk_size=128))
   model.head.update(dict(num_layers=2, embed_dim=128, num_heads=4, num_kv_heads=2,
                          head_dim=32, mlp_dim=256))
@@ -41,7 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.source.name = f"synergen_scenes/64px_{TRAIN_SIZE}_{EVAL_SIZE}"
   d.source.data_dir = "{workdir}/data/tfds"
   d.pretokenized_dir = "{workdir}/data/pretokenized"
-  d.image_size, d.vq_downsample, d.fold = 64, 8, (2, 2)
+  d.image_size, d.vq_downsample, d.fold = 64, 4, (4, 4)
   d.num_shards, d.encode_batch_size = 4, 256
   d.understanding.update(dict(batch_size=8, seq_len=128))
   d.generation.update(dict(batch_size=8, seq_len=128))
@@ -64,6 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
       optimizer=dict(common, lr=3e-3, schedule="cosine", end_lr_frac=0.1, weight_decay=0.01))
   config.stages.stage1 = experiment.make_stage(
       "multimodal", ("vision",), STEPS["stage1"], vision_ffn_from_text=True,
+      code_embed_from_vq=True,
       optimizer=dict(common, lr=2e-3, schedule="constant", weight_decay=0.05),
       data=dict(und_caption_prob=1.0))
   config.stages.stage2 = experiment.make_stage(
@@ -80,8 +86,8 @@ def get_config() -> ml_collections.ConfigDict:
   # The demo job (synergen_jax/demo.py): dataset sizes, tokenizer, VQ tokenizer training.
   config.demo = ml_collections.ConfigDict(dict(
       train_size=TRAIN_SIZE, eval_size=EVAL_SIZE, image_size=64, vocab_size=1024,
-      vq_config="vq_demo.py",     # next to this file
-      vq_steps=2400,              # vq_demo.py's own schedule (~5 min on 2 CPU cores)
+      vq_config="vq_demo_f4.py",  # next to this file
+      vq_steps=1200,              # vq_demo_f4.py's own schedule (~2.5 min on 2 CPU cores)
       vq_eval_images=64,
   ))
   return config

@@ -4,11 +4,11 @@
   python benchmarks/learning.py --base=runs/demo --out=runs/learning --variant=demo_long
 
 Same data, tokenizers, VQ tokenizer and model as experiments/demo.py; the vision stages
-run four times the demo's steps with the demo's data recipe (several questions about
+run three times the demo's steps with the demo's data recipe (several questions about
 one image per understanding example, text replay beside the vision tasks in the stages
 that train the LLM). The learning measurements behind it are in benchmarks/learning.py
 and the README ("What the demo reaches"); this recipe itself has not been measured to the
-end yet (about 20 minutes of training on a quiet 2-core CPU).
+end yet (about 30 minutes of training on a quiet 2-core CPU).
 """
 
 import os

@@ -91,6 +91,30 @@ def test_pretokenize_codes_and_resume(env):
   assert rec["und_codes"].shape == (1, 8, 8) and list(rec["und_grid"]) == [1, 1]
 
 
+def test_an_image_that_is_its_own_tile_is_encoded_once(env, tmp_path, monkeypatch):
+  cfg = ml_collections.ConfigDict(env["cfg"].to_dict())
+  cfg.pretokenized_dir = str(tmp_path / "pretok")
+  quantize = pretokenize.mean_color_quantizer(8)
+  encoded, encode_batched = [], pretokenize.encode_batched
+
+  def counting(encode, images, devices=None):
+    encoded.append(len(images))
+    return encode_batched(encode, images, devices)
+
+  monkeypatch.setattr(pretokenize, "encode_batched", counting)
+  stats = pretokenize.pretokenize(cfg, quantize, split="train")
+  assert stats["written"] == SIZES["train"]
+  assert sum(encoded) == SIZES["train"]  # not twice: generation image == the one tile
+  for path in pretokenize.shard_files(cfg.pretokenized_dir, "train"):
+    reader = array_record_module.ArrayRecordReader(path)
+    for data in reader.read_all():
+      rec = records.decode_record(data)
+      split, seed = rec["id"].split("/")
+      want = np.asarray(quantize(scenes.render_scene(int(seed), 64, split)[0][None]))[0]
+      np.testing.assert_array_equal(rec["gen_codes"], want)
+      np.testing.assert_array_equal(rec["und_codes"], want[None])
+
+
 def _check_row_contract(b, tok, task):
   L = b["tokens"].shape[1]
   for r in range(b["tokens"].shape[0]):

@@ -80,12 +80,13 @@ def get_config():
 '''
 
 VQ_CONFIG = '''
-"""experiments/vq_demo.py at test size (tests/test_restart.py)."""
+"""The demo's VQ experiment (experiments/demo.py's `demo.vq_config`) at test size
+(tests/test_restart.py)."""
 from synergen_jax.training import experiment
 
 
 def get_config():
-  c = experiment.load_sibling({vq_file!r}, "vq_demo").get_config()
+  c = experiment.load_sibling({vq_file!r}, {vq_name!r}).get_config()
   c.model.base_channels = 8
   c.model.hidden_size = 8 * c.model.channel_multiplier[-1]
   c.train.update(dict(log_every=1, checkpoint_every=2))
@@ -227,8 +228,10 @@ def straight(tmp_path_factory):
   from tests import tiny_run
   demo_root = tmp_path_factory.mktemp("demo")
   vq_file = demo_root / "vq_small.py"
-  vq_file.write_text(VQ_CONFIG.format(vq_file=os.path.join(REPO, "experiments",
-                                                            "vq_demo.py")))
+  demo_vq = experiment.load_sibling(os.path.join(REPO, "experiments", "demo.py"),
+                                    "demo").get_config().demo.vq_config
+  vq_file.write_text(VQ_CONFIG.format(vq_file=os.path.join(REPO, "experiments", demo_vq),
+                                      vq_name=os.path.splitext(demo_vq)[0]))
   config_file = demo_root / "demo_small.py"
   config_file.write_text(DEMO_CONFIG.format(
       demo_file=os.path.join(REPO, "experiments", "demo.py"), vq_file=str(vq_file)))

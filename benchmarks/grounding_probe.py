@@ -1,0 +1,189 @@
+"""How many answers does the demo model need to ground a question type? A fast probe.
+
+  python benchmarks/grounding_probe.py --workdir=runs/demo --types=color --steps=300
+  python benchmarks/grounding_probe.py --workdir=runs/demo --types=color --code_init=codebook
+
+Starts from the text-pretrained params of a demo workdir (its `text` stage; the VQ-code
+tables, fold MLP and unfolding head as that stage initialised them, vision FFNs copied
+from the text FFNs as stage 1 does), then trains every parameter on understanding only:
+rows of one question about one image (`sequences.build_understanding`, the pipeline's
+own builder), drawn at random from the pretokenized train split, filtered by
+`--types` and by the scene's object count (`--max_objects`). No generation, no
+captions, no packing: the fastest way to see how answers per question type turn into
+accuracy, which is what the full recipe spends its steps on (benchmarks/learning.py
+runs the whole recipe).
+
+Every `--eval_every` steps it prints the teacher-forced accuracy of the first answer
+token per question type on up to 1,024 validation questions, with the true image and
+with another validation image ("swapped"): a model that looks loses its accuracy when
+the image changes; a model that answers from the question's wording does not.
+
+`--code_init=codebook` starts the VQ-code tables from the VQ codebook first
+(`vq_code_init.from_codebook`, what `stages.X.code_embed_from_vq` does).
+"""
+
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import grain  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+
+from data_pipelines import pretokenize, records, sequences  # noqa: E402
+from synergen_jax import sharding  # noqa: E402
+from synergen_jax.tokenizer import Tokenizer  # noqa: E402
+from synergen_jax.training import checkpointing  # noqa: E402
+from synergen_jax.training import state as state_lib  # noqa: E402
+from synergen_jax.training import step as step_lib  # noqa: E402
+from synergen_jax.training import vq_checkpoint, vq_code_init  # noqa: E402
+
+EVAL_QUESTIONS = 1024
+EVAL_CHUNK = 128
+
+
+def load_questions(pretokenized_dir: str, split: str, types, max_objects: int,
+                   max_records: int = 0) -> list:
+  """[(codes [T, h, w], question, answer, type)] of the split's (first `max_records`)
+  records."""
+  src = grain.sources.ArrayRecordDataSource(pretokenize.shard_files(pretokenized_dir, split))
+  out = []
+  for i in range(min(len(src), max_records or len(src))):
+    rec = records.decode_record(src[i])
+    if rec["scene_graph"] and len(json.loads(rec["scene_graph"])["objects"]) > max_objects:
+      continue
+    for q, a, t in zip(rec["questions"], rec["answers"], rec["question_types"]):
+      if not types or t in types:
+        out.append((rec["und_codes"], q, a, t))
+  if not out:
+    raise SystemExit(f"no {split} questions of types {types or 'any'} with <= {max_objects} "
+                     f"objects in {pretokenized_dir}")
+  return out
+
+
+def to_batch(examples: list[dict], length: int, fold) -> dict:
+  """One example per row, padded to `length` (segment 1, positions from 0)."""
+  rows = len(examples)
+  out = {"tokens": np.zeros((rows, length), np.int32),
+         "image_codes": np.zeros((rows, length, fold[0] * fold[1]), np.int32),
+         "is_image": np.zeros((rows, length), bool),
+         "patch_index": np.zeros((rows, length), np.int32),
+         "segment_ids": np.zeros((rows, length), np.int32),
+         "positions": np.zeros((rows, length), np.int32),
+         "text_target": np.zeros((rows, length), np.float32),
+         "image_target": np.zeros((rows, length), np.float32)}
+  for i, ex in enumerate(examples):
+    n = len(ex["tokens"])
+    if n > length:
+      raise ValueError(f"an example of {n} tokens does not fit --seq_len={length}")
+    for k in sequences.FIELDS:
+      out[k][i, :n] = ex[k]
+    out["segment_ids"][i, :n] = 1
+    out["positions"][i, :n] = np.arange(n)
+  return out
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--workdir", required=True, help="demo workdir whose text stage has finished")
+  p.add_argument("--types", default="", help="comma-separated question types (default all)")
+  p.add_argument("--max_objects", type=int, default=99)
+  p.add_argument("--pretokenized", default="", help="pretokenized records to use instead "
+                 "of the workdir's (same VQ tokenizer; e.g. more scenes)")
+  p.add_argument("--train_records", type=int, default=0, help="use only the first N train "
+                 "records (how much does the number of scenes matter?)")
+  p.add_argument("--steps", type=int, default=300)
+  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--seq_len", type=int, default=64)
+  p.add_argument("--lr", type=float, default=1e-3)
+  p.add_argument("--eval_every", type=int, default=100)
+  p.add_argument("--code_init", choices=("random", "codebook"), default="random")
+  p.add_argument("--seed", type=int, default=0)
+  args = p.parse_args()
+
+  params, model_config, config = checkpointing.load_params(args.workdir, "text")
+  fold = tuple(model_config.fold)
+  tok = Tokenizer.load(config.tokenizer)
+  types = tuple(t for t in args.types.split(",") if t)
+  data_dir = args.pretokenized or config.data.pretokenized_dir
+  train = load_questions(data_dir, "train", types, args.max_objects, args.train_records)
+  val = load_questions(data_dir, "validation", types, args.max_objects)
+  print(f"{len(train)} train / {len(val)} validation questions", flush=True)
+
+  if args.code_init == "codebook":
+    _, variables, _ = vq_checkpoint.load_tokenizer(config.vq_tokenizer)
+    params = vq_code_init.from_codebook(
+        params, np.asarray(variables["params"]["quantize"]["embedding"]["embedding"]),
+        args.seed)
+  opt = ml_collections.ConfigDict(config.stages.sft.optimizer.to_dict())
+  opt.update(dict(lr=args.lr, schedule="constant", warmup_steps=20, weight_decay=0.0))
+  mesh = sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])
+  spec = state_lib.StateSpec(model_config, mesh, ("vision", "llm_attention", "llm"), opt,
+                             args.steps)
+  state = spec.state_from_params(params, vision_ffn_from_text=True)
+  train_step = step_lib.make_train_step(spec, ("understanding",), 1)
+
+  @jax.jit
+  def next_token_logits(params, batch, last):
+    hidden = spec.model.apply({"params": params}, batch, method="hidden_states")
+    h = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+    return spec.model.apply({"params": params}, h, method="text_logits")
+
+  rng = np.random.default_rng(args.seed)
+  evals = [val[i] for i in rng.choice(len(val), min(EVAL_QUESTIONS, len(val)), replace=False)]
+  others = rng.permutation(len(evals))  # the swapped image of each question
+  if len(evals) > 1:
+    others = np.where(others == np.arange(len(evals)), (others + 1) % len(evals), others)
+
+  def accuracy(params) -> dict:
+    right = collections.defaultdict(lambda: [0, 0, 0])  # type -> [true, swapped, n]
+    for start in range(0, len(evals), EVAL_CHUNK):
+      idx = range(start, min(start + EVAL_CHUNK, len(evals)))
+      for swapped in (0, 1):
+        prompts = [sequences.build_understanding(
+            tok, evals[others[j]][0] if swapped else evals[j][0], evals[j][1], None, fold,
+            config.data.system_prompt) for j in idx]
+        lengths = [len(x["tokens"]) for x in prompts]
+        with step_lib.mesh_context(mesh):
+          logits = next_token_logits(params, to_batch(prompts, max(lengths), fold),
+                                     jnp.asarray(lengths) - 1)
+        pred = np.asarray(jnp.argmax(logits, axis=-1))
+        for j, token in zip(idx, pred):
+          _, _, answer, qtype = evals[j]
+          ok = int(token == tok.encode(answer)[0])
+          for key in (qtype, "all"):
+            right[key][swapped] += ok
+            right[key][2] += 1 - swapped
+    return {k: {"true": round(v[0] / v[2], 3), "swapped": round(v[1] / v[2], 3), "n": v[2]}
+            for k, v in sorted(right.items())}
+
+  print(json.dumps({"step": 0, "accuracy": accuracy(state.params)}), flush=True)
+  train_s, losses = 0.0, []
+  with step_lib.mesh_context(mesh):
+    for step in range(1, args.steps + 1):
+      picks = [train[i] for i in rng.integers(len(train), size=args.batch)]
+      batch = to_batch([sequences.build_understanding(tok, c, q, a, fold,
+                                                      config.data.system_prompt)
+                        for c, q, a, _ in picks], args.seq_len, fold)
+      t = time.time()
+      state, metrics = train_step(state, {"understanding": batch})
+      losses.append(float(metrics["text_loss"]))  # blocks until the step is done
+      train_s += time.time() - t
+      if step % args.eval_every == 0 or step == args.steps:
+        row = {"step": step, "answers_seen": step * args.batch,
+               "train_s": round(train_s, 1),
+               "text_loss": round(float(np.mean(losses[-args.eval_every:])), 4),
+               "load_avg": round(os.getloadavg()[0], 2)}
+        row["accuracy"] = accuracy(state.params)
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+  main()
