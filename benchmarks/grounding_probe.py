@@ -8,7 +8,8 @@ tables, fold MLP and unfolding head as that stage initialised them, vision FFNs 
 from the text FFNs as stage 1 does), then trains every parameter on understanding only:
 rows of one question about one image (`sequences.build_understanding`, the pipeline's
 own builder), drawn at random from the pretokenized train split, filtered by
-`--types` and by the scene's object count (`--max_objects`). No generation, no
+`--types` and by the scene's object count (`--max_objects`; `--single_object_steps=N`
+draws the first N steps from single-object scenes only, a curriculum). No generation, no
 captions, no packing: the fastest way to see how answers per question type turn into
 accuracy, which is what the full recipe spends its steps on (benchmarks/learning.py
 runs the whole recipe).
@@ -51,17 +52,18 @@ EVAL_CHUNK = 128
 
 def load_questions(pretokenized_dir: str, split: str, types, max_objects: int,
                    max_records: int = 0) -> list:
-  """[(codes [T, h, w], question, answer, type)] of the split's (first `max_records`)
-  records."""
+  """[(codes [T, h, w], question, answer, type, objects)] of the split's (first
+  `max_records`) records."""
   src = grain.sources.ArrayRecordDataSource(pretokenize.shard_files(pretokenized_dir, split))
   out = []
   for i in range(min(len(src), max_records or len(src))):
     rec = records.decode_record(src[i])
-    if rec["scene_graph"] and len(json.loads(rec["scene_graph"])["objects"]) > max_objects:
+    objects = len(json.loads(rec["scene_graph"])["objects"]) if rec["scene_graph"] else 0
+    if objects > max_objects:
       continue
     for q, a, t in zip(rec["questions"], rec["answers"], rec["question_types"]):
       if not types or t in types:
-        out.append((rec["und_codes"], q, a, t))
+        out.append((rec["und_codes"], q, a, t, objects))
   if not out:
     raise SystemExit(f"no {split} questions of types {types or 'any'} with <= {max_objects} "
                      f"objects in {pretokenized_dir}")
@@ -99,6 +101,8 @@ def main():
                  "of the workdir's (same VQ tokenizer; e.g. more scenes)")
   p.add_argument("--train_records", type=int, default=0, help="use only the first N train "
                  "records (how much does the number of scenes matter?)")
+  p.add_argument("--single_object_steps", type=int, default=0, help="a curriculum: the "
+                 "first N steps draw from single-object scenes only")
   p.add_argument("--steps", type=int, default=300)
   p.add_argument("--batch", type=int, default=32)
   p.add_argument("--seq_len", type=int, default=64)
@@ -115,7 +119,11 @@ def main():
   data_dir = args.pretokenized or config.data.pretokenized_dir
   train = load_questions(data_dir, "train", types, args.max_objects, args.train_records)
   val = load_questions(data_dir, "validation", types, args.max_objects)
-  print(f"{len(train)} train / {len(val)} validation questions", flush=True)
+  single = [x for x in train if x[4] == 1]
+  if args.single_object_steps and not single:
+    raise SystemExit("--single_object_steps: the train split has no single-object scene")
+  print(f"{len(train)} train ({len(single)} single-object) / {len(val)} validation "
+        "questions", flush=True)
 
   if args.code_init == "codebook":
     _, variables, _ = vq_checkpoint.load_tokenizer(config.vq_tokenizer)
@@ -156,7 +164,7 @@ def main():
                                      jnp.asarray(lengths) - 1)
         pred = np.asarray(jnp.argmax(logits, axis=-1))
         for j, token in zip(idx, pred):
-          _, _, answer, qtype = evals[j]
+          _, _, answer, qtype, _ = evals[j]
           ok = int(token == tok.encode(answer)[0])
           for key in (qtype, "all"):
             right[key][swapped] += ok
@@ -168,10 +176,11 @@ def main():
   train_s, losses = 0.0, []
   with step_lib.mesh_context(mesh):
     for step in range(1, args.steps + 1):
-      picks = [train[i] for i in rng.integers(len(train), size=args.batch)]
+      pool = single if step <= args.single_object_steps else train
+      picks = [pool[i] for i in rng.integers(len(pool), size=args.batch)]
       batch = to_batch([sequences.build_understanding(tok, c, q, a, fold,
                                                       config.data.system_prompt)
-                        for c, q, a, _ in picks], args.seq_len, fold)
+                        for c, q, a, _, _ in picks], args.seq_len, fold)
       t = time.time()
       state, metrics = train_step(state, {"understanding": batch})
       losses.append(float(metrics["text_loss"]))  # blocks until the step is done
