@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 from data_pipelines import pretokenize, records, sequences  # noqa: E402
 from synergen_jax import sharding  # noqa: E402
+from synergen_jax.inference.session import pad_prompts  # noqa: E402
 from synergen_jax.tokenizer import Tokenizer  # noqa: E402
 from synergen_jax.training import checkpointing  # noqa: E402
 from synergen_jax.training import state as state_lib  # noqa: E402
@@ -70,28 +71,6 @@ def load_questions(pretokenized_dir: str, split: str, types, max_objects: int,
   return out
 
 
-def to_batch(examples: list[dict], length: int, fold) -> dict:
-  """One example per row, padded to `length` (segment 1, positions from 0)."""
-  rows = len(examples)
-  out = {"tokens": np.zeros((rows, length), np.int32),
-         "image_codes": np.zeros((rows, length, fold[0] * fold[1]), np.int32),
-         "is_image": np.zeros((rows, length), bool),
-         "patch_index": np.zeros((rows, length), np.int32),
-         "segment_ids": np.zeros((rows, length), np.int32),
-         "positions": np.zeros((rows, length), np.int32),
-         "text_target": np.zeros((rows, length), np.float32),
-         "image_target": np.zeros((rows, length), np.float32)}
-  for i, ex in enumerate(examples):
-    n = len(ex["tokens"])
-    if n > length:
-      raise ValueError(f"an example of {n} tokens does not fit --seq_len={length}")
-    for k in sequences.FIELDS:
-      out[k][i, :n] = ex[k]
-    out["segment_ids"][i, :n] = 1
-    out["positions"][i, :n] = np.arange(n)
-  return out
-
-
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--workdir", required=True, help="demo workdir whose text stage has finished")
@@ -114,6 +93,7 @@ def main():
 
   params, model_config, config = checkpointing.load_params(args.workdir, "text")
   fold = tuple(model_config.fold)
+  mn = fold[0] * fold[1]
   tok = Tokenizer.load(config.tokenizer)
   types = tuple(t for t in args.types.split(",") if t)
   data_dir = args.pretokenized or config.data.pretokenized_dir
@@ -160,7 +140,8 @@ def main():
             config.data.system_prompt) for j in idx]
         lengths = [len(x["tokens"]) for x in prompts]
         with step_lib.mesh_context(mesh):
-          logits = next_token_logits(params, to_batch(prompts, max(lengths), fold),
+          logits = next_token_logits(params, pad_prompts(prompts, len(prompts), tok.pad_id,
+                                                         mn, max(lengths)),
                                      jnp.asarray(lengths) - 1)
         pred = np.asarray(jnp.argmax(logits, axis=-1))
         for j, token in zip(idx, pred):
@@ -178,9 +159,9 @@ def main():
     for step in range(1, args.steps + 1):
       pool = single if step <= args.single_object_steps else train
       picks = [pool[i] for i in rng.integers(len(pool), size=args.batch)]
-      batch = to_batch([sequences.build_understanding(tok, c, q, a, fold,
-                                                      config.data.system_prompt)
-                        for c, q, a, _, _ in picks], args.seq_len, fold)
+      rows = [sequences.build_understanding(tok, c, q, a, fold, config.data.system_prompt)
+              for c, q, a, _, _ in picks]
+      batch = pad_prompts(rows, len(rows), tok.pad_id, mn, args.seq_len, with_targets=True)
       t = time.time()
       state, metrics = train_step(state, {"understanding": batch})
       losses.append(float(metrics["text_loss"]))  # blocks until the step is done

@@ -44,11 +44,13 @@ def _stages(stages, fields: dict) -> dict:
 
 # name -> (experiment file, {dotted field: value}); applied to a fresh get_config().
 
-# The demo recipe before the learning work (main at 54c693d): one question or caption per
-# understanding example, no text replay, 180 + 150 + 150 vision steps. The controlled
+# The demo recipe before the learning work (main at 54c693d; on the base's VQ tokenizer):
+# one question or caption per understanding example, no text replay, code tables from a
+# random init, 180 + 150 + 150 vision steps. The controlled
 # experiments below change it in one respect each.
 BEFORE = {
     **_stages(("stage1", "stage2", "sft"), {"data.und_qa_turns": 1, "tasks": ()}),
+    "stages.stage1.code_embed_from_vq": False,
     "stages.stage1.steps": 180, "stages.stage2.steps": 150, "stages.sft.steps": 150,
     "stages.stage2.data.und_caption_prob": 0.5, "stages.sft.data.und_caption_prob": 0.3}
 

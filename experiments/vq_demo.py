@@ -1,7 +1,9 @@
-"""The demo VQ tokenizer: Emu3's architecture at CPU size, trained on 64 px scenes.
+"""The 8x demo VQ tokenizer: Emu3's architecture at CPU size, trained on 64 px scenes.
 
-8x downsampling (64 px -> 8 x 8 codes), so the demo's main model sees the same token
-geometry as SynerGen-VL (512 px -> 64 x 64 with p = 8), just smaller.
+8x downsampling (64 px -> 8 x 8 codes), the token geometry of SynerGen-VL (512 px ->
+64 x 64 with p = 8), just smaller. The demo itself uses the 4x variant of this file,
+experiments/vq_demo_f4.py (its reconstructions keep the objects the scorer needs; issue
+15); the measurements below are of this 8x one.
   python -m synergen_jax.train_vq --config=experiments/vq_demo.py --workdir=/tmp/vq_demo
 
 Quality vs training time (issue 4; validation split, 256 images, object recovery = share

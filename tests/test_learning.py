@@ -23,6 +23,7 @@ import pytest
 from data_pipelines import sequences
 from synergen_jax import sharding
 from synergen_jax.configs import models
+from synergen_jax.inference import session
 from synergen_jax.model import ModelConfig
 from synergen_jax.tokenizer import Tokenizer
 from synergen_jax.training import experiment
@@ -52,25 +53,10 @@ def _example(tok, codes, color=None) -> dict:
                                        None if color is None else COLORS[color], FOLD)
 
 
-def _batch(examples) -> dict:
-  """One example per row, padded to SEQ_LEN (segment 1, positions from 0)."""
-  rows = len(examples)
-  out = {"tokens": np.zeros((rows, SEQ_LEN), np.int32),
-         "image_codes": np.zeros((rows, SEQ_LEN, FOLD[0] * FOLD[1]), np.int32),
-         "is_image": np.zeros((rows, SEQ_LEN), bool),
-         "patch_index": np.zeros((rows, SEQ_LEN), np.int32),
-         "segment_ids": np.zeros((rows, SEQ_LEN), np.int32),
-         "positions": np.zeros((rows, SEQ_LEN), np.int32),
-         "text_target": np.zeros((rows, SEQ_LEN), np.float32),
-         "image_target": np.zeros((rows, SEQ_LEN), np.float32)}
-  for i, ex in enumerate(examples):
-    n = len(ex["tokens"])
-    assert n <= SEQ_LEN, n
-    for k in sequences.FIELDS:
-      out[k][i, :n] = ex[k]
-    out["segment_ids"][i, :n] = 1
-    out["positions"][i, :n] = np.arange(n)
-  return out
+def _batch(tok, examples, with_targets=True) -> dict:
+  """One example per row, padded to SEQ_LEN."""
+  return session.pad_prompts(examples, len(examples), tok.pad_id, FOLD[0] * FOLD[1], SEQ_LEN,
+                             with_targets=with_targets)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +77,7 @@ def trained(tmp_path_factory):
   with step_lib.mesh_context(mesh):
     for _ in range(100):
       scenes = [_scene(rng) for _ in range(32)]
-      batch = _batch([_example(tok, codes, color) for codes, color in scenes])
+      batch = _batch(tok, [_example(tok, codes, color) for codes, color in scenes])
       state, metrics = train_step(state, {"understanding": batch})
       losses.append(float(metrics["text_loss"]))
   return tok, spec, state.params, mesh, losses
@@ -118,7 +104,7 @@ def test_answers_come_from_the_image(trained):
   scenes = [_scene(rng) for _ in range(64)]
   prompts = [_example(tok, codes) for codes, _ in scenes]
   lengths = [len(p["tokens"]) for p in prompts]
-  pred = _greedy_first_answer_token(spec, params, mesh, _batch(prompts), lengths)
+  pred = _greedy_first_answer_token(spec, params, mesh, _batch(tok, prompts, False), lengths)
   truth = np.asarray([answer_ids[c] for _, c in scenes])
   accuracy = float(np.mean(pred == truth))
   assert accuracy >= 0.9, accuracy
@@ -132,7 +118,8 @@ def test_answers_come_from_the_image(trained):
         others.append((codes, c))
         break
   swapped = [_example(tok, codes) for codes, _ in others]
-  pred_swapped = _greedy_first_answer_token(spec, params, mesh, _batch(swapped), lengths)
+  pred_swapped = _greedy_first_answer_token(spec, params, mesh, _batch(tok, swapped, False),
+                                                 lengths)
   follows_new_image = float(np.mean(pred_swapped == np.asarray([answer_ids[c]
                                                                 for _, c in others])))
   keeps_old_answer = float(np.mean(pred_swapped == truth))

@@ -39,7 +39,8 @@ def tiny() -> ml_collections.ConfigDict:
 
 
 def demo() -> ml_collections.ConfigDict:
-  """The CPU demo model: 64 px images, 8x VQ downsampling -> 8x8 codes, 2x2 fold."""
+  """The CPU demo model's base: 64 px images, 8x VQ downsampling -> 8x8 codes, 2x2 fold
+  (experiments/demo.py narrows it and folds the 4x VQ's 16x16 codes 4x4)."""
   return _base(
       vocab_size=1024, embed_dim=256, num_layers=4, num_heads=4, num_kv_heads=2,
       head_dim=64, mlp_dim=768, codebook_size=1024, code_embed_dim=64, tile_grid=(8, 8),

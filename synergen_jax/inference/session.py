@@ -49,25 +49,35 @@ def context_length(config) -> int:
 
 
 def pad_prompts(examples: Sequence[dict], rows: int, pad_id: int, mn: int,
-                width: int | None = None) -> dict:
-  """Right-pads examples (1-D `sequences.FIELDS` arrays) into a prompt batch [rows, width].
+                width: int | None = None, with_targets: bool = False) -> dict:
+  """Right-pads examples (1-D `sequences.FIELDS` arrays) into a prompt batch [rows, width]:
+  one example per row (segment 1, positions from 0).
 
   Rows past len(examples) repeat the last example (their outputs are dropped).
+  `with_targets` keeps the examples' text/image target weights: a training batch of
+  unpacked rows.
   """
   if not examples:
     raise ValueError("no prompts")
   longest = max(len(e["tokens"]) for e in examples)
   width = width or PROMPT_BUCKET * math.ceil(longest / PROMPT_BUCKET)
+  if longest > width:
+    raise ValueError(f"an example of {longest} tokens does not fit a row of {width}")
+  fields = ["tokens", "image_codes", "is_image", "patch_index"]
   b = {"tokens": np.full((rows, width), pad_id, np.int32),
        "image_codes": np.zeros((rows, width, mn), np.int32),
        "is_image": np.zeros((rows, width), bool),
        "patch_index": np.zeros((rows, width), np.int32),
        "segment_ids": np.zeros((rows, width), np.int32),
        "positions": np.zeros((rows, width), np.int32)}
+  if with_targets:
+    fields += ["text_target", "image_target"]
+    b["text_target"] = np.zeros((rows, width), np.float32)
+    b["image_target"] = np.zeros((rows, width), np.float32)
   for r in range(rows):
     e = examples[min(r, len(examples) - 1)]
     n = len(e["tokens"])
-    for k in ("tokens", "image_codes", "is_image", "patch_index"):
+    for k in fields:
       b[k][r, :n] = e[k]
     b["segment_ids"][r, :n] = 1
     b["positions"][r, :n] = np.arange(n)
