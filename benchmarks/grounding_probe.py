@@ -45,7 +45,7 @@ from synergen_jax.tokenizer import Tokenizer  # noqa: E402
 from synergen_jax.training import checkpointing  # noqa: E402
 from synergen_jax.training import state as state_lib  # noqa: E402
 from synergen_jax.training import step as step_lib  # noqa: E402
-from synergen_jax.training import vq_checkpoint, vq_code_init  # noqa: E402
+from synergen_jax.training import vq_code_init  # noqa: E402
 
 EVAL_QUESTIONS = 1024
 EVAL_CHUNK = 128
@@ -106,10 +106,8 @@ def main():
         "questions", flush=True)
 
   if args.code_init == "codebook":
-    _, variables, _ = vq_checkpoint.load_tokenizer(config.vq_tokenizer)
-    params = vq_code_init.from_codebook(
-        params, np.asarray(variables["params"]["quantize"]["embedding"]["embedding"]),
-        args.seed)
+    params = vq_code_init.from_codebook(params, vq_code_init.codebook_of(config.vq_tokenizer),
+                                        args.seed)
   opt = ml_collections.ConfigDict(config.stages.sft.optimizer.to_dict())
   opt.update(dict(lr=args.lr, schedule="constant", warmup_steps=20, weight_decay=0.0))
   mesh = sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])

@@ -15,8 +15,8 @@ Stages (METHOD.md section 8 in miniature; every stage validated on the same batc
   sft     everything; conversations (20% captions) with text replay beside them
 The model is `configs.models.demo()` made smaller (d 128) so that the job fits 15 minutes
 on a 2-core CPU. 64 px images -> 16 x 16 VQ codes of 4 x 4 px (experiments/vq_demo_f4.py:
-its reconstructions keep 96% of the scenes' GenEval score, the 8x VQ's 76%) -> 4 x 4 fold
--> 16 image tokens; the unfolding head predicts 16 codes per token.
+its reconstructions score 0.96 GenEval-style, the 8x VQ's 0.76, the images 0.99)
+-> 4 x 4 fold -> 16 image tokens; the unfolding head predicts 16 codes per token.
 `experiments/demo_long.py` runs the same recipe longer.
 """
 

@@ -52,3 +52,16 @@ def perturb(tree, scale=0.5, seed=1):
   keys = jax.random.split(jax.random.key(seed), len(leaves))
   return jax.tree.unflatten(
       treedef, [x + scale * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)])
+
+
+def write_random_vq(workdir: str, seed: int = 0):
+  """A tiny VQ tokenizer workdir (the imported-weights layout) holding arbitrary values of
+  the right structure (nothing to compile); returns (tokenizer, variables)."""
+  from synergen_jax.model.vq import VQTokenizer, config as vq_config
+  from synergen_jax.training import vq_checkpoint
+  tok = VQTokenizer(vq_config.tiny_config())
+  rng = np.random.default_rng(seed)
+  variables = jax.tree_util.tree_map(lambda a: rng.standard_normal(a.shape).astype(a.dtype),
+                                     tok.abstract_variables())
+  vq_checkpoint.write_imported(workdir, tok.config, variables)
+  return tok, variables

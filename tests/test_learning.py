@@ -104,7 +104,7 @@ def test_answers_come_from_the_image(trained):
   scenes = [_scene(rng) for _ in range(64)]
   prompts = [_example(tok, codes) for codes, _ in scenes]
   lengths = [len(p["tokens"]) for p in prompts]
-  pred = _greedy_first_answer_token(spec, params, mesh, _batch(tok, prompts, False), lengths)
+  pred = _greedy_first_answer_token(spec, params, mesh, _batch(tok, prompts, with_targets=False), lengths)
   truth = np.asarray([answer_ids[c] for _, c in scenes])
   accuracy = float(np.mean(pred == truth))
   assert accuracy >= 0.9, accuracy
@@ -118,8 +118,8 @@ def test_answers_come_from_the_image(trained):
         others.append((codes, c))
         break
   swapped = [_example(tok, codes) for codes, _ in others]
-  pred_swapped = _greedy_first_answer_token(spec, params, mesh, _batch(tok, swapped, False),
-                                                 lengths)
+  pred_swapped = _greedy_first_answer_token(
+      spec, params, mesh, _batch(tok, swapped, with_targets=False), lengths)
   follows_new_image = float(np.mean(pred_swapped == np.asarray([answer_ids[c]
                                                                 for _, c in others])))
   keeps_old_answer = float(np.mean(pred_swapped == truth))

@@ -48,3 +48,13 @@ def test_codebook_size_must_match():
   params = jax.device_get(mu.init(config, mu.batch(config, "generation"))["params"])
   with pytest.raises(ValueError, match="codebook_size"):
     vq_code_init.from_codebook(params, np.zeros((config.codebook_size + 1, 8)))
+
+
+def test_codebook_of_reads_the_tokenizer_workdir(tmp_path):
+  tok, variables = mu.write_random_vq(str(tmp_path), seed=3)
+  codebook = vq_code_init.codebook_of(str(tmp_path))
+  want = np.asarray(variables["params"]["quantize"]["embedding"]["embedding"])
+  assert codebook.shape == (tok.config.codebook_size, want.shape[1])
+  np.testing.assert_array_equal(codebook, want)
+  with pytest.raises(FileNotFoundError):
+    vq_code_init.codebook_of(str(tmp_path / "missing"))

@@ -15,6 +15,7 @@ import pytest
 
 from synergen_jax.training import vq_checkpoint
 from synergen_jax.training.vq_trainer import VQTrainer
+from tests import model_utils as mu
 
 import importlib.util
 
@@ -127,14 +128,9 @@ def test_discriminator_untouched_before_start(trained):
 
 
 def test_imported_weights_checkpoint(tmp_path):
-  from synergen_jax.model.vq import VQTokenizer, config as vq_config
-  tok = VQTokenizer(vq_config.tiny_config())
   # Arbitrary values of the right structure (no init to compile): the round trip must
   # restore every leaf bit for bit.
-  rng = np.random.default_rng(5)
-  variables = jax.tree_util.tree_map(lambda a: rng.standard_normal(a.shape).astype(a.dtype),
-                                     tok.abstract_variables())
-  vq_checkpoint.write_imported(str(tmp_path), tok.config, variables)
+  tok, variables = mu.write_random_vq(str(tmp_path), seed=5)
   tok2, restored, step = vq_checkpoint.load_tokenizer(str(tmp_path))
   assert step == 0 and tok2.config == tok.config
   leaves, restored_leaves = (jax.tree_util.tree_leaves(t) for t in (variables, restored))

@@ -141,13 +141,12 @@ def initial_params(ctx: RunContext, stage: str, spec: StateSpec):
 
 
 def _code_tables_from_vq(ctx: RunContext, stage: str, params):
-  from synergen_jax.training import vq_code_init, vq_checkpoint
+  from synergen_jax.training import vq_code_init
   vq_dir = ctx.config.get("vq_tokenizer", "")
   if not vq_dir:
     raise experiment.ConfigError(f"config.stages.{stage}.code_embed_from_vq needs "
                                  "config.vq_tokenizer (the VQ tokenizer's workdir)")
-  _, variables, _ = vq_checkpoint.load_tokenizer(os.path.expanduser(vq_dir))
-  codebook = np.asarray(variables["params"]["quantize"]["embedding"]["embedding"])
+  codebook = vq_code_init.codebook_of(os.path.expanduser(vq_dir))
   log(f"[{stage}] VQ-code tables start from the codebook of {vq_dir} "
       f"({codebook.shape[0]} codes x {codebook.shape[1]})")
   return vq_code_init.from_codebook(params, codebook, int(ctx.config.seed))

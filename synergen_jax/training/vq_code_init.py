@@ -1,6 +1,7 @@
 """Initialising the model's VQ-code tables from the VQ tokenizer's own codebook.
 
   from_codebook(params, codebook, seed) -> params
+  codebook_of(vq_dir) -> [codes, dim] the codebook of a VQ tokenizer workdir
 
 The LLM side of SynerGen-VL learns its own lookup table for the VQ codes (the folding's
 `fold/code_embed`, [codes, d_v]) and the unfolding head learns another
@@ -76,3 +77,10 @@ def from_codebook(params: Any, codebook: np.ndarray, seed: int = 0) -> Any:
     sharding = getattr(x, "sharding", None)
     out[path] = jax.device_put(new, sharding) if sharding is not None else new
   return traverse_util.unflatten_dict(out)
+
+
+def codebook_of(vq_dir: str) -> np.ndarray:
+  """[codes, dim] codebook vectors of the VQ tokenizer in `vq_dir` (trained or imported)."""
+  from synergen_jax.training import vq_checkpoint
+  _, variables, _ = vq_checkpoint.load_tokenizer(vq_dir)
+  return np.asarray(variables["params"]["quantize"]["embedding"]["embedding"])
