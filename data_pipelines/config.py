@@ -2,13 +2,19 @@
 
 Fields (all read by `pretokenize.py` and `pipeline.py`; nothing else reads them):
 
-  source.kind            "tfds" | "array_record": where raw images + text come from
+  source.kind            where raw images + text come from (sources.py, docs/DATA.md):
+                         "tfds" | "array_record" | "webdataset" | "parquet" | "llava"
   source.name            TFDS name (with config), e.g. "synergen_scenes/64px"
-  source.data_dir        TFDS data dir, or a glob of ArrayRecord files for "array_record"
+  source.data_dir        TFDS data dir, or for the file kinds a glob of the files
+                         (`{split}` is replaced by the split being pretokenized)
+  source.image_root      directory that image paths are relative to (llava; `{split}`
+                         replaced); "" = as written
   source.split           split to pretokenize (the pipeline's split is an argument)
-  source.fields          field mapping: image, captions, questions, answers,
-                         question_types, scene_graph, id (a caption/question field may
-                         hold one string or a list; missing optional fields are fine)
+  source.fields          field mapping (field_mapping.py): image, captions, questions,
+                         answers, question_types, scene_graph, id, conversation; each a
+                         key, a dotted path (json.caption) or alternatives (jpg|png);
+                         None (the default) = the kind's default, "" = no such field
+                         (a caption/question field may hold one string or a list)
   pretokenized_dir       where pretokenized ArrayRecord shards live ({split}-NNNNN-of-NNNNN)
   num_shards             pretokenized shards per split
   encode_batch_size      images per VQ encoder call (padded to a multiple of the devices)
@@ -29,11 +35,15 @@ Fields (all read by `pretokenize.py` and `pipeline.py`; nothing else reads them)
   overlong               "drop" | "truncate" examples longer than the task's seq_len
   seed, shuffle, num_epochs (None = repeat forever)
   understanding / generation: batch_size (global, per task), seq_len,
-                         packing_bins (0 = the per-process batch size)
+                         packing_bins (0 = the per-process batch size),
+                         pretokenized_dir ("" = data.pretokenized_dir; a task's own
+                         records, e.g. SFT conversations beside caption pairs)
   prefetch_buffer        thread-prefetched batches (0 = off)
 """
 
 import ml_collections
+
+from data_pipelines import field_mapping
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -43,11 +53,10 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.source.kind = "tfds"
   c.source.name = "synergen_scenes/64px"
   c.source.data_dir = "data/tfds"
+  c.source.image_root = ""
   c.source.split = "train"
-  c.source.fields = ml_collections.ConfigDict({
-      "image": "image", "captions": "captions", "questions": "questions",
-      "answers": "answers", "question_types": "question_types",
-      "scene_graph": "scene_graph", "id": "id"})
+  c.source.fields = ml_collections.ConfigDict(
+      {name: ml_collections.config_dict.placeholder(str) for name in field_mapping.NAMES})
   c.pretokenized_dir = "data/pretokenized/synergen_scenes_64px"
   c.num_shards = 4
   c.encode_batch_size = 256
@@ -68,9 +77,9 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.shuffle = True
   c.num_epochs = ml_collections.config_dict.placeholder(int)
   c.understanding = ml_collections.ConfigDict(
-      {"batch_size": 8, "seq_len": 256, "packing_bins": 0})
+      {"batch_size": 8, "seq_len": 256, "packing_bins": 0, "pretokenized_dir": ""})
   c.generation = ml_collections.ConfigDict(
-      {"batch_size": 8, "seq_len": 256, "packing_bins": 0})
+      {"batch_size": 8, "seq_len": 256, "packing_bins": 0, "pretokenized_dir": ""})
   c.prefetch_buffer = 2
   return c
 
@@ -86,6 +95,7 @@ def code_grid(config) -> tuple[int, int]:
 
 def validate(config) -> None:
   """Fails early, naming the field, on values the pipeline cannot run with."""
+  field_mapping.resolve(config.source)  # data.source.kind and data.source.fields
   if config.overlong not in ("drop", "truncate"):
     raise ValueError(f"data.overlong must be 'drop' or 'truncate', got {config.overlong!r}")
   if not 0.0 <= config.cfg_dropout <= 1.0:

@@ -10,15 +10,19 @@ its devices hold, `input_streams`), so the batches, and the losses, depend on S
 (`num_streams`, default: one stream per process) and not on how many processes run.
 
 Per task ("understanding", "generation"), per stream of this process:
-  ArrayRecord shards (pretokenize.shard_files) -> the stream's slice [s::S] -> seeded
-  shuffle (reshuffled every epoch) -> repeat
+  ArrayRecord shards (pretokenize.shard_files of `pretokenized_dir(config, task)`: the
+  task's own directory if set, else data.pretokenized_dir) -> the stream's slice [s::S]
+  -> seeded shuffle (reshuffled every epoch) -> repeat
   -> random_map: decode record, choose prompt/answer (CFG dropout for generation),
      build the sequence (sequences.py), drop/truncate over-long ones -> skip counting
+     (a record with a conversation, e.g. llava, is that multi-turn conversation in the
+     understanding task, cut at a turn boundary when too long; a text-only one has no
+     image and is skipped by the generation task as "no_image")
   -> first-fit packing into seq_len rows -> batch (global batch / S)
 then the process's streams concatenated row-wise (`ConcatStreams`) -> thread prefetch.
-`next(it)` gives `{"understanding": batch, "generation": batch}`; each batch is the
-batch contract of DESIGN.md: numpy arrays [B_local, L(, m*n)] when `sharding` is None,
-else global `jax.Array`s [B_global, L(, m*n)] made with
+`next(it)` gives `{"understanding": batch, "generation": batch}`; each batch follows the
+batch contract of docs/ARCHITECTURE.md: numpy arrays [B_local, L(, m*n)] when `sharding`
+is None, else global `jax.Array`s [B_global, L(, m*n)] made with
 `jax.make_array_from_process_local_data(sharding, local)` (`sharding` shards dim 0).
 
 `it.get_state()` / `it.set_state(state)` are JSON-able and restore the exact stream
@@ -31,6 +35,7 @@ import jax
 import numpy as np
 
 from data_pipelines import config as config_lib
+from data_pipelines import conversations
 from data_pipelines import packing
 from data_pipelines import pretokenize
 from data_pipelines import records
@@ -89,9 +94,14 @@ class ExampleBuilder:
       rec = records.decode_record(data)
     except records.RecordError:
       return packing.skip("undecodable_record")
-    codes = rec["und_codes"] if self.task == "understanding" else rec["gen_codes"][None]
-    if codes.shape[0] == 0 or tuple(codes.shape[1:]) != tuple(self.grid):
-      return packing.skip("wrong_code_grid")
+    if records.has_image(rec):
+      codes = rec["und_codes"] if self.task == "understanding" else rec["gen_codes"][None]
+      if tuple(codes.shape[1:]) != tuple(self.grid):
+        return packing.skip("wrong_code_grid")
+    elif self.task == "generation" or not rec["conversation"]:
+      return packing.skip("no_image")
+    if self.task == "understanding" and rec["conversation"]:
+      return self._conversation(rec)
     build = _understanding_example if self.task == "understanding" else _generation_example
     example = build(rec, rng, self.config, self.tok, self.fold)
     if example is None:
@@ -103,14 +113,39 @@ class ExampleBuilder:
       fitted[packing.TRUNCATED_KEY] = True
     return fitted
 
+  def _conversation(self, rec):
+    """The record's multi-turn conversation, cut at a turn boundary when too long."""
+    tiles = rec["und_codes"] if records.has_image(rec) else None
+    try:
+      fitted = sequences.fit_conversation(
+          self.tok, tiles, conversations.turns(rec["conversation"]), self.fold,
+          self.config.system_prompt, self.seq_len, self.config.overlong)
+    except ValueError:  # e.g. <image> twice in a record not written by pretokenize
+      return packing.skip("bad_conversation")
+    if fitted is None:
+      return packing.skip("overlong_dropped")
+    example, truncated = fitted
+    if truncated:
+      example[packing.TRUNCATED_KEY] = True
+    return example
 
-def record_dataset(config, split, seed, process_index=0, process_count=1) -> grain.MapDataset:
-  """Pretokenized record bytes of one stream's disjoint slice [process_index::process_count]
-  (stream index and count), shuffled, repeated."""
-  files = pretokenize.shard_files(config.pretokenized_dir, split)
+
+def pretokenized_dir(config, task: str | None = None) -> str:
+  """Where a task's records are: `data.{task}.pretokenized_dir`, or `data.pretokenized_dir`
+  when that is "" (e.g. SFT: LLaVA conversations for understanding, caption pairs for
+  generation)."""
+  return (config[task].get("pretokenized_dir", "") if task else "") or config.pretokenized_dir
+
+
+def record_dataset(config, split, seed, process_index=0, process_count=1,
+                   task: str | None = None) -> grain.MapDataset:
+  """Pretokenized record bytes (of `task`'s directory) of one stream's disjoint slice
+  [process_index::process_count] (stream index and count), shuffled, repeated."""
+  directory = pretokenized_dir(config, task)
+  files = pretokenize.shard_files(directory, split)
   ds = grain.MapDataset.source(grain.sources.ArrayRecordDataSource(files))
   if len(ds) < process_count:
-    raise ValueError(f"{config.pretokenized_dir}: {len(ds)} records cannot feed "
+    raise ValueError(f"{directory}: {len(ds)} records cannot feed "
                      f"{process_count} input streams")
   ds = ds[process_index::process_count]
   if config.shuffle:
@@ -199,7 +234,7 @@ def task_dataset(config, tokenizer, fold, grid, task, split="train",
   seed = int(config.seed) + _TASK_SEED_OFFSET[task]
   parts = []
   for stream in mine:
-    ds = record_dataset(config, split, seed, stream, streams)
+    ds = record_dataset(config, split, seed, stream, streams, task=task)
     ds = ds.random_map(ExampleBuilder(config, tokenizer, fold, grid, task), seed=seed + 1)
     it = packing.SkipCountingIterDataset(ds.to_iter_dataset())
     bins = tcfg.packing_bins or stream_bs
@@ -325,7 +360,8 @@ def make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None
     raise ValueError(f"code grid {grid} is not divisible by the fold {fold}")
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
-  _check_first_record(config, grid, split)
+  for directory in sorted({pretokenized_dir(config, t) for t in TASKS}):
+    _check_first_record(directory, grid, split)
   datasets = {t: task_dataset(config, tokenizer, fold, grid, t, split, pi, pc, num_streams,
                               sharding) for t in TASKS}
   for t, ds in (extra or {}).items():
@@ -335,14 +371,22 @@ def make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None
   return TaskBatchIterator(datasets, sharding)
 
 
-def _check_first_record(config, grid, split):
-  """Fails early when the pretokenized codes do not match the model's code grid."""
-  files = pretokenize.shard_files(config.pretokenized_dir, split)
+def _check_first_record(directory, grid, split, look: int = 1000):
+  """Fails early when the pretokenized codes do not match the model's code grid (checks
+  the first record with an image among the first `look`)."""
+  files = pretokenize.shard_files(directory, split)
   src = grain.sources.ArrayRecordDataSource(files)
   if len(src) == 0:
-    raise ValueError(f"{config.pretokenized_dir}: split {split!r} has no records")
-  rec = records.decode_record(src[0])
-  if tuple(rec["gen_codes"].shape) != tuple(grid):
-    raise ValueError(
-        f"{files[0]}: pretokenized code grid {rec['gen_codes'].shape} does not match the "
-        f"expected {tuple(grid)} (data.image_size / data.vq_downsample); re-run pretokenize")
+    raise ValueError(f"{directory}: split {split!r} has no records")
+  for i in range(min(look, len(src))):
+    try:
+      rec = records.decode_record(src[i])
+    except records.RecordError:
+      continue
+    if not records.has_image(rec):
+      continue
+    if tuple(rec["gen_codes"].shape) != tuple(grid):
+      raise ValueError(
+          f"{files[0]}: pretokenized code grid {rec['gen_codes'].shape} does not match the "
+          f"expected {tuple(grid)} (data.image_size / data.vq_downsample); re-run pretokenize")
+    return

@@ -1,10 +1,11 @@
 """Offline image pretokenization: raw dataset -> ArrayRecord shards of VQ codes + text.
 
   pretokenize(config, encode, split=None) -> stats dict
-      Reads `config.source` (sources.py), decodes each image robustly (image_io),
-      skips and counts (`skip_reasons`) records the source cannot decode
-      ("undecodable_record"), records without an image or with text fields of the
-      wrong type ("SourceError") and undecodable images ("ImageDecodeError"),
+      Reads `config.source` (sources.py: tfds, array_record, webdataset, parquet,
+      llava), decodes each image robustly (image_io), skips and counts
+      (`skip_reasons`, per reason) the records `sources.extract` refuses
+      ("undecodable_record", "missing_image", "missing_text", "bad_conversation",
+      "bad_field"; see sources.py) and undecodable images ("undecodable_image"),
       makes the generation image (short-edge resize + centre crop) and the
       understanding tiles (tiling.py), runs `encode` on them in batches sharded over
       this process's devices, and writes `config.num_shards` shards
@@ -12,6 +13,10 @@
       plus a `.stats.json` per shard. Resumable: finished shards are skipped
       (a shard is written to a temporary name and renamed when complete).
       Multi-host: process i writes the shards s with s % process_count == i.
+      A text-only conversation (llava) is written with empty codes (records.py).
+  shard_stats(directory, split) -> {"shards", "written", "skipped", "skip_reasons"}
+      The counts of every finished shard of a split (from the `.stats.json` files), also
+      of shards written by earlier (resumed) runs or other hosts.
   encode_batched(encode, images, devices=None) -> int32 [N, h, w]
   mean_color_quantizer(downsample, levels=4) -> encode
       A fixed, non-neural quantiser (mean colour of each p x p block, `levels` per
@@ -20,7 +25,11 @@
 `encode` is any callable uint8 [B, H, W, 3] -> int [B, h, w] (e.g. a jitted VQ encoder).
 
 CLI:  python -m data_pipelines.pretokenize --data.pretokenized_dir=D \
+          [--data.source.kind=webdataset --data.source.data_dir='raw/{split}/*.tar' ...] \
           [--encoder=mean_color | --encoder=package.module:factory --encoder_arg=X]
+      prints one JSON line of counts per split (this run's shards); `--multihost` on
+      every host (jax.distributed) splits the shards over the hosts;
+      `--stats_only` prints `shard_stats` of the splits instead (docs/DATA.md).
 """
 
 import json
@@ -39,7 +48,8 @@ from data_pipelines import sources
 from data_pipelines import tiling
 
 
-UNDECODABLE_RECORD = "undecodable_record"  # skip reason: the source cannot decode it
+UNDECODABLE_RECORD = sources.UndecodableRecord.reason  # skip reason: source cannot decode
+UNDECODABLE_IMAGE = "undecodable_image"  # skip reason: image_io.ImageDecodeError
 
 
 def mean_color_quantizer(downsample: int, levels: int = 4):
@@ -94,7 +104,10 @@ def shard_files(directory: str, split: str) -> list[str]:
 
 
 def _prepare(raw: sources.RawExample, config):
-  """Decoded image -> (generation image [S, S, 3], tiles [T, S, S, 3], grid)."""
+  """Decoded image -> (generation image [S, S, 3], tiles [T, S, S, 3], grid);
+  (None, None, None) for a text-only record."""
+  if raw.image is None:
+    return None, None, None
   image = image_io.decode_image(raw.image)
   gen = image_io.resize_center_crop(image, config.image_size)
   tiles, grid = tiling.dynamic_tiles(image, config.image_size, config.max_tiles,
@@ -102,40 +115,55 @@ def _prepare(raw: sources.RawExample, config):
   return gen, tiles, grid
 
 
-def _write_shard(path, indices, src, config, encode, devices, stats):
+def _skip_reason(e: Exception) -> str:
+  return UNDECODABLE_IMAGE if isinstance(e, image_io.ImageDecodeError) else e.reason
+
+
+def _write_shard(path, indices, src, src_cfg, config, encode, devices, stats):
   from array_record.python import array_record_module
   tmp = path + ".tmp"
   writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
-  fields = config.source.fields
+  fields = sources.field_specs(src_cfg)
+  image_root = sources.split_path(src_cfg.get("image_root", ""), src_cfg.split)
   bs = config.encode_batch_size
   for start in range(0, len(indices), bs):
-    batch = []  # (raw, gen, tiles, grid)
+    batch = []  # (raw, gen, tiles, grid); gen None for a text-only record
     for i in indices[start:start + bs]:
       try:
-        raw = sources.extract(sources.read_record(src, int(i)), fields, int(i))
+        raw = sources.extract(sources.read_record(src, int(i)), fields, int(i), image_root)
         batch.append((raw,) + _prepare(raw, config))
       except (image_io.ImageDecodeError, sources.SourceError) as e:
-        reason = (UNDECODABLE_RECORD if isinstance(e, sources.UndecodableRecord)
-                  else type(e).__name__)
+        reason = _skip_reason(e)
         stats["skipped"] += 1
         stats["skip_reasons"][reason] = stats["skip_reasons"].get(reason, 0) + 1
     if not batch:
       continue
+    with_image = [b for b in batch if b[1] is not None]
     # An image that is its own single tile (already at the tile size) is encoded once
     # for both tasks.
-    own_tile = [len(b[2]) == 1 and np.array_equal(b[1], b[2][0]) for b in batch]
-    images = np.concatenate([b[1][None] if same else np.concatenate([b[1][None], b[2]])
-                             for b, same in zip(batch, own_tile)])
-    codes = encode_batched(encode, images, devices)  # [sum(1 + T) - own tiles, h, w]
-    k = 0
-    for (raw, _, tiles, grid), same in zip(batch, own_tile):
-      und = codes[k:k + 1] if same else codes[k + 1:k + 1 + len(tiles)]
-      writer.write(records.encode_record({
-          "id": raw.id, "gen_codes": codes[k], "und_codes": und,
-          "und_grid": grid, "captions": raw.captions, "questions": raw.questions,
-          "answers": raw.answers, "question_types": raw.question_types,
-          "scene_graph": raw.scene_graph}))
-      k += 1 if same else 1 + len(tiles)
+    own_tile = [len(b[2]) == 1 and np.array_equal(b[1], b[2][0]) for b in with_image]
+    if with_image:
+      images = np.concatenate([b[1][None] if same else np.concatenate([b[1][None], b[2]])
+                               for b, same in zip(with_image, own_tile)])
+      codes = encode_batched(encode, images, devices)  # [sum(1 + T) - own tiles, h, w]
+      if tuple(codes.shape[1:]) != config_lib.code_grid(config):
+        raise ValueError(f"the encoder gives {codes.shape[1:]} codes per {config.image_size} "
+                         f"px image; data.image_size / data.vq_downsample expects "
+                         f"{config_lib.code_grid(config)} (set data.vq_downsample to the "
+                         "VQ's downsampling factor)")
+    k, same_of = 0, iter(own_tile)
+    for raw, gen, tiles, grid in batch:
+      text = {"id": raw.id, "captions": raw.captions, "questions": raw.questions,
+              "answers": raw.answers, "question_types": raw.question_types,
+              "scene_graph": raw.scene_graph, "conversation": raw.conversation}
+      if gen is None:
+        writer.write(records.encode_record({**text, **records.text_only_codes()}))
+      else:
+        same = next(same_of)
+        und = codes[k:k + 1] if same else codes[k + 1:k + 1 + len(tiles)]
+        writer.write(records.encode_record({
+            **text, "gen_codes": codes[k], "und_codes": und, "und_grid": grid}))
+        k += 1 if same else 1 + len(tiles)
       stats["written"] += 1
   writer.close()
   os.replace(tmp, path)
@@ -163,7 +191,7 @@ def pretokenize(config, encode, split: str | None = None, devices=None) -> dict:
       total["shards_skipped"] += 1
       continue
     stats = {"written": 0, "skipped": 0, "skip_reasons": {}}
-    _write_shard(path, indices, src, config, encode, devices, stats)
+    _write_shard(path, indices, src, src_cfg, config, encode, devices, stats)
     with open(path + ".stats.json", "w") as f:
       json.dump(stats, f)
     total["shards_done"] += 1
@@ -172,6 +200,23 @@ def pretokenize(config, encode, split: str | None = None, devices=None) -> dict:
     for k, v in stats["skip_reasons"].items():
       total["skip_reasons"][k] = total["skip_reasons"].get(k, 0) + v
   total["seconds"] = time.time() - t0
+  return total
+
+
+def shard_stats(directory: str, split: str) -> dict:
+  """Sums the `.stats.json` of a split's finished shards (see the module docstring)."""
+  total = {"shards": 0, "written": 0, "skipped": 0, "skip_reasons": {}}
+  for path in shard_files(directory, split):
+    try:
+      with open(path + ".stats.json") as f:
+        stats = json.load(f)
+    except FileNotFoundError:
+      continue
+    total["shards"] += 1
+    total["written"] += stats["written"]
+    total["skipped"] += stats["skipped"]
+    for k, v in stats["skip_reasons"].items():
+      total["skip_reasons"][k] = total["skip_reasons"].get(k, 0) + v
   return total
 
 
@@ -190,6 +235,12 @@ def main(argv):
   del argv
   from absl import flags
   config = flags.FLAGS.data
+  if flags.FLAGS.multihost:
+    jax.distributed.initialize()  # then process i writes the shards s % count == i
+  if flags.FLAGS.stats_only:
+    for split in flags.FLAGS.splits:
+      print(json.dumps({"split": split, **shard_stats(config.pretokenized_dir, split)}))
+    return
   encode = _load_encoder(flags.FLAGS.encoder, flags.FLAGS.encoder_arg, config)
   for split in flags.FLAGS.splits:
     stats = pretokenize(config, encode, split=split)
@@ -204,4 +255,7 @@ if __name__ == "__main__":
   flags.DEFINE_string("encoder", "mean_color", "'mean_color' or 'package.module:factory'")
   flags.DEFINE_string("encoder_arg", "", "argument passed to the encoder factory")
   flags.DEFINE_list("splits", ["train", "validation"], "splits to pretokenize")
+  flags.DEFINE_bool("stats_only", False, "print the skip counts of the finished shards")
+  flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() first (the same "
+                    "command on every host; on TPU pods it finds the coordinator itself)")
   app.run(main)

@@ -7,6 +7,11 @@ One ArrayRecord record = msgpack (flax.serialization; no pickle) of
   und_grid        int32 [2]           (cols, rows) of the tile grid
   captions, questions, answers, question_types   list[str] (may be empty)
   scene_graph     str                 JSON ("" for real datasets)
+  conversation    list[str]           [user, assistant, user, assistant, ...] turn texts
+                                      (conversations.py; a user turn may hold `<image>`);
+                                      written only when not empty, read as [] if absent
+A text-only record (a conversation without an image) has empty codes: gen_codes [0, 0],
+und_codes [0, 0, 0], und_grid [0, 0] (`has_image` is False).
 """
 
 import numpy as np
@@ -29,7 +34,20 @@ def encode_record(rec: dict) -> bytes:
   }
   for k in TEXT_LISTS:
     out[k] = [str(s) for s in rec.get(k, [])]
+  if rec.get("conversation"):
+    out["conversation"] = [str(s) for s in rec["conversation"]]
   return serialization.msgpack_serialize(out)
+
+
+def text_only_codes() -> dict:
+  """The empty code fields of a text-only record."""
+  return {"gen_codes": np.zeros((0, 0), np.int32), "und_codes": np.zeros((0, 0, 0), np.int32),
+          "und_grid": np.zeros((2,), np.int32)}
+
+
+def has_image(rec: dict) -> bool:
+  """Whether a decoded record has image codes (False for a text-only conversation)."""
+  return rec["und_codes"].shape[0] > 0 and rec["gen_codes"].size > 0
 
 
 def decode_record(data: bytes) -> dict:
@@ -49,4 +67,8 @@ def decode_record(data: bytes) -> dict:
                       f"{rec['und_codes'].shape}")
   for k in TEXT_LISTS:
     rec[k] = list(rec.get(k, []))
+  rec["conversation"] = list(rec.get("conversation", []))
+  if len(rec["conversation"]) % 2:
+    raise RecordError(f"record {rec.get('id', '?')!r}: a conversation needs an answer to "
+                      f"every user turn, got {len(rec['conversation'])} turn texts")
   return rec

@@ -10,6 +10,8 @@ no fold have equal LLM image lengths: 8 tiles x 128 folded tokens = 1024 = 32 x 
 Starts from imported Qwen2-0.5B-Instruct weights (W/pretrained). Qwen2's tokenizer is
 byte-level BPE, not SentencePiece: a SentencePiece conversion of it is expected at
 W/pretrained/tokenizer.model (its padded vocabulary must equal model.vocab_size).
+Data: image-caption pairs as webdataset tars (config.data.source.data_dir; pretokenize
+them with docs/DATA.md's webdataset example).
 Mesh: a TPU v5e-64 / v5p-64 slice, every chip on fsdp (batches are multiples of 64).
 TPU fit (docs/TPU_FIT.md, `python -m synergen_jax.aot --topology=v5e:8x8`): the ablation
 files call `tpu_target`: Pallas splash attention (on GPU:
@@ -32,8 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.tokenizer = "{workdir}/pretrained/tokenizer.model"
   config.init_params = "{workdir}/pretrained/params"
   d = config.data
-  d.source.kind = "array_record"
-  d.source.data_dir = "data/raw/ablation/*.array_record"
+  d.source.kind = "webdataset"  # image-caption pairs as img2dataset writes them
+  d.source.data_dir = "data/raw/ablation/{split}/*.tar"
   d.pretokenized_dir = "data/pretokenized/ablation_256px"
   d.image_size, d.vq_downsample, d.fold = 256, 8, (2, 4)
   d.num_shards, d.encode_batch_size, d.prefetch_buffer = 1024, 1024, 4

@@ -18,7 +18,18 @@ Pallas splash attention (on GPU: --config.model.attention_backend=cudnn).
 Starts from imported InternLM2-1.8B weights (W/pretrained, see synergen_jax.weights):
   python -m synergen_jax.train --config=experiments/synergen_vl_2_4b.py --workdir=W
 Data: pretokenized Emu3-VQ shards per stage (data_pipelines.pretokenize with the
-stage's max_tiles / thumbnail); the tokenizer is InternLM2's SentencePiece model.
+stage's max_tiles / thumbnail; docs/DATA.md); the tokenizer is InternLM2's SentencePiece
+model. Raw data (paths are config fields, `{split}` = train / validation):
+  S.1, S.2  image-caption pairs as img2dataset webdataset tars (config.data.source)
+  SFT       LLaVA conversations (config.stages.sft.data.source, JSONL + image root) for
+            understanding; generation keeps reading S.2's pretokenized pairs
+            (config.stages.sft.data.generation.pretokenized_dir)
+e.g. for S.1:
+  python -m data_pipelines.pretokenize --data.source.kind=webdataset \
+      --data.source.data_dir='data/raw/laion_coyo_sam/{split}/*.tar' \
+      --data.image_size=512 --data.num_shards=4096 --data.encode_batch_size=1024 \
+      --data.pretokenized_dir=data/pretokenized/s1_512px \
+      --encoder=synergen_jax.vq_encoder:from_workdir --encoder_arg=W_VQ [--multihost]
 """
 
 import ml_collections
@@ -29,11 +40,21 @@ from synergen_jax.training import experiment
 ADAMW = dict(b1=0.9, b2=0.95, eps=1e-8, warmup_steps=200, clip_norm=1.0)
 
 
+PAIRS = dict(kind="webdataset", data_dir="data/raw/laion_coyo_sam/{split}/*.tar")
+SFT_CONVERSATIONS = dict(kind="llava", data_dir="data/raw/sft/{split}.jsonl",
+                         image_root="data/raw/sft/images")
+
+
 def _data(pretokenized: str, seq_len: int, und_batch: int, gen_batch: int,
-          max_tiles: int, thumbnail: bool) -> dict:
-  return dict(pretokenized_dir=pretokenized, max_tiles=max_tiles, use_thumbnail=thumbnail,
-              understanding=dict(batch_size=und_batch, seq_len=seq_len),
-              generation=dict(batch_size=gen_batch, seq_len=4096))
+          max_tiles: int, thumbnail: bool, source: dict | None = None,
+          gen_pretokenized: str = "") -> dict:
+  out = dict(pretokenized_dir=pretokenized, max_tiles=max_tiles, use_thumbnail=thumbnail,
+             understanding=dict(batch_size=und_batch, seq_len=seq_len),
+             generation=dict(batch_size=gen_batch, seq_len=4096,
+                             pretokenized_dir=gen_pretokenized))
+  if source:
+    out["source"] = dict(source)
+  return out
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -45,8 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.tokenizer = "{workdir}/pretrained/tokenizer.model"
   config.init_params = "{workdir}/pretrained/params"
   d = config.data
-  d.source.kind = "array_record"
-  d.source.data_dir = "data/raw/laion_coyo_sam/*.array_record"
+  d.source.update(PAIRS)
   d.pretokenized_dir = "data/pretokenized/s1_512px"
   d.image_size, d.vq_downsample, d.fold = 512, 8, (2, 8)
   d.num_shards, d.encode_batch_size = 4096, 1024
@@ -66,5 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.stages.sft = experiment.make_stage(
       "multimodal", ("vision", "llm_attention", "llm"), 12_000, grad_accum_steps=7,
       optimizer=dict(ADAMW, lr=5e-5, schedule="cosine", weight_decay=0.01),
-      data=_data("data/pretokenized/sft_512px_12tiles", 16384, 1792, 1792, 12, True))
+      data=_data("data/pretokenized/sft_512px_12tiles", 16384, 1792, 1792, 12, True,
+                 source=SFT_CONVERSATIONS,
+                 gen_pretokenized="data/pretokenized/s2_512px_6tiles"))
   return config

@@ -382,7 +382,7 @@ def test_bad_raw_images_skipped_and_counted(env, tmp_path):
   cfg.num_shards = 1
   stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
   assert stats["written"] == 5 and stats["skipped"] == 3
-  assert stats["skip_reasons"] == {"ImageDecodeError": 2, "SourceError": 1}
+  assert stats["skip_reasons"] == {"undecodable_image": 2, "missing_image": 1}
 
 
 def test_undecodable_array_record_records_skipped_by_the_cli(tmp_path):

@@ -23,12 +23,15 @@ def open_split(config, split: str):
 def records(config, split: str, limit: int | None = None) -> tuple[list, int]:
   """Decoded records of a split (image: uint8 [H, W, 3]), and how many were skipped."""
   src = open_split(config, split)
-  fields = config.data.source.fields
+  fields = sources.field_specs(config.data.source)
+  image_root = sources.split_path(config.data.source.get("image_root", ""), split)
   out, skipped = [], 0
   n = len(src) if limit is None else min(limit, len(src))
   for i in range(n):
     try:
-      raw = sources.extract(src[i], fields, i)
+      raw = sources.extract(src[i], fields, i, image_root)
+      if raw.image is None:  # a text-only conversation
+        raise sources.MissingImage(f"record {i} has no image")
       raw.image = image_io.decode_image(raw.image)
     except (image_io.ImageDecodeError, sources.SourceError):
       skipped += 1
