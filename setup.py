@@ -39,7 +39,6 @@ setuptools.setup(
             "synergen-demo=synergen_jax.demo:run",
             "synergen-train-vq=synergen_jax.train_vq:run",
             "synergen-params=synergen_jax.params:run",
-            "synergen-demo-step=synergen_jax.demo_step:run",
             "synergen-import-hf=synergen_jax.weights.import_hf:run",
             "synergen-export-hf=synergen_jax.weights.export_hf:run",
             "synergen-aot=synergen_jax.aot:run",

@@ -66,7 +66,7 @@ def measure(name: str, stage: str, batch: int, length: int, steps: int) -> dict:
   batches = [{t: synthetic_task_batch(config, rng, batch * n, length, t, per)
               for t in ("understanding", "generation")} for _ in range(2)]
   fn = step_lib.make_train_step(spec, ("understanding", "generation"))
-  with step_lib.mesh_context(mesh):
+  with sharding.mesh_context(mesh):
     t0 = time.perf_counter()
     state, metrics = fn(state, batches[0])
     jax.block_until_ready(metrics)

@@ -297,7 +297,7 @@ def compile_stage(config, stage: str, devices, *, topology: str = "", attention:
   what = (f"stage {stage!r} on {report['topology']} ({len(devices)} x "
           f"{devices[0].device_kind}, mesh {tuple(mesh.shape.values())})")
   t0 = time.perf_counter()
-  with step_lib.mesh_context(mesh):
+  with sharding.mesh_context(mesh):
     lowered = train_step.lower(spec.abstract_with_shardings(), batches)
   t1 = time.perf_counter()
   with tempfile.TemporaryDirectory() as dump:

@@ -148,11 +148,10 @@ EVAL_HEADLINE = ("vqa/overall", "vqa/test/overall", "vqa/compositional/overall",
 
 def evaluate_final(config, workdir: str) -> dict:
   """W/eval of the last stage's final params (reused if newer than those params)."""
+  from synergen_jax import workdir as workdir_lib
   from synergen_jax.evaluation import run as eval_run
-  from synergen_jax.training import checkpointing
   path = os.path.join(workdir, "eval", "metrics.json")
-  summary = os.path.join(checkpointing.stage_dir(workdir, config.stage_order[-1]),
-                         checkpointing.SUMMARY_FILE)
+  summary = workdir_lib.summary_path(workdir, config.stage_order[-1])
   if os.path.isfile(path) and os.path.getmtime(path) > os.path.getmtime(summary):
     with open(path) as f:
       return json.load(f)

@@ -1,4 +1,5 @@
-"""Device mesh, the logical-axis rules table, sharded initialisation, batch sharding.
+"""Device mesh, the logical-axis rules table, the mesh context, sharded initialisation,
+batch sharding.
 
 Every parameter and key activation carries logical axis names (set in `model/`);
 `LOGICAL_RULES` is the one table that maps them onto the mesh axes
@@ -131,6 +132,14 @@ def logical_to_sharding(logical: Any, abstract: Any, mesh: jax.sharding.Mesh,
 
 
 @contextlib.contextmanager
+def mesh_context(mesh: jax.sharding.Mesh, rules=LOGICAL_RULES):
+  """The mesh and logical-axis rules every jitted call of the model runs under
+  (`jax.set_mesh(mesh)` + `nn.logical_axis_rules(rules)`)."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    yield
+
+
+@contextlib.contextmanager
 def no_mesh():
   """No mesh in context (`jax.set_mesh(None)`) for the block, whatever the caller set;
   inside a trace, where the mesh cannot change, the caller's context stays."""
@@ -195,7 +204,7 @@ def sharded_init(init_fn: Callable[..., Any], mesh: jax.sharding.Mesh, *args,
   """
   _, shardings = abstract_and_shardings(init_fn, mesh, *args, rules=rules)
   init = jax.jit(lambda *a: unbox(init_fn(*a)), out_shardings=shardings)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+  with mesh_context(mesh, rules):
     variables = init(*args)
   return variables, shardings
 
@@ -212,15 +221,6 @@ def batch_sharding(mesh: jax.sharding.Mesh, batch: Any) -> Any:
 def shard_batch(mesh: jax.sharding.Mesh, batch: Mapping[str, Any]) -> Any:
   """Places a host-global batch on the mesh (single process)."""
   return jax.device_put(batch, batch_sharding(mesh, batch))
-
-
-def host_local_to_global(mesh: jax.sharding.Mesh, local_batch: Any) -> Any:
-  """Assembles each process's local rows into global arrays (multi-host)."""
-  def one(x):
-    spec = P(BATCH_AXES, *([None] * (np.ndim(x) - 1)))
-    return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), np.asarray(x))
-
-  return jax.tree.map(one, local_batch)
 
 
 def initialize_distributed(coordinator_address: str | None = None,

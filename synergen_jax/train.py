@@ -7,7 +7,7 @@
 Stages run in `config.stage_order`; a finished stage (W/<stage>/summary.json) is skipped,
 an interrupted one resumes from its latest checkpoint. SIGTERM saves a checkpoint and
 exits with status 143; rerunning the same command resumes. Writes W/config.json,
-W/<stage>/..., W/report.md (see synergen_jax/training/checkpointing.py for the layout).
+W/<stage>/..., W/report.md (see synergen_jax/workdir.py for the layout).
 Multi-host: every process runs the same command with --multihost (JAX's distributed
 runtime; on TPU pods it finds the coordinator itself), all writing to one workdir; each
 process reads its own input streams (config.train.input_streams).

@@ -160,6 +160,6 @@ def test_splash_under_a_mesh_runs_per_shard_and_equals_xla():
   seg = jnp.ones((b, l), jnp.int32).at[:, 70:].set(2)
   want = attention_ops.xla_attention(q, k, v, attention_ops.causal_segment_mask(seg, seg))
   mesh = sharding.make_mesh((2, 2, 2))
-  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+  with sharding.mesh_context(mesh):
     got = jax.jit(lambda *a: attention_ops.splash_attention(*a, interpret=True))(q, k, v, seg)
   np.testing.assert_allclose(got, want, atol=2e-5)

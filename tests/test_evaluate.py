@@ -17,12 +17,13 @@ import pytest
 
 from data_pipelines import scenes
 from synergen_jax import sharding
+from synergen_jax import workdir as workdir_lib
 from synergen_jax.evaluation import geneval, vqa
 from synergen_jax.inference.sampling import SamplingConfig
 from synergen_jax.inference.session import InferenceSession, InputError
 from synergen_jax.model.vq import config as vq_config
 from synergen_jax.model.vq.tokenizer import VQTokenizer
-from synergen_jax.training import checkpointing, vq_checkpoint
+from synergen_jax.training import vq_checkpoint
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -49,7 +50,7 @@ def _scene_image(seed=0):
 def test_checkpoint_restores_onto_another_mesh_with_the_same_outputs(run, session):
   """Written on 1 device; restored onto 8 devices as (1, 8, 1) and as (2, 2, 2)."""
   assert session.mesh.devices.size == 8
-  other, _, _ = checkpointing.load_params(run["straight"], mesh=sharding.make_mesh((2, 2, 2)))
+  other, _, _ = workdir_lib.load_params(run["straight"], mesh=sharding.make_mesh((2, 2, 2)))
   one = InferenceSession.load(run["straight"], vq_dir=run["vq_dir"], batch_size=4,
                               mesh=sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1]))
   leaves = jax.tree.leaves(session.variables["params"])

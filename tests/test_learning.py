@@ -74,7 +74,7 @@ def trained(tmp_path_factory):
   train_step = step_lib.make_train_step(spec, ("understanding",), 1, FAST_COMPILE)
   rng = np.random.default_rng(0)
   losses = []
-  with step_lib.mesh_context(mesh):
+  with sharding.mesh_context(mesh):
     for _ in range(100):
       scenes = [_scene(rng) for _ in range(32)]
       batch = _batch(tok, [_example(tok, codes, color) for codes, color in scenes])
@@ -90,7 +90,7 @@ def _greedy_first_answer_token(spec, params, mesh, batch, lengths) -> np.ndarray
     hidden = spec.model.apply({"params": params}, batch, method="hidden_states")
     h = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
     return spec.model.apply({"params": params}, h, method="text_logits")
-  with step_lib.mesh_context(mesh):
+  with sharding.mesh_context(mesh):
     return np.asarray(jnp.argmax(logits_at(params, batch, jnp.asarray(lengths) - 1), axis=-1))
 
 

@@ -1,6 +1,5 @@
 """Sharding: mesh errors, the golden PartitionSpec table, sharded == single-device."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,7 +134,7 @@ def test_sharded_forward_backward_equals_single_device(reference, shape):
   b_sh = {t: sharding.batch_sharding(mesh, b) for t, b in batches.items()}
   step = jax.jit(lambda p, b: _loss_and_grads(config, p, b), in_shardings=(p_sh, b_sh),
                  out_shardings=(None, p_sh))
-  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+  with sharding.mesh_context(mesh):
     loss, grads = step(params_sharded, batches)
   # The init itself is sharding-independent.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), variables["params"],
@@ -158,12 +157,11 @@ def test_batch_sharding_splits_rows_over_data_and_fsdp():
 
 def test_abstract_shapes_and_state_spec_build_under_an_active_mesh():
   """Issue 14: the trainer builds its eval function lazily inside the training loop's
-  `mesh_context` (a restarted run's first periodic validation); abstract params, their
+  `sharding.mesh_context` (a restarted run's first periodic validation); abstract params, their
   shardings and a StateSpec must come out the same with or without a mesh in context,
   and with another mesh in context."""
   from synergen_jax.training import experiment
   from synergen_jax.training import state as state_lib
-  from synergen_jax.training import step as step_lib
   from synergen_jax.weights import model_params
   config = mu.tiny_config()
   mesh = sharding.make_mesh((2, 2, 2))
@@ -184,17 +182,17 @@ def test_abstract_shapes_and_state_spec_build_under_an_active_mesh():
   assert want["specs"]["text_embed"] == P("tensor", "fsdp")
   other = sharding.make_mesh((1, 8, 1))
   for active in (mesh, other):
-    with step_lib.mesh_context(active):
+    with sharding.mesh_context(active):
       got = build()
     assert jax.tree.structure(got) == jax.tree.structure(want)
     jax.tree.map(lambda a, b: (a == b) or pytest.fail(f"{a} != {b}"), got, want)
   key, b = jax.random.key(0), mu.batch(config)
-  with step_lib.mesh_context(other):  # initialised for `mesh` while another is active
+  with sharding.mesh_context(other):  # initialised for `mesh` while another is active
     variables, _ = sharding.sharded_init(SynerGenVL(config).init, mesh, key, b)
   leaf = variables["params"]["text_embed"]
   assert leaf.sharding.spec == P("tensor", "fsdp") and len(leaf.sharding.device_set) == 8
   # The context is restored after each build.
-  with step_lib.mesh_context(mesh):
+  with sharding.mesh_context(mesh):
     state_lib.StateSpec(config, mesh, groups, opt, 10)
     assert dict(jax.sharding.get_abstract_mesh().shape) == dict(mesh.shape)
   assert jax.sharding.get_abstract_mesh().empty

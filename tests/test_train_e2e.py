@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from synergen_jax import params_io
+from synergen_jax import workdir as workdir_lib
 from synergen_jax.training import run as run_lib
-from synergen_jax.training import checkpointing
 from synergen_jax.training import freezing
 from synergen_jax.training import preemption
 
@@ -30,8 +30,7 @@ def _rows(workdir, stage):
 
 
 def _params(workdir, stage):
-  return jax.device_get(checkpointing.load_params(workdir, stage=stage,
-                                                  mesh=None)[0])
+  return jax.device_get(workdir_lib.load_params(workdir, stage=stage, mesh=None)[0])
 
 
 def test_two_stage_run_writes_the_workdir(setup):
@@ -44,7 +43,7 @@ def test_two_stage_run_writes_the_workdir(setup):
   assert text["text/text_loss"] < init["text/text_loss"]          # LLM pretraining
   assert stage1["generation/image_loss"] < text["generation/image_loss"]  # stage 1
   for stage in ("text", "stage1"):
-    assert checkpointing.stage_done(w, stage)
+    assert workdir_lib.stage_done(w, stage)
     assert os.path.isdir(os.path.join(w, stage, "params"))
     assert os.listdir(os.path.join(w, stage, "tensorboard"))
     assert [r["step"] for r in _rows(w, stage)] == [2, 4]
@@ -54,7 +53,7 @@ def test_two_stage_run_writes_the_workdir(setup):
   assert all(r["train/text/text_tokens"] > 0 and r["train/understanding/text_tokens"] > 0
              for r in _rows(w, "stage1"))
   assert os.path.isfile(os.path.join(w, "report.md"))
-  assert checkpointing.read_config(w).model.vocab_size == setup["cfg"].model.vocab_size
+  assert workdir_lib.read_config(w).model.vocab_size == setup["cfg"].model.vocab_size
   # Rerunning the same command resumes: nothing left to train.
   again = run_lib.run_experiment(setup["cfg"], w, mesh=setup["mesh"])
   assert again["rows"] == rows
@@ -74,7 +73,7 @@ def test_resume_equals_straight_run(setup):
   w = str(setup["tmp"].mktemp("resumed"))
   first = run_lib.run_experiment(setup["cfg"], w, stop_at=2, mesh=setup["mesh"])
   assert [r["stage"] for r in first["rows"]] == ["init"]
-  assert not checkpointing.stage_done(w, "text")
+  assert not workdir_lib.stage_done(w, "text")
   run_lib.run_experiment(setup["cfg"], w, mesh=setup["mesh"])
   for stage in ("text", "stage1"):
     a, b = _rows(setup["straight"], stage), _rows(w, stage)
@@ -103,7 +102,7 @@ def test_preemption_saves_and_resumes(setup):
 def test_stage_params_feed_params_io(setup):
   """A finished stage's params are a params_io checkpoint (what the next stage, eval and
   inference restore), loadable onto another mesh."""
-  params, model_config, config = checkpointing.load_params(setup["straight"])
+  params, model_config, config = workdir_lib.load_params(setup["straight"])
   assert model_config.vocab_size == setup["cfg"].model.vocab_size
   assert config.stage_order == ("text", "stage1")
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),

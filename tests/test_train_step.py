@@ -34,7 +34,7 @@ def _run(config, mesh, accum, steps=2):
   state = spec.state_from_params(params0)
   fn = step_lib.make_train_step(spec, TASKS, accum, FAST_COMPILE)
   history = []
-  with step_lib.mesh_context(mesh):
+  with sharding.mesh_context(mesh):
     for i in range(steps):
       state, metrics = fn(state, _batches(config, i))
       history.append(jax.device_get(metrics))

@@ -106,7 +106,7 @@ def test_stage1_training_keeps_text_logits_bit_identical(imported):
   tasks = ("generation",)  # trains every vision part (fold, vision FFNs, head, new tokens)
   train = step_lib.make_train_step(spec, tasks)
   rng = np.random.default_rng(0)
-  with step_lib.mesh_context(mesh):
+  with sharding.mesh_context(mesh):
     state = spec.state_from_params(params)
     for _ in range(2):
       state, metrics = train(state, {t: synthetic_task_batch(c, rng, 4, 32, t) for t in tasks})

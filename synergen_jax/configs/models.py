@@ -73,10 +73,3 @@ def synergen_vl_2_4b() -> ml_collections.ConfigDict:
                 mlp_dim=8192),
       loss_chunk_size=512, max_gen_patches=256, dtype="bfloat16", remat_policy="full")
 
-
-MODELS = {
-    "tiny": tiny,
-    "demo": demo,
-    "qwen2_0_5b": qwen2_0_5b,
-    "synergen_vl_2_4b": synergen_vl_2_4b,
-}

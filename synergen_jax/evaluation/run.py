@@ -10,7 +10,20 @@ see synergen_jax/evaluate.py for the keys.
 import os
 import time
 
+import jax
+import numpy as np
+
+from data_pipelines import image_io
 from synergen_jax import files
+from synergen_jax import workdir as workdir_lib
+from synergen_jax.evaluation import config as eval_config
+from synergen_jax.evaluation import data
+from synergen_jax.evaluation import geneval
+from synergen_jax.evaluation import text_retention
+from synergen_jax.evaluation import timing
+from synergen_jax.evaluation import vqa
+from synergen_jax.evaluation.montage import image_montage
+from synergen_jax.inference.session import InferenceSession, pad_prompts
 
 PARTS = ("vqa", "gen", "text", "timing")
 
@@ -20,7 +33,6 @@ def log(msg: str) -> None:
 
 
 def evaluate_vqa(session, e, config) -> tuple[dict, list]:
-  from synergen_jax.evaluation import data, vqa
   metrics, samples = {}, []
   for split in e.vqa_splits:
     t = time.time()
@@ -60,9 +72,6 @@ def evaluate_vqa(session, e, config) -> tuple[dict, list]:
 
 def evaluate_generation(session, e, config) -> tuple[dict, list]:
   """GenEval-style scores; returns (metrics, grid rows [(prompt, images [k, H, W, 3])])."""
-  import numpy as np
-  from data_pipelines import image_io
-  from synergen_jax.evaluation import config as eval_config, data, geneval
   t = time.time()
   records, skipped = data.records(config, e.gen_split)
   scenes = [data.scene_graph(r) for r in records]
@@ -102,16 +111,15 @@ def evaluate_generation(session, e, config) -> tuple[dict, list]:
 
 
 def evaluate_text(session, e, workdir: str, stage: str) -> dict:
-  from synergen_jax.evaluation import text_retention
   t = time.time()
   batches = text_retention.text_batches(session.config, session.tokenizer,
                                         session.model_config, int(e.text_batches))
   m = text_retention.metrics(session.model, session.mesh, session.variables["params"], batches)
   out = {f"text/{k}": v for k, v in m.items()}
   out["text/batches"] = len(batches)
-  start, where = text_retention.load_start_params(workdir, session.config, stage,
-                                                  session.model, session.model_config,
-                                                  session.mesh)
+  where = workdir_lib.start_params_dir(workdir, session.config, stage)
+  start = (None if where is None else
+           workdir_lib.restore_params(where, session.model_config, session.mesh))
   if start is not None:
     s = text_retention.metrics(session.model, session.mesh, start, batches)
     out.update({f"text/start/{k}": v for k, v in s.items()})
@@ -121,13 +129,12 @@ def evaluate_text(session, e, workdir: str, stage: str) -> dict:
   else:
     log(f"text: perplexity {m['perplexity']:.3f} (the stage's starting params are not at "
         f"hand) ({time.time() - t:.1f}s)")
-  pre = text_retention.text_pretrained_params_dir(workdir, session.config, stage)
+  pre = workdir_lib.text_pretrained_params_dir(workdir, session.config, stage)
   if pre is not None:
     p = (s if pre == where else
          text_retention.metrics(session.model, session.mesh,
-                                text_retention.load_params_dir(pre, session.model,
-                                                               session.model_config,
-                                                               session.mesh), batches))
+                                workdir_lib.restore_params(pre, session.model_config,
+                                                           session.mesh), batches))
     out.update({f"text/pretrained/{k}": v for k, v in p.items()})
     out["text/perplexity_ratio_vs_pretrained"] = m["perplexity"] / p["perplexity"]
     log(f"text: perplexity {m['perplexity']:.3f} vs {p['perplexity']:.3f} after text "
@@ -136,8 +143,6 @@ def evaluate_text(session, e, workdir: str, stage: str) -> dict:
 
 
 def evaluate_timing(session, e) -> dict:
-  from synergen_jax.evaluation import config as eval_config, timing
-  from synergen_jax.inference.session import pad_prompts
   n = int(e.timing_images)
   cond = [session.generation_prompt("A red circle on a dark background.")] * n
   rows = cond + [session.generation_prompt("", uncond=True)] * n
@@ -155,7 +160,6 @@ def evaluate_timing(session, e) -> dict:
 
 
 def markdown(metrics: dict, samples: list, info: dict) -> str:
-  from synergen_jax.evaluation import geneval
   fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
   lines = ["# Evaluation", "", f"Params: {info['source']}  ", f"Devices: {info['devices']}  ",
            f"Wall time: {info['wall_s']:.0f} s", ""]
@@ -229,16 +233,11 @@ def markdown(metrics: dict, samples: list, info: dict) -> str:
 def run_evaluation(workdir: str, stage: str | None = None, step: int | None = None,
                    vq_dir: str | None = None, out_dir: str | None = None,
                    parts=PARTS, overrides: dict | None = None, mesh=None) -> dict:
-  import jax
-  from synergen_jax.evaluation import config as eval_config
-  from synergen_jax.evaluation.grid import image_grid
-  from synergen_jax.inference.session import InferenceSession
-  from synergen_jax.training import checkpointing
   for p in parts:
     if p not in PARTS:
       raise ValueError(f"--parts: {p!r} is not one of {PARTS}")
   t0 = time.time()
-  config = checkpointing.read_config(workdir)
+  config = workdir_lib.read_config(workdir)
   if overrides:
     given = config.get("eval", None)
     e_cfg = given.to_dict() if given is not None else {}
@@ -247,7 +246,7 @@ def run_evaluation(workdir: str, stage: str | None = None, step: int | None = No
   e = eval_config.eval_config(config)
   session = InferenceSession.load(workdir, stage, step, vq_dir, mesh, batch_size=e.batch_size)
   session.config.eval = e
-  stage = stage or checkpointing.latest_stage(workdir, session.config)[0]
+  stage = stage or workdir_lib.latest_stage(workdir, session.config)[0]
   out_dir = out_dir or os.path.join(os.path.abspath(workdir), "eval")
   os.makedirs(out_dir, exist_ok=True)
   log(f"params: {session.source} on {jax.device_count()} device(s); writing {out_dir}")
@@ -259,7 +258,7 @@ def run_evaluation(workdir: str, stage: str | None = None, step: int | None = No
   if "gen" in parts:
     m, rows = evaluate_generation(session, e, session.config)
     metrics.update(m)
-    image_grid(rows).save(os.path.join(out_dir, "generated.png"))
+    image_montage(rows).save(os.path.join(out_dir, "generated.png"))
   if "text" in parts:
     metrics.update(evaluate_text(session, e, workdir, stage))
   if "timing" in parts and int(e.timing_images):

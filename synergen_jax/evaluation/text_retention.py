@@ -1,25 +1,20 @@
 """Text-skill retention: perplexity and next-token accuracy on the text-only split.
 
 The same fixed batches (`text_data.eval_split`, in order) score the evaluated params and
-the params their stage started from (`start_params`), so the difference is what the
-stage's multimodal training did to the LLM's text skill.
+the params their stage started from (`workdir.start_params_dir`), so the difference is
+what the stage's multimodal training did to the LLM's text skill.
 """
 
 import functools
 import math
-import os
 
 import jax
 import ml_collections
 import numpy as np
 
-from synergen_jax import params_io
+from synergen_jax import sharding
 from synergen_jax.model.losses import combine_task_losses
-from synergen_jax.training import checkpointing
-from synergen_jax.training import experiment
 from synergen_jax.training import text_data
-from synergen_jax.training.state import abstract_params, with_shardings
-from synergen_jax.training.step import mesh_context
 
 
 def text_batches(config, tokenizer, model_config, num_batches: int) -> list[dict]:
@@ -54,7 +49,7 @@ def metrics(model, mesh, params, batches: list[dict]) -> dict:
   """{"loss", "perplexity", "accuracy"} of next-token prediction over `batches`."""
   fn = _loss_sums(model)
   sums = None
-  with mesh_context(mesh):
+  with sharding.mesh_context(mesh):
     for batch in batches:
       out = fn(params, batch)
       sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
@@ -62,42 +57,3 @@ def metrics(model, mesh, params, batches: list[dict]) -> dict:
   _, m = combine_task_losses({"text": sums}, model.config.image_loss_weight)
   loss = float(m["text/text_loss"])
   return {"loss": loss, "perplexity": math.exp(loss), "accuracy": float(m["text/text_accuracy"])}
-
-
-def start_params_dir(workdir: str, config, stage: str) -> str | None:
-  """The params checkpoint `stage` started from, if it is still at hand."""
-  init_from = experiment.stage_config(config, stage).init_from
-  order = list(config.stage_order)
-  if init_from == "previous":
-    i = order.index(stage)
-    if i > 0:
-      d = checkpointing.final_params_dir(workdir, order[i - 1])
-      return d if os.path.isdir(d) else None
-    init_from = config.get("init_params", "") or "scratch"
-  if init_from == "scratch":
-    return None
-  return init_from if os.path.isdir(os.path.expanduser(init_from)) else None
-
-
-def text_pretrained_params_dir(workdir: str, config, stage: str) -> str | None:
-  """The final params of the last text-only stage before `stage` (the LLM before any
-  vision training: what text skills are measured against), if at hand."""
-  order = list(config.stage_order)
-  for name in reversed(order[:order.index(stage)]):
-    if experiment.stage_config(config, name).kind == "text":
-      d = checkpointing.final_params_dir(workdir, name)
-      return d if os.path.isdir(d) else None
-  return None
-
-
-def load_params_dir(d: str, model, model_config, mesh):
-  abstract, shardings = abstract_params(model, model_config, mesh)
-  return params_io.restore_params(d, with_shardings(abstract, shardings))
-
-
-def load_start_params(workdir: str, config, stage: str, model, model_config, mesh):
-  """(params, directory) the stage started from, or (None, None)."""
-  d = start_params_dir(workdir, config, stage)
-  if d is None:
-    return None, None
-  return load_params_dir(d, model, model_config, mesh), d

@@ -17,7 +17,6 @@ from synergen_jax import sharding
 from synergen_jax.inference.image_generation import generate_image_codes
 from synergen_jax.model import SynerGenVL
 from synergen_jax.training.state import init_fn
-from synergen_jax.training.step import mesh_context
 
 
 def _timed(fn, repeats: int) -> float:
@@ -41,7 +40,7 @@ def random_model(cfg, mesh, seed: int = 0):
   model = SynerGenVL(cfg)
   init = init_fn(model, cfg)
   _, shardings = sharding.abstract_and_shardings(init, mesh, jax.random.key(seed))
-  with mesh_context(mesh):
+  with sharding.mesh_context(mesh):
     params = jax.jit(lambda k: init(k)["params"], out_shardings=shardings["params"])(
         jax.random.key(seed))
   return model, {"params": params}
@@ -55,7 +54,7 @@ def fold_vs_no_fold(model, variables, prompt: dict, image_id: int, mesh, *, cfg_
   rows = prompt["tokens"].shape[0]
   images = rows // 2 if cfg_scale is not None else rows
   out = {}
-  with mesh_context(mesh):
+  with sharding.mesh_context(mesh):
     for name, m, v in (("fold", model, variables), ("no_fold", twin, twin_vars)):
       # A text-only prompt: its (all-zero) image_codes just take the model's m*n width.
       p = dict(prompt, image_codes=prompt["image_codes"][..., :m.config.patch_size])

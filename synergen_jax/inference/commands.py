@@ -9,15 +9,17 @@ undecodable image, missing output directory) and raises `session.InputError`.
 
 import os
 
+import numpy as np
+import PIL.Image
+
+from synergen_jax.evaluation import config as eval_config
+from synergen_jax.inference.sampling import SamplingConfig
+from synergen_jax.inference.session import InferenceSession, InputError, read_image
+
 
 def generate_png(workdir: str, prompt: str, out: str, samples: int = 1, seed: int = 0,
              cfg_scale: float | None = None, temperature: float | None = None,
              top_k: int | None = None, stage=None, step=None, vq_dir=None) -> str:
-  import numpy as np
-  import PIL.Image
-  from synergen_jax.evaluation import config as eval_config
-  from synergen_jax.inference.sampling import SamplingConfig
-  from synergen_jax.inference.session import InferenceSession, InputError
   if prompt is None or not prompt.strip():
     raise InputError("--prompt is empty")
   if samples < 1:
@@ -42,8 +44,6 @@ def generate_png(workdir: str, prompt: str, out: str, samples: int = 1, seed: in
 def answer_image_file(workdir: str, image_path: str, question: str, max_new_tokens: int = 32,
            temperature: float = 0.0, seed: int = 0, stage=None, step=None,
            vq_dir=None) -> str:
-  from synergen_jax.inference.sampling import SamplingConfig
-  from synergen_jax.inference.session import InferenceSession, InputError, read_image
   if question is None or not question.strip():
     raise InputError("--question is empty")
   if not image_path:

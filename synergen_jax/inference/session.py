@@ -26,6 +26,7 @@ from data_pipelines import image_io
 from data_pipelines import sequences
 from data_pipelines import tiling
 from synergen_jax import sharding
+from synergen_jax import workdir as workdir_lib
 from synergen_jax.inference.decoding import generate_text
 from synergen_jax.inference.image_generation import generate_image_codes
 from synergen_jax.inference.sampling import SamplingConfig
@@ -125,30 +126,12 @@ class InferenceSession:
   def load(cls, workdir: str, stage: str | None = None, step: int | None = None,
            vq_dir: str | None = None, mesh: jax.sharding.Mesh | None = None,
            batch_size: int = 8) -> "InferenceSession":
-    from synergen_jax.tokenizer import Tokenizer
-    from synergen_jax.training import checkpointing, experiment, vq_checkpoint
     mesh = mesh if mesh is not None else sharding.make_mesh((1, -1, 1))
-    params, model_config, config = checkpointing.load_params(workdir, stage, step, mesh)
-    tok_path = os.path.expanduser(config.tokenizer)
-    if not os.path.isfile(tok_path):
-      raise FileNotFoundError(f"config.tokenizer: {tok_path!r} (from {workdir}/config.json) "
-                              "does not exist")
-    tokenizer = Tokenizer.load(tok_path)
-    experiment.check_tokenizer(model_config, tokenizer)
-    vq_dir = vq_dir or config.get("vq_tokenizer", "")
-    if not vq_dir:
-      raise FileNotFoundError("no VQ tokenizer: set config.vq_tokenizer in the experiment or "
-                              "pass --vq_dir (a train_vq workdir or an Emu3 import)")
-    vq, vq_variables, _ = vq_checkpoint.load_tokenizer(os.path.expanduser(vq_dir))
-    grid = config.data.image_size // vq.factor
-    if config.data.image_size % vq.factor or (grid, grid) != tuple(model_config.tile_grid):
-      raise ValueError(f"the VQ tokenizer in {vq_dir!r} downsamples by {vq.factor}: "
-                       f"data.image_size {config.data.image_size} gives a {grid} x {grid} "
-                       f"grid, but model.tile_grid is {tuple(model_config.tile_grid)}")
-    if vq.config.codebook_size != model_config.codebook_size:
-      raise ValueError(f"the VQ tokenizer in {vq_dir!r} has {vq.config.codebook_size} codes; "
-                       f"model.codebook_size is {model_config.codebook_size}")
-    where = stage or checkpointing.latest_stage(workdir, config)[0]
+    params, model_config, config = workdir_lib.load_params(workdir, stage, step, mesh)
+    tokenizer = workdir_lib.load_tokenizer(config, model_config,
+                                           source=f"{workdir}/config.json")
+    vq, vq_variables, _ = workdir_lib.load_vq_tokenizer(config, model_config, vq_dir)
+    where = stage or workdir_lib.latest_stage(workdir, config)[0]
     return cls(model=SynerGenVL(model_config), variables={"params": params},
                model_config=model_config, config=config, tokenizer=tokenizer, vq=vq,
                vq_variables=vq_variables, mesh=mesh, batch_size=int(batch_size),
@@ -164,8 +147,7 @@ class InferenceSession:
     return int(self.config.data.image_size)
 
   def _run(self, fn, *args, **kwargs):
-    from synergen_jax.training.step import mesh_context
-    with mesh_context(self.mesh):
+    with sharding.mesh_context(self.mesh):
       return fn(*args, **kwargs)
 
   # ---- understanding --------------------------------------------------------------------

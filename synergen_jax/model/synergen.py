@@ -2,7 +2,8 @@
 
 Composes the text / new-special-token embeddings, token folding (input side), the
 MMoE decoder, the text output head and the token-unfolding head (output side), and
-computes the per-task loss sums of one task batch (the batch contract of DESIGN.md):
+computes the per-task loss sums of one task batch (docs/ARCHITECTURE.md, "The batch
+contract"):
 
   loss = text CE + lambda * image CE
 

@@ -1,4 +1,5 @@
-"""Random but well-formed task batches (batch contract of DESIGN.md), for tests and benchmarks.
+"""Random but well-formed task batches (docs/ARCHITECTURE.md, "The batch contract"), for
+tests and benchmarks.
 
 Rows are packed with several examples; each example is
 `<s> text... <boi> [folded image patches] <eoi> text... </s>`; understanding puts

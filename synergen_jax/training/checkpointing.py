@@ -1,18 +1,8 @@
-"""Orbax checkpoints of a training stage, and loading trained params from a workdir.
+"""Saving and restoring a stage's train state and data iterator position (resume).
 
-Workdir layout (`python -m synergen_jax.train --workdir=W`):
-  W/config.json                       the resolved experiment config
-  W/<stage>/checkpoints/<step>/       Orbax CheckpointManager, a Composite of
-        state   {"step", "params", "opt_state"} (StandardSave of unboxed arrays)
-        data    the Grain iterator state (grain's handler: one JSON per process)
-        config  the resolved experiment config (JSON)
-  W/<stage>/params/                   final params of the stage (params_io; what the next
-                                      stage, evaluation and inference start from)
-  W/<stage>/summary.json              steps, wall time, final validation losses
-  W/<stage>/metrics.jsonl, W/<stage>/tensorboard/
-  W/report.md, W/report.json          per-stage validation table (train.py)
-
-`load_params(W)` restores the newest trained params onto the present devices (any mesh).
+The checkpoints live in W/<stage>/checkpoints (`workdir.checkpoint_manager`; the whole
+workdir layout, its config and loading params for evaluation, inference and the next
+stage: `synergen_jax/workdir.py`).
 """
 
 import copy
@@ -23,32 +13,15 @@ from typing import Any
 
 import grain
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 
-from synergen_jax import params_io
-from synergen_jax import files
-from synergen_jax import sharding
-from synergen_jax.model import ModelConfig
-from synergen_jax.training import experiment
-from synergen_jax.training.state import StateSpec, TrainState, abstract_params, with_shardings
+from synergen_jax import workdir as workdir_lib
+from synergen_jax.training.state import StateSpec, TrainState
+from synergen_jax.workdir import CONFIG, DATA, STATE
 
-STATE, DATA, CONFIG = "state", "data", "config"
-CONFIG_FILE = "config.json"
-PARAMS_DIR = "params"
-SUMMARY_FILE = "summary.json"
-
-
-def stage_dir(workdir: str, stage: str) -> str:
-  return os.path.join(os.path.abspath(workdir), stage)
-
-
-def final_params_dir(workdir: str, stage: str) -> str:
-  return os.path.join(stage_dir(workdir, stage), PARAMS_DIR)
-
-
-def stage_done(workdir: str, stage: str) -> bool:
-  return os.path.isfile(os.path.join(stage_dir(workdir, stage), SUMMARY_FILE))
+# Scripts (benchmarks/, tests/test_restart.py) call these here; they live in `workdir`.
+load_params = workdir_lib.load_params
+stage_done = workdir_lib.stage_done
 
 
 class IteratorSnapshot:
@@ -70,13 +43,6 @@ class IteratorSnapshot:
 
   def start_prefetch(self) -> None:
     pass
-
-
-def make_manager(directory: str, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                         enable_async_checkpointing=async_save)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                               item_names=(STATE, DATA, CONFIG))
 
 
 def save(manager: ocp.CheckpointManager, state: TrainState, data_iter: Any,
@@ -110,66 +76,3 @@ def restore(manager: ocp.CheckpointManager, spec: StateSpec, data_iter: Any,
       DATA: grain.checkpoint.CheckpointRestore(snapshot)}))
   data_iter.set_state(snapshot.state)
   return TrainState.from_dict(out[STATE])
-
-
-# ---- the workdir's resolved config ----------------------------------------------------
-def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    files.write_json(os.path.join(workdir, CONFIG_FILE), experiment.to_json(config))
-
-
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(os.path.abspath(workdir), CONFIG_FILE)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} not found: not a training workdir")
-  with open(path) as f:
-    return experiment.from_json(json.load(f))
-
-
-# ---- loading params (evaluation, inference, the next stage) ---------------------------
-def latest_stage(workdir: str, config) -> tuple[str, bool]:
-  """(stage, done): the last finished stage, else the last stage with a checkpoint."""
-  done = [s for s in config.stage_order if stage_done(workdir, s)]
-  started = [s for s in config.stage_order
-             if os.path.isdir(os.path.join(stage_dir(workdir, s), "checkpoints"))]
-  if done and (not started or config.stage_order.index(done[-1])
-               >= config.stage_order.index(started[-1])):
-    return done[-1], True
-  if started:
-    return started[-1], False
-  raise FileNotFoundError(f"{workdir}: no finished stage and no checkpoint")
-
-
-def load_params(workdir: str, stage: str | None = None, step: int | None = None,
-                mesh: jax.sharding.Mesh | None = None) -> tuple[Any, ModelConfig, Any]:
-  """(params, ModelConfig, experiment config) of a training workdir, on `mesh`.
-
-  Default: the final params of the newest finished stage (or, while a stage is still
-  running, its latest checkpoint). `step` picks a checkpoint of `stage`. `mesh` defaults
-  to all present devices as (1, n, 1): a pod checkpoint restores onto one CPU too.
-  """
-  config = read_config(workdir)
-  model_config = ModelConfig.from_config_dict(config.model)
-  mesh = mesh if mesh is not None else sharding.make_mesh((1, -1, 1))
-  if stage is None:
-    stage, done = latest_stage(workdir, config)
-  else:
-    done = stage_done(workdir, stage)
-  if done and step is None:
-    from synergen_jax.model import SynerGenVL
-    abstract, shardings = abstract_params(SynerGenVL(model_config), model_config, mesh)
-    params = params_io.restore_params(final_params_dir(workdir, stage),
-                                      with_shardings(abstract, shardings))
-    return params, model_config, config
-  st = experiment.stage_config(config, stage)
-  spec = StateSpec(model_config, mesh, tuple(st.trainable), st.optimizer, st.steps)
-  manager = make_manager(os.path.join(stage_dir(workdir, stage), "checkpoints"), keep=None)
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"{workdir}/{stage}: no checkpoint")
-  target = spec.abstract_with_shardings().to_dict()
-  out = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(
-      target)}))
-  manager.close()
-  return out[STATE]["params"], model_config, config

@@ -3,7 +3,7 @@
 import json
 import os
 
-from synergen_jax.training import checkpointing
+from synergen_jax import workdir as workdir_lib
 
 COLUMNS = (("multimodal/loss", "und. CE + 2 x gen. CE"),
            ("understanding/text_loss", "und. answer CE"),
@@ -20,7 +20,7 @@ def collect(workdir: str, config, init_eval: dict | None) -> dict:
   if init_eval is not None:
     rows.append({"stage": "init", "steps": 0, "wall_s": 0.0, "validation": init_eval})
   for stage in config.stage_order:
-    path = os.path.join(checkpointing.stage_dir(workdir, stage), checkpointing.SUMMARY_FILE)
+    path = workdir_lib.summary_path(workdir, stage)
     if not os.path.isfile(path):
       continue
     with open(path) as f:

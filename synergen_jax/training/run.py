@@ -10,9 +10,18 @@ The CLI is `python -m synergen_jax.train`; the demo job (`synergen_jax.demo`) ca
 import json
 import os
 
+import jax
+
+from synergen_jax import sharding
+from synergen_jax import workdir as workdir_lib
+from synergen_jax.training import data
+from synergen_jax.training import experiment
+from synergen_jax.training import preemption
+from synergen_jax.training import report
+from synergen_jax.training import trainer
+
 
 def setup_compilation_cache(workdir: str) -> None:
-  import jax
   jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -20,20 +29,15 @@ def setup_compilation_cache(workdir: str) -> None:
 
 def prepare(config, workdir: str, mesh=None):
   """Validates the config (before any compile) and builds the shared run context."""
-  import jax
-  from synergen_jax import sharding
-  from synergen_jax.tokenizer import Tokenizer
-  from synergen_jax.training import checkpointing, data, experiment, preemption, trainer
   config = experiment.resolve_workdir(config, workdir)
   model_config = experiment.validate(config, len(mesh.devices.flat) if mesh is not None
                                      else jax.device_count())
-  tokenizer = Tokenizer.load(os.path.expanduser(config.tokenizer))
-  experiment.check_tokenizer(model_config, tokenizer)
+  tokenizer = workdir_lib.load_tokenizer(config, model_config)
   mesh = mesh if mesh is not None else sharding.make_mesh(config.mesh.shape)
   tcfg = experiment.train_config(config)
   if tcfg.compilation_cache:
     setup_compilation_cache(workdir)
-  checkpointing.write_config(workdir, config)
+  workdir_lib.write_config(workdir, config)
   validation = data.ValidationSets(config, tokenizer, model_config, mesh, tcfg.eval_batches)
   return trainer.RunContext(config=config, workdir=os.path.abspath(workdir),
                             model_config=model_config, mesh=mesh, tokenizer=tokenizer,
@@ -42,15 +46,13 @@ def prepare(config, workdir: str, mesh=None):
 
 def _init_eval(ctx) -> dict | None:
   """Validation of the first stage's starting params (once; cached in W/init_eval.json)."""
-  import jax
-  from synergen_jax.training import checkpointing, experiment, trainer
   path = os.path.join(ctx.workdir, "init_eval.json")
   if os.path.isfile(path):
     with open(path) as f:
       return json.load(f)
   first = ctx.config.stage_order[0]
-  if checkpointing.stage_done(ctx.workdir, first) or os.path.isdir(
-      os.path.join(checkpointing.stage_dir(ctx.workdir, first), "checkpoints")):
+  if workdir_lib.stage_done(ctx.workdir, first) or workdir_lib.stage_started(ctx.workdir,
+                                                                             first):
     return None  # the starting point is no longer at hand; do not guess
   spec = trainer.spec_for(ctx, ("vision", "llm_attention", "llm"),
                           experiment.default_optimizer_config(), 1)
@@ -67,13 +69,11 @@ def run_experiment(config, workdir: str, stop_at: int | None = None, mesh=None,
                    ctx=None) -> dict:
   """Runs (or resumes) all stages; returns the report dict. `stop_at` stops every
   unfinished stage at that step (used by tests to simulate an interruption)."""
-  import jax
-  from synergen_jax.training import checkpointing, report, trainer
   ctx = ctx or prepare(config, workdir, mesh)
   init_eval = _init_eval(ctx)
   with ctx.watcher:
     for stage in ctx.config.stage_order:
-      if checkpointing.stage_done(ctx.workdir, stage):
+      if workdir_lib.stage_done(ctx.workdir, stage):
         trainer.log(f"[{stage}] already finished; skipping")
         continue
       if trainer.run_stage(ctx, stage, stop_at=stop_at) is None:

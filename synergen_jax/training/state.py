@@ -15,7 +15,6 @@ import json
 from typing import Any, Sequence
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -132,12 +131,12 @@ class StateSpec:
     """Freshly initialised params, created directly in their shardings."""
     options = json.dumps(self.compiler_options or {}, sort_keys=True)
     init = _init_jit(self.config, self.mesh, options)
-    with jax.set_mesh(self.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    with sharding.mesh_context(self.mesh):
       return init(jax.random.key(seed))
 
   def state_from_params(self, params: Any, vision_ffn_from_text: bool = False) -> TrainState:
     """Step-0 state around `params` (optimizer state for the trainable subtree only)."""
-    with jax.set_mesh(self.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    with sharding.mesh_context(self.mesh):
       return self._build_jits[bool(vision_ffn_from_text)](params)
 
 

@@ -1,15 +1,19 @@
 """The jitted train step and evaluation step.
 
-  step = make_train_step(spec, grad_accum_steps)   # (state, batches) -> (state, metrics)
-  sums = make_eval_step(spec)                      # (params, batches) -> {task: loss sums}
+  step = make_train_step(spec, tasks, grad_accum_steps, compiler_options)
+      # (state, batches) -> (state, metrics)
+  sums = make_eval_step(spec, tasks, compiler_options)
+      # (params, batches) -> {task: loss sums}
 
-`batches` is `{task: batch}` (DESIGN.md batch contract; "understanding", "generation"
-or "text"), one batch per task per step, each with its own batch size and length.
+`tasks` are the keys of `batches`; `batches` is `{task: batch}` (docs/ARCHITECTURE.md,
+"The batch contract"; "understanding", "generation" or "text"), one batch per task per
+step, each with its own batch size and length.
 Loss = text CE + lambda * image CE over all tasks (`losses.combine_task_losses`).
 Only the trainable subtree is differentiated (frozen parameters get no weight gradient
 and no optimizer state). Both functions are `jax.jit`ted with explicit in/out shardings
-(the state is donated); call them inside `mesh_context(mesh)`. `compiler_options` go
-to XLA (e.g. {"xla_backend_optimization_level": 0} halves CPU compile time for short runs).
+(the state is donated); call them inside `sharding.mesh_context(mesh)`.
+`compiler_options` go to XLA (e.g. {"xla_backend_optimization_level": 0} halves CPU
+compile time for short runs).
 
 Gradient accumulation (`grad_accum_steps = k > 1`) scans over k micro-batches of rows
 (micro-batch j = rows j, j+k, ... so it stays spread over the batch-sharded devices).
@@ -17,9 +21,6 @@ Because losses are sums normalised by the *whole* batch's target weights, the
 accumulated gradient equals the full-batch gradient (up to float summation order).
 """
 
-import contextlib
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -32,11 +33,8 @@ from synergen_jax.training import freezing
 from synergen_jax.training.state import StateSpec, TrainState
 
 
-@contextlib.contextmanager
-def mesh_context(mesh):
-  """The mesh and logical-axis rules every jitted call of the trainer runs under."""
-  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
-    yield
+# Moved to `sharding.mesh_context`; kept for scripts that call `step.mesh_context`.
+mesh_context = sharding.mesh_context
 
 
 def batch_shardings(mesh, tasks) -> dict:
@@ -85,6 +83,7 @@ def _micro(batch: dict, k: int) -> dict:
 
 def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
                     compiler_options: dict | None = None):
+  """(state, {task: batch}) -> (state, metrics), jitted with the state donated."""
   model, lam = spec.model, spec.config.image_loss_weight
   k = int(grad_accum_steps)
 

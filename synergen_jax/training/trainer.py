@@ -23,6 +23,8 @@ import numpy as np
 
 from synergen_jax import params_io
 from synergen_jax import files
+from synergen_jax import sharding
+from synergen_jax import workdir as workdir_lib
 from synergen_jax.model import ModelConfig
 from synergen_jax.model.losses import combine_task_losses
 from synergen_jax.training import checkpointing
@@ -32,6 +34,7 @@ from synergen_jax.training import flops as flops_lib
 from synergen_jax.training import metrics_log
 from synergen_jax.training import preemption
 from synergen_jax.training import step as step_lib
+from synergen_jax.training import vq_code_init
 from synergen_jax.training.state import StateSpec, with_shardings
 
 
@@ -97,7 +100,7 @@ def evaluate(ctx: RunContext, params, names) -> dict:
   names = tuple(names)
   fn = _eval_fn(ctx.model_config, ctx.mesh, names, _options_json(ctx))
   sums = None
-  with step_lib.mesh_context(ctx.mesh):
+  with sharding.mesh_context(ctx.mesh):
     for batch in ctx.validation.batches(names):
       out = fn(params, batch)
       sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
@@ -118,30 +121,25 @@ def evaluate(ctx: RunContext, params, names) -> dict:
 
 
 def initial_params(ctx: RunContext, stage: str, spec: StateSpec):
+  """The params `stage` starts from (`workdir.start_point`), in `spec`'s shardings."""
   config = ctx.config
-  st = config.stages[stage]
-  init_from = st.get("init_from", "previous")
-  order = list(config.stage_order)
+  start = workdir_lib.start_point(ctx.workdir, config, stage)
   target = with_shardings(spec.param_abstract, spec.param_shardings)
-  if init_from == "previous":
-    i = order.index(stage)
-    if i > 0:
-      prev = order[i - 1]
-      if not checkpointing.stage_done(ctx.workdir, prev):
-        raise ValueError(f"config.stages.{stage}.init_from = 'previous' but stage {prev!r} "
-                         "has not finished")
-      log(f"[{stage}] starting from the final params of stage {prev!r}")
-      return params_io.restore_params(checkpointing.final_params_dir(ctx.workdir, prev), target)
-    init_from = config.get("init_params", "") or "scratch"
-  if init_from == "scratch":
+  prev = start.previous_stage
+  if prev is not None:
+    if not workdir_lib.stage_done(ctx.workdir, prev):
+      raise ValueError(f"config.stages.{stage}.init_from = 'previous' but stage {prev!r} "
+                       "has not finished")
+    log(f"[{stage}] starting from the final params of stage {prev!r}")
+    return params_io.restore_params(start.params_dir, target)
+  if start.params_dir is None:
     log(f"[{stage}] starting from a random initialisation (seed {config.seed})")
     return spec.init_params(int(config.seed))
-  log(f"[{stage}] starting from params checkpoint {init_from}")
-  return params_io.restore_params(init_from, target)
+  log(f"[{stage}] starting from params checkpoint {start.params_dir}")
+  return params_io.restore_params(start.params_dir, target)
 
 
 def _code_tables_from_vq(ctx: RunContext, stage: str, params):
-  from synergen_jax.training import vq_code_init
   vq_dir = ctx.config.get("vq_tokenizer", "")
   if not vq_dir:
     raise experiment.ConfigError(f"config.stages.{stage}.code_embed_from_vq needs "
@@ -169,7 +167,7 @@ def _interval_row(host: list[dict], timed: int, elapsed: float, spec: StateSpec,
 
 
 def _write_final(ctx: RunContext, stage: str, params, summary: dict) -> None:
-  out = checkpointing.final_params_dir(ctx.workdir, stage)
+  out = workdir_lib.final_params_dir(ctx.workdir, stage)
   tmp = out + ".tmp"
   if jax.process_index() == 0 and os.path.exists(tmp):
     shutil.rmtree(tmp)
@@ -178,8 +176,7 @@ def _write_final(ctx: RunContext, stage: str, params, summary: dict) -> None:
     if os.path.exists(out):
       shutil.rmtree(out)
     os.replace(tmp, out)
-    files.write_json(os.path.join(checkpointing.stage_dir(ctx.workdir, stage),
-                                  checkpointing.SUMMARY_FILE), summary)
+    files.write_json(workdir_lib.summary_path(ctx.workdir, stage), summary)
 
 
 def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict | None:
@@ -190,9 +187,9 @@ def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict |
   trainable = tuple(st.trainable)
   spec = spec_for(ctx, trainable, st.optimizer, st.steps)
   train_step = _train_step(spec, tasks, int(st.grad_accum_steps), _options_json(ctx))
-  sdir = checkpointing.stage_dir(ctx.workdir, stage)
-  manager = checkpointing.make_manager(os.path.join(sdir, "checkpoints"),
-                                       tcfg.keep_checkpoints, tcfg.async_checkpoints)
+  sdir = workdir_lib.stage_dir(ctx.workdir, stage)
+  manager = workdir_lib.checkpoint_manager(ctx.workdir, stage, tcfg.keep_checkpoints,
+                                           tcfg.async_checkpoints)
   config_json = experiment.to_json(config)
   data_iter = data_lib.train_iterator(config, stage, ctx.tokenizer, ctx.model_config, ctx.mesh)
   if manager.latest_step() is not None:
@@ -215,7 +212,7 @@ def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict |
   interval, untimed, t_mark, compile_s, step_s, saved = [], 0, None, None, None, step
   last = st.steps if stop_at is None else min(stop_at, st.steps)
   try:
-    with step_lib.mesh_context(ctx.mesh):
+    with sharding.mesh_context(ctx.mesh):
       while step < last:
         batches = next(data_iter)
         if len(batches) != len(tasks):  # a single-task stage of a two-task pipeline

@@ -15,7 +15,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from synergen_jax.model.vq.tokenizer import VQTokenizer
+from synergen_jax.model.vq.tokenizer import VQTokenizer, data_mesh
 
 MODEL, TRAIN, CONFIG = "model", "train", "config"
 
@@ -96,7 +96,6 @@ def load_tokenizer(workdir: str, step: int | None = None,
   config = manager.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
   tok = VQTokenizer(model_config_from_json(config["model"]))
   if sharding is None:
-    from synergen_jax.model.vq.tokenizer import data_mesh
     sharding = jax.sharding.NamedSharding(data_mesh(), jax.sharding.PartitionSpec())
   abstract = jax.tree_util.tree_map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tok.abstract_variables())

@@ -23,6 +23,8 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from synergen_jax.training import vq_checkpoint
+
 # (path in the params tree, which axis indexes the codes)
 TABLES = ((("fold", "code_embed"), 0),
           (("unfold_head", "code_embed"), 0),
@@ -81,6 +83,5 @@ def from_codebook(params: Any, codebook: np.ndarray, seed: int = 0) -> Any:
 
 def codebook_of(vq_dir: str) -> np.ndarray:
   """[codes, dim] codebook vectors of the VQ tokenizer in `vq_dir` (trained or imported)."""
-  from synergen_jax.training import vq_checkpoint
   _, variables, _ = vq_checkpoint.load_tokenizer(vq_dir)
   return np.asarray(variables["params"]["quantize"]["embedding"]["embedding"])

@@ -27,7 +27,6 @@ parameter (plus one HF tensor).
 import dataclasses
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,7 +91,7 @@ def _initialised(config: ModelConfig, abstract: dict, paths: list, seed: int,
     return {}
   paths = tuple(paths)
   fn = _init_jit(config, paths, tuple(abstract[p].sharding for p in paths))
-  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+  with sharding.mesh_context(mesh):
     values = fn(jax.random.key(seed))
   return dict(zip(paths, values))
 

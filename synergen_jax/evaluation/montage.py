@@ -1,4 +1,7 @@
-"""A PNG grid of generated images, one row per prompt with the prompt written above."""
+"""A PNG montage of generated images, one row per prompt with the prompt written above.
+
+(Not `synergen_jax/image_grid.py`, which is the fold index math of a code grid.)
+"""
 
 import textwrap
 
@@ -8,7 +11,7 @@ import PIL.ImageDraw
 import PIL.ImageFont
 
 
-def image_grid(rows: list[tuple[str, np.ndarray]], scale: int = 2, gap: int = 4,
+def image_montage(rows: list[tuple[str, np.ndarray]], scale: int = 2, gap: int = 4,
                line_height: int = 12) -> PIL.Image.Image:
   """rows: (prompt, uint8 images [k, H, W, 3]) -> one RGB image."""
   if not rows:
