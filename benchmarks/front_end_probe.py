@@ -1,0 +1,201 @@
+"""How many images does the folding front-end need to see shapes? The LLM taken out.
+
+  python benchmarks/front_end_probe.py --vq=runs/demo/vq --task=shape --scenes=2400
+  python benchmarks/front_end_probe.py --vq=runs/demo/vq --task=named --scenes=12000 --steps=4000
+
+The demo model's image input is `TokenFold` (VQ-code table from the VQ codebook, as stage 1
+starts it, + 2-D position embedding, folded m x n, LayerNorm -> Linear -> GELU -> Linear).
+This probe trains that same module, at the experiment's sizes, with the smallest reader on
+top instead of the LLM, on freshly rendered scenes encoded by the VQ tokenizer:
+
+  --task=shape  the shape of the only object of single-object scenes (5 classes): folded
+                tokens -> mean -> linear. Can the tokens be read at all, and from how many
+                distinct images?
+  --task=named  the colour of the object named by its shape and the shape of the object
+                named by its colour, in scenes of 1-4 objects (the VQA's colour and shape
+                questions; only objects the name picks out uniquely): a query embedding of
+                the name + `--layers` pre-LN transformer blocks over [query, folded
+                tokens] -> linear at the query. Binding, the skill every question that
+                names an object needs.
+
+Every `--eval_every` steps it prints accuracy on held-out validation scenes and on 1,000 of
+the training examples (a wide gap = memorised images, not learnt shapes). The numbers say
+how many examples the skill costs with the LLM out of the way: a lower bound on what the
+demo's recipe must show the model (benchmarks/grounding_probe.py measures the LLM itself).
+`--shift=K` moves each training image by up to K codes in x and y (background code fill).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from data_pipelines import scene_palette, scenes  # noqa: E402
+from synergen_jax import image_grid, sharding  # noqa: E402
+from synergen_jax.model.folding import TokenFold  # noqa: E402
+from synergen_jax.training import experiment, vq_checkpoint, vq_code_init  # noqa: E402
+
+SHAPES = scene_palette.SHAPES
+COLORS = scene_palette.COLOR_NAMES
+NAMES = SHAPES + COLORS  # query vocabulary (the name in the question)
+ANSWERS = SHAPES + COLORS
+TRAIN_EVAL = 1000
+
+
+def render(task: str, split: str, count: int, image_size: int):
+  """(images uint8 [N, S, S, 3], examples [(image index, name id, answer id)])."""
+  images, examples, seed = [], [], 0
+  while len(images) < count:
+    scene = scenes.sample_scene(seed, image_size, split)
+    seed += 1
+    objects = scene["objects"]
+    if task == "shape":
+      if len(objects) != 1 or scene["text"]:
+        continue
+      examples.append((len(images), 0, ANSWERS.index(objects[0]["shape"])))
+    else:
+      shapes = [o["shape"] for o in objects]
+      colors = [o["color"] for o in objects]
+      for o in objects:
+        if shapes.count(o["shape"]) == 1:  # "What color is the <shape>?"
+          examples.append((len(images), NAMES.index(o["shape"]), ANSWERS.index(o["color"])))
+        if colors.count(o["color"]) == 1:  # "What shape is the <colour> object?"
+          examples.append((len(images), NAMES.index(o["color"]), ANSWERS.index(o["shape"])))
+    images.append(scenes.draw_scene(scene))
+  return np.stack(images), np.asarray(examples, np.int32)
+
+
+def shifted(codes: np.ndarray, k: int, rng) -> np.ndarray:
+  """[B, h, w] each moved by up to k codes in x and y; the corner code fills the gap."""
+  b, h, w = codes.shape
+  out = np.empty_like(codes)
+  for i in range(b):
+    dy, dx = rng.integers(-k, k + 1, size=2)
+    canvas = np.full((h + 2 * k, w + 2 * k), codes[i, 0, 0])
+    canvas[k:k + h, k:k + w] = codes[i]
+    out[i] = canvas[k + dy:k + dy + h, k + dx:k + dx + w]
+  return out
+
+
+class Reader(nn.Module):
+  """TokenFold as the model builds it + the smallest reader for the task."""
+  task: str
+  layers: int
+  model_config: object
+
+  @nn.compact
+  def __call__(self, codes, names):  # codes [B, h, w]; names [B]
+    c = self.model_config
+    m, n = c.fold
+    patches = image_grid.fold_grid(codes, m, n)  # [B, P, m*n]
+    p = patches.shape[1]
+    x = TokenFold(c.codebook_size, c.code_embed_dim, tuple(c.tile_grid), (m, n), c.embed_dim,
+                  init_scale=c.fold_init_scale, name="fold")(
+                      patches, jnp.broadcast_to(jnp.arange(p), patches.shape[:2]))  # [B, P, d]
+    if self.task == "shape":
+      return nn.Dense(len(ANSWERS))(nn.LayerNorm()(x.mean(axis=1)))
+    x = x + self.param("token_position", nn.initializers.normal(0.02), (p, c.embed_dim))
+    h = jnp.concatenate([nn.Embed(len(NAMES), c.embed_dim)(names)[:, None], x], axis=1)
+    for _ in range(self.layers):  # [B, 1 + P, d]
+      h = h + nn.SelfAttention(num_heads=4)(nn.LayerNorm()(h))
+      h = h + nn.Dense(c.embed_dim)(nn.gelu(nn.Dense(4 * c.embed_dim)(nn.LayerNorm()(h))))
+    return nn.Dense(len(ANSWERS))(nn.LayerNorm()(h[:, 0]))
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--vq", required=True, help="VQ tokenizer workdir (e.g. runs/demo/vq)")
+  p.add_argument("--config", default="experiments/demo.py", help="experiment: model sizes")
+  p.add_argument("--task", choices=("shape", "named"), default="shape")
+  p.add_argument("--scenes", type=int, default=2400, help="distinct training images")
+  p.add_argument("--val_scenes", type=int, default=1000)
+  p.add_argument("--steps", type=int, default=300)
+  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--lr", type=float, default=1e-3)
+  p.add_argument("--layers", type=int, default=1, help="--task=named: transformer blocks")
+  p.add_argument("--shift", type=int, default=0)
+  p.add_argument("--eval_every", type=int, default=100)
+  p.add_argument("--seed", type=int, default=0)
+  args = p.parse_args()
+
+  path = os.path.abspath(args.config)
+  config = experiment.load_sibling(path, os.path.splitext(os.path.basename(path))[0]).get_config()
+  model_config = config.model
+  tok, variables, _ = vq_checkpoint.load_tokenizer(args.vq)
+  encode = tok.batch_encoder(variables)
+  size = int(config.data.image_size)
+  t0 = time.time()
+  data = {}
+  for split, count in (("train", args.scenes), ("validation", args.val_scenes)):
+    images, examples = render(args.task, split, count, size)
+    codes = np.concatenate([np.asarray(encode(images[i:i + 256]))
+                            for i in range(0, len(images), 256)])
+    data[split] = (codes, examples)
+  print(json.dumps({"task": args.task, "train_images": args.scenes,
+                    "train_examples": len(data["train"][1]),
+                    "val_examples": len(data["validation"][1]),
+                    "data_s": round(time.time() - t0, 1)}), flush=True)
+
+  reader = Reader(args.task, args.layers, model_config)
+  codes, examples = data["train"]
+  params = sharding.unbox(reader.init(jax.random.PRNGKey(args.seed), codes[:2],
+                                      examples[:2, 1])["params"])
+  table = np.asarray(params["fold"]["code_embed"])
+  params["fold"]["code_embed"] = table + vq_code_init.structured_table(
+      vq_code_init.codebook_of(args.vq), table.shape[1], float(np.sqrt(np.mean(table**2))),
+      args.seed)
+  tx = optax.adamw(args.lr, b1=0.9, b2=0.95, weight_decay=0.0)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def train_step(params, opt_state, codes, names, answers):
+    def loss_fn(params):
+      logits = reader.apply({"params": params}, codes, names)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, answers).mean()
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  predict = jax.jit(lambda params, c, n: reader.apply({"params": params}, c, n).argmax(-1))
+
+  def accuracy(params, split, limit=None) -> dict:
+    codes, ex = data[split]
+    ex = ex[:limit]
+    right = np.asarray(predict(params, codes[ex[:, 0]], ex[:, 1])) == ex[:, 2]
+    out = {"all": round(float(right.mean()), 3)}
+    if args.task == "named":
+      asks_color = ex[:, 1] < len(SHAPES)  # named by its shape -> colour answer
+      out.update(color=round(float(right[asks_color].mean()), 3),
+                 shape=round(float(right[~asks_color].mean()), 3))
+    return out
+
+  rng = np.random.default_rng(args.seed)
+  train_s, losses = 0.0, []
+  for step in range(1, args.steps + 1):
+    pick = examples[rng.integers(len(examples), size=args.batch)]
+    batch_codes = codes[pick[:, 0]]
+    if args.shift:
+      batch_codes = shifted(batch_codes, args.shift, rng)
+    t = time.time()
+    params, opt_state, loss = train_step(params, opt_state, batch_codes, pick[:, 1], pick[:, 2])
+    losses.append(float(loss))
+    train_s += time.time() - t
+    if step % args.eval_every == 0 or step == args.steps:
+      print(json.dumps({"step": step, "examples_seen": step * args.batch,
+                        "loss": round(float(np.mean(losses[-args.eval_every:])), 3),
+                        "val": accuracy(params, "validation"),
+                        "train": accuracy(params, "train", TRAIN_EVAL),
+                        "train_s": round(train_s, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+  main()
