@@ -79,7 +79,8 @@ def _generation_example(rec, rng, config, tok, fold):
   uncond = rng.random() < config.cfg_dropout
   prompt = sequences.generation_prompt(caption, uncond, config.generation_prefix,
                                        config.uncond_prompt)
-  return sequences.build_generation(tok, rec["gen_codes"], prompt, fold, config.system_prompt)
+  return sequences.build_generation(tok, rec["gen_codes"], prompt, fold, config.system_prompt,
+                                   uncond=uncond)
 
 
 class ExampleBuilder:

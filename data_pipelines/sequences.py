@@ -137,17 +137,17 @@ def build_conversation(tok, tiles_codes: np.ndarray | None, turns, fold: tuple[i
         before, _, after = question.partition(IMAGE_PLACEHOLDER)
         before, after = before.rstrip(), after.lstrip()
       if before:
-        b.text(tok.encode(before))
+        b.text(tok.encode_text(before))
       b.text([tok.boi_id])
       for tile in tiles:
         b.image(tok.image_id, tile, fold, target=False)
       b.text([tok.eoi_id])
       question = after
-    b.text(tok.encode(question) + tok.turn_end() + tok.turn_start("assistant"))
+    b.text(tok.encode_text(question) + tok.turn_end() + tok.turn_start("assistant"))
     if answer is None:
       break
     end = tok.turn_end() + ([tok.eos_id] if i == len(turns) - 1 else [])
-    b.text(tok.encode(answer) + end, target=True)
+    b.text(tok.encode_text(answer) + end, target=True)
   return b.build()
 
 
@@ -183,11 +183,15 @@ def fit_conversation(tok, tiles_codes, turns, fold: tuple[int, int], system_prom
 
 
 def build_generation(tok, codes: np.ndarray | None, prompt: str,
-                     fold: tuple[int, int], system_prompt: str = "") -> dict:
-  """Prompt -> image (codes [h, w]) example; `prompt` is the full user text."""
+                     fold: tuple[int, int], system_prompt: str = "",
+                     uncond: bool = False) -> dict:
+  """Prompt -> image (codes [h, w]) example; `prompt` is the full user text (from
+  `generation_prompt`): plain text (`Tokenizer.encode_text`: a caption's `<img>` is not a
+  token), or with `uncond` the CFG-dropout prompt, whose `<UNCOND>` is the token."""
   b = _Builder(fold[0] * fold[1])
   _user_turn_start(tok, b, system_prompt)
-  b.text(tok.encode(prompt) + tok.turn_end() + tok.turn_start("assistant"))
+  ids = tok.encode(prompt) if uncond else tok.encode_text(prompt)
+  b.text(ids + tok.turn_end() + tok.turn_start("assistant"))
   b.text([tok.boi_id])
   if codes is not None:
     codes = np.asarray(codes)

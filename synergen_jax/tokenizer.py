@@ -9,8 +9,10 @@ Id layout (see `special_tokens.py`):
 
 `vocab_size = text_vocab_size + NUM_NEW_TOKENS` is the size of the model's embedding
 table. `encode` understands the new tokens written literally in text (e.g. the CFG
-prompt "Here is a random image <UNCOND>:"); `decode` drops them (and `<s>`, `</s>`,
-padding) unless `skip_special=False`.
+prompt "Here is a random image <UNCOND>:"); `encode_text` is for text from data or
+users, in which nothing is special (a web caption's `<img>` or `<|im_end|>` stays those
+characters); `decode` drops the new tokens (and `<s>`, `</s>`, padding) unless
+`skip_special=False`.
 
 Chat template (InternLM2 / Qwen2 style), as ids via `encode_chat` or text via `format_chat`:
 
@@ -38,6 +40,7 @@ IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 ROLES = ("system", "user", "assistant")
 _NEW_TOKEN_RE = re.compile("(" + "|".join(re.escape(t) for t in special_tokens.NEW_TOKENS) + ")")
+_CHAT_MARKER_RE = re.compile("(" + re.escape(IM_START) + "|" + re.escape(IM_END) + ")")
 
 
 def pad_vocab(size: int, multiple: int = VOCAB_MULTIPLE) -> int:
@@ -143,6 +146,19 @@ class Tokenizer:
         ids.extend(self._sp.encode(part))
     if add_eos:
       ids.append(self.eos_id)
+    return ids
+
+  def encode_text(self, text: str) -> list[int]:
+    """Text from data or users -> ids, nothing in it special: new tokens and chat markers
+    written in it are encoded as the characters they are (a trained model's chat markers
+    are SentencePiece user symbols, which it would match in raw text). Equals `encode` for
+    text that holds none of them; `decode` gives the text back."""
+    ids = []
+    for part in _CHAT_MARKER_RE.split(text):
+      if part in (IM_START, IM_END):  # as two halves, so that no user symbol matches
+        ids += self._sp.encode(part[:2]) + self._sp.encode(part[2:])
+      elif part:
+        ids += self._sp.encode(part)
     return ids
 
   def is_special(self, i: int) -> bool:

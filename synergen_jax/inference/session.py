@@ -210,7 +210,8 @@ class InferenceSession:
     d = self.config.data
     user = sequences.generation_prompt(text, uncond, d.generation_prefix, d.uncond_prompt)
     example = sequences.build_generation(self.tokenizer, None, user,
-                                         tuple(self.model_config.fold), d.system_prompt)
+                                         tuple(self.model_config.fold), d.system_prompt,
+                                         uncond=uncond)
     n, image = len(example["tokens"]), self.model_config.patches_per_tile + 2
     if n + image > self.context_length:
       raise InputError(f"the prompt is {n} tokens and the image takes {image} more (folded "
