@@ -13,6 +13,7 @@ import argparse
 import jax
 import numpy as np
 
+from synergen_jax import batch as batch_lib
 from synergen_jax import sharding
 from synergen_jax.configs import models
 from synergen_jax.evaluation import timing
@@ -36,10 +37,8 @@ def main():
   scale = args.cfg if args.cfg > 0 else None
   rows = args.images * (2 if scale is not None else 1)
   rng = np.random.default_rng(0)
-  example = {"tokens": rng.integers(3, cfg.vocab_size, args.prompt_len).astype(np.int32),
-             "image_codes": np.zeros((args.prompt_len, cfg.patch_size), np.int32),
-             "is_image": np.zeros((args.prompt_len,), bool),
-             "patch_index": np.zeros((args.prompt_len,), np.int32)}
+  example = batch_lib.make((args.prompt_len,), cfg.patch_size, batch_lib.EXAMPLE_FIELDS,
+                           tokens=rng.integers(3, cfg.vocab_size, args.prompt_len))
   prompt = pad_prompts([example], rows, 0, cfg.patch_size)
   image_id = cfg.vocab_size + 3
   out = timing.fold_vs_no_fold(model, variables, prompt, image_id, mesh, cfg_scale=scale,

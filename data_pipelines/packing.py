@@ -6,16 +6,17 @@
       never feed the task, instead of spinning forever); the counts are part of the iterator state
       (so they survive a checkpoint restore) and readable via `iterator.counts`.
   pack_examples(ds, seq_len, num_bins, pad_id, seed) -> IterDataset of packed rows:
-      the sequence fields of `sequences.FIELDS`, each [seq_len, ...], plus
-      segment_ids [seq_len] (1..k, 0 = pad) and positions [seq_len] (restart at 0 in
-      every segment). Built on grain's FirstFitPackIterDataset (checkpointable).
+      the example fields (`batch.EXAMPLE_FIELDS`, in the examples' dtypes), each
+      [seq_len, ...] and padded with the schema's pad values (`batch.padding_struct`),
+      plus segment_ids [seq_len] (1..k, 0 = pad) and positions [seq_len] (restart at 0
+      in every segment). Built on grain's FirstFitPackIterDataset (checkpointable).
   packing_efficiency(batch) -> fraction of non-pad positions.
 """
 
 import grain
 import numpy as np
 
-from data_pipelines import sequences
+from synergen_jax import batch as batch_lib
 
 SKIP_KEY = "_skip"
 TRUNCATED_KEY = "_truncated"  # set on examples cut to seq_len; counted, then removed
@@ -77,18 +78,17 @@ class SkipCountingIterDataset(grain.IterDataset):
 
 
 def _rename(row: dict) -> dict:
-  out = {k: row[k] for k in sequences.FIELDS}
-  out["segment_ids"] = row["tokens_segment_ids"].astype(np.int32)
-  out["positions"] = row["tokens_positions"].astype(np.int32)
+  out = {k: row[k] for k in batch_lib.EXAMPLE_FIELDS}
+  for k in batch_lib.PACKING_FIELDS:  # grain gives every field its own; all are equal
+    out[k] = row[f"tokens_{k}"].astype(batch_lib.DTYPES[k])
   return out
 
 
 def pack_examples(ds: grain.IterDataset, seq_len: int, num_bins: int, pad_id: int,
                   seed: int) -> grain.IterDataset:
-  """First-fit packs examples (dicts of `sequences.FIELDS`) into rows of seq_len."""
-  length = {k: seq_len for k in sequences.FIELDS}
-  padding = {"tokens": pad_id, "image_codes": 0, "is_image": False, "patch_index": 0,
-             "text_target": 0.0, "image_target": 0.0}
+  """First-fit packs examples (dicts of `batch.EXAMPLE_FIELDS`) into rows of seq_len."""
+  length = {k: seq_len for k in batch_lib.EXAMPLE_FIELDS}
+  padding = batch_lib.padding_struct(pad_id)
   packed = grain.experimental.FirstFitPackIterDataset(
       ds, length_struct=length, num_packing_bins=num_bins, seed=seed,
       shuffle_bins=True, padding_struct=padding)

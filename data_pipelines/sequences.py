@@ -1,7 +1,7 @@
 """Understanding and generation sequences (METHOD.md section 6), one example each.
 
-An example is a dict of 1-D arrays over its n positions (packing adds segment_ids
-and positions later; see the batch contract in docs/ARCHITECTURE.md):
+An example is a dict of 1-D arrays over its n positions, `batch.EXAMPLE_FIELDS` of the
+schema in `synergen_jax/batch.py` (packing adds segment_ids and positions later):
 
   tokens        int32 [n]          text / special ids; `tokenizer.image_id` at image positions
   image_codes   int32 [n, m*n]     a folded patch's codes (row-major) at image positions, else 0
@@ -26,11 +26,10 @@ With `answer=None` / `codes=None` the builders return the inference prompt
 import numpy as np
 
 from data_pipelines import conversations
+from synergen_jax import batch as batch_lib
 from synergen_jax import image_grid
 
 IMAGE_PLACEHOLDER = conversations.IMAGE_PLACEHOLDER  # where a conversation's image stands
-
-FIELDS = ("tokens", "image_codes", "is_image", "patch_index", "text_target", "image_target")
 
 
 class _Builder:
@@ -61,14 +60,11 @@ class _Builder:
     self.image_target += [float(target)] * p
 
   def build(self) -> dict:
-    return {
-        "tokens": np.asarray(self.tokens, np.int32),
-        "image_codes": np.concatenate(self.codes, axis=0).astype(np.int32),
-        "is_image": np.asarray(self.is_image, bool),
-        "patch_index": np.asarray(self.patch_index, np.int32),
-        "text_target": np.asarray(self.text_target, np.float32),
-        "image_target": np.asarray(self.image_target, np.float32),
-    }
+    """The example: `batch.EXAMPLE_FIELDS` in their schema dtypes."""
+    fields = {"tokens": self.tokens, "image_codes": np.concatenate(self.codes, axis=0),
+              "is_image": self.is_image, "patch_index": self.patch_index,
+              "text_target": self.text_target, "image_target": self.image_target}
+    return {k: np.asarray(fields[k], batch_lib.DTYPES[k]) for k in batch_lib.EXAMPLE_FIELDS}
 
 
 def _user_turn_start(tok, b: _Builder, system_prompt: str) -> None:

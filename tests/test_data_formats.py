@@ -27,6 +27,7 @@ from data_pipelines import pretokenize
 from data_pipelines import records
 from data_pipelines import sequences
 from data_pipelines import source_parquet
+from synergen_jax import batch as batch_lib
 from synergen_jax import image_grid
 from synergen_jax.tokenizer import Tokenizer
 
@@ -469,7 +470,7 @@ def test_packed_row_of_two_conversations_equals_each_alone(tok):
   assert seg.tolist() == [1] * len(a["tokens"]) + [2] * len(b["tokens"]) + [0] * 5
   for s, ex in ((1, a), (2, b)):
     np.testing.assert_array_equal(pos[seg == s], np.arange(len(ex["tokens"])))
-    for k in sequences.FIELDS:
+    for k in batch_lib.EXAMPLE_FIELDS:
       np.testing.assert_array_equal(row[k][seg == s], ex[k], err_msg=k)
   assert row["text_target"][seg == 0].sum() == 0
 

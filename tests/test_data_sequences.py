@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from data_pipelines import sequences
+from synergen_jax import batch as batch_lib
 from synergen_jax import image_grid
 from synergen_jax.tokenizer import Tokenizer
 
@@ -127,7 +128,7 @@ def test_conversation_targets_every_answer_and_no_user_turn(tok):
   # One turn == build_understanding; an open last turn is the inference prompt.
   single = sequences.build_conversation(tok, tiles, turns[:1], FOLD)
   ref = sequences.build_understanding(tok, tiles, *turns[0], FOLD)
-  for k in sequences.FIELDS:
+  for k in batch_lib.EXAMPLE_FIELDS:
     np.testing.assert_array_equal(single[k], ref[k])
   prompt = sequences.build_conversation(tok, tiles, turns[:2] + [("Is there text?", None)], FOLD)
   assert tok.decode(prompt["tokens"].tolist()).endswith("Is there text?<|im_end|>\n"

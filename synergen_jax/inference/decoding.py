@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from synergen_jax import batch as batch_lib
 from synergen_jax.inference.sampling import SamplingConfig, sample
 from synergen_jax.model.dummy import dummy_batch
 
@@ -35,15 +36,9 @@ def llm_step(model: nn.Module, variables, cache, batch):
 
 def text_step_batch(config, tokens: jax.Array, positions: jax.Array) -> dict:
   """A one-token-per-row batch of text tokens. tokens, positions: [rows]."""
-  rows = tokens.shape[0]
-  return {
-      "tokens": tokens[:, None].astype(jnp.int32),
-      "image_codes": jnp.zeros((rows, 1, config.patch_size), jnp.int32),
-      "is_image": jnp.zeros((rows, 1), bool),
-      "patch_index": jnp.zeros((rows, 1), jnp.int32),
-      "segment_ids": jnp.ones((rows, 1), jnp.int32),
-      "positions": positions[:, None].astype(jnp.int32),
-  }
+  return batch_lib.make((tokens.shape[0], 1), config.patch_size, batch_lib.INPUT_FIELDS,
+                        xp=jnp, tokens=tokens[:, None], segment_ids=1,
+                        positions=positions[:, None])
 
 
 def prompt_lengths(prompt: dict) -> jax.Array:

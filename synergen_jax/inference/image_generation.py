@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from synergen_jax import batch as batch_lib
 from synergen_jax import image_grid
 from synergen_jax.inference.decoding import (init_llm_cache, last_hidden, llm_step,
                                              prompt_lengths)
@@ -51,14 +52,10 @@ def patch_step_batch(config, image_id: int, codes: jax.Array, patch_index: jax.A
                      positions: jax.Array) -> dict:
   """One folded patch per row as an LLM input. codes: [rows, m*n]; the rest: [rows]."""
   rows = codes.shape[0]
-  return {
-      "tokens": jnp.full((rows, 1), image_id, jnp.int32),
-      "image_codes": codes[:, None, :].astype(jnp.int32),
-      "is_image": jnp.ones((rows, 1), bool),
-      "patch_index": jnp.broadcast_to(patch_index, (rows,))[:, None].astype(jnp.int32),
-      "segment_ids": jnp.ones((rows, 1), jnp.int32),
-      "positions": positions[:, None].astype(jnp.int32),
-  }
+  return batch_lib.make((rows, 1), config.patch_size, batch_lib.INPUT_FIELDS, xp=jnp,
+                        tokens=image_id, image_codes=codes[:, None, :], is_image=True,
+                        patch_index=jnp.broadcast_to(patch_index, (rows,))[:, None],
+                        segment_ids=1, positions=positions[:, None])
 
 
 @functools.partial(jax.jit, static_argnames=("model", "image_id", "cfg_scale", "sampling"))

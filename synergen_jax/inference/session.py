@@ -25,6 +25,7 @@ import numpy as np
 from data_pipelines import image_io
 from data_pipelines import sequences
 from data_pipelines import tiling
+from synergen_jax import batch as batch_lib
 from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.inference.decoding import generate_text
@@ -33,8 +34,6 @@ from synergen_jax.inference.sampling import SamplingConfig
 from synergen_jax.model import ModelConfig, SynerGenVL
 
 PROMPT_BUCKET = 32
-PROMPT_FIELDS = ("tokens", "image_codes", "is_image", "patch_index", "segment_ids",
-                 "positions")
 
 
 class InputError(ValueError):
@@ -51,8 +50,9 @@ def context_length(config) -> int:
 
 def pad_prompts(examples: Sequence[dict], rows: int, pad_id: int, mn: int,
                 width: int | None = None, with_targets: bool = False) -> dict:
-  """Right-pads examples (1-D `sequences.FIELDS` arrays) into a prompt batch [rows, width]:
-  one example per row (segment 1, positions from 0).
+  """Right-pads examples (1-D arrays of `batch.EXAMPLE_FIELDS`) into a prompt batch
+  [rows, width] of `batch.INPUT_FIELDS`: one example per row (`batch.pad_to`: segment 1,
+  positions from 0).
 
   Rows past len(examples) repeat the last example (their outputs are dropped).
   `with_targets` keeps the examples' text/image target weights: a training batch of
@@ -64,25 +64,9 @@ def pad_prompts(examples: Sequence[dict], rows: int, pad_id: int, mn: int,
   width = width or PROMPT_BUCKET * math.ceil(longest / PROMPT_BUCKET)
   if longest > width:
     raise ValueError(f"an example of {longest} tokens does not fit a row of {width}")
-  fields = ["tokens", "image_codes", "is_image", "patch_index"]
-  b = {"tokens": np.full((rows, width), pad_id, np.int32),
-       "image_codes": np.zeros((rows, width, mn), np.int32),
-       "is_image": np.zeros((rows, width), bool),
-       "patch_index": np.zeros((rows, width), np.int32),
-       "segment_ids": np.zeros((rows, width), np.int32),
-       "positions": np.zeros((rows, width), np.int32)}
-  if with_targets:
-    fields += ["text_target", "image_target"]
-    b["text_target"] = np.zeros((rows, width), np.float32)
-    b["image_target"] = np.zeros((rows, width), np.float32)
-  for r in range(rows):
-    e = examples[min(r, len(examples) - 1)]
-    n = len(e["tokens"])
-    for k in fields:
-      b[k][r, :n] = e[k]
-    b["segment_ids"][r, :n] = 1
-    b["positions"][r, :n] = np.arange(n)
-  return b
+  fields = batch_lib.FIELDS if with_targets else batch_lib.INPUT_FIELDS
+  padded = [examples[min(r, len(examples) - 1)] for r in range(rows)]
+  return batch_lib.pad_to(padded, width, pad_id, mn, fields)
 
 
 def check_image(image: Any, what: str = "image") -> np.ndarray:

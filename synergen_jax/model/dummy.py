@@ -2,18 +2,12 @@
 
 import jax.numpy as jnp
 
+from synergen_jax import batch as batch_lib
 from synergen_jax.model.config import ModelConfig
 
 
 def dummy_batch(config: ModelConfig, batch_size: int, length: int) -> dict:
-  b, l = batch_size, length
-  return {
-      "tokens": jnp.zeros((b, l), jnp.int32),
-      "image_codes": jnp.zeros((b, l, config.patch_size), jnp.int32),
-      "is_image": jnp.zeros((b, l), bool),
-      "patch_index": jnp.zeros((b, l), jnp.int32),
-      "segment_ids": jnp.ones((b, l), jnp.int32),
-      "positions": jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l)),
-      "text_target": jnp.zeros((b, l), jnp.float32),
-      "image_target": jnp.zeros((b, l), jnp.float32),
-  }
+  """Every field of `synergen_jax/batch.py` (jax arrays): token 0 everywhere, one segment
+  per row with positions 0.., the rest at pad values (no targets)."""
+  return batch_lib.make((batch_size, length), config.patch_size, xp=jnp, tokens=0,
+                        segment_ids=1, positions=jnp.arange(length))

@@ -11,6 +11,8 @@ contract"):
 `image_codes[t]` is predicted from the hidden state at t-1 by the unfolding head with
 weight `image_target[t]`. A target never crosses a segment boundary: pairs (t-1, t)
 from different segments, or padding, get weight 0 whatever the batch says.
+`target_weights(batch, max_gen_patches)` gives the text and image weight sums the model
+counts, from the batch alone (the trainer normalises accumulated gradients by them).
 """
 
 import flax.linen as nn
@@ -24,15 +26,25 @@ from synergen_jax.model.layers import default_kernel_init
 from synergen_jax.model.losses import chunked_cross_entropy
 from synergen_jax.model.unfold_head import UnfoldHead
 
-BATCH_FIELDS = ("tokens", "image_codes", "is_image", "patch_index", "segment_ids",
-                "positions", "text_target", "image_target")
-
 
 def target_pair_mask(segment_ids: jax.Array) -> jax.Array:
   """[batch, length] bool: position t may be a target of t-1 (same, non-pad segment)."""
   same = segment_ids[:, 1:] == segment_ids[:, :-1]
   valid = same & (segment_ids[:, 1:] > 0)
   return jnp.pad(valid, ((0, 0), (1, 0)))  # position 0 is never a target
+
+
+def target_weights(batch: dict, max_gen_patches: int) -> tuple[jax.Array, jax.Array]:
+  """(text, image) target-weight sums of one task batch, exactly as SynerGenVL counts
+  them: no target across a segment boundary; image targets beyond the per-row buffer of
+  `max_gen_patches` patches are dropped; each image target counts its m*n codes."""
+  pair = target_pair_mask(batch["segment_ids"])
+  text = jnp.sum((batch["text_target"] * pair)[:, 1:])
+  w_next = (batch["image_target"] * pair)[:, 1:]  # [batch, length-1]
+  in_buffer = jnp.cumsum(w_next > 0, axis=1) <= max_gen_patches
+  mn = batch["image_codes"].shape[-1]
+  image = jnp.sum(w_next * in_buffer) * mn
+  return text, image
 
 
 def _project(hidden, matrix, dtype):

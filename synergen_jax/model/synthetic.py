@@ -8,6 +8,7 @@ targets on the trailing text, generation on the image patches and `<eoi>`.
 
 import numpy as np
 
+from synergen_jax import batch as batch_lib
 from synergen_jax.model.config import ModelConfig
 
 
@@ -21,16 +22,7 @@ def synthetic_task_batch(config: ModelConfig, rng: np.random.Generator, batch_si
   boi, eoi, img = v + 0, v + 1, v + 3
   bos, eos = 1, 2
   mn, patches = c.patch_size, c.patches_per_tile
-  out = {
-      "tokens": np.zeros((batch_size, length), np.int32),
-      "image_codes": np.zeros((batch_size, length, mn), np.int32),
-      "is_image": np.zeros((batch_size, length), bool),
-      "patch_index": np.zeros((batch_size, length), np.int32),
-      "segment_ids": np.zeros((batch_size, length), np.int32),
-      "positions": np.zeros((batch_size, length), np.int32),
-      "text_target": np.zeros((batch_size, length), np.float32),
-      "image_target": np.zeros((batch_size, length), np.float32),
-  }
+  out = batch_lib.empty((batch_size, length), mn, pad_id=0)
   example_len = length // examples_per_row
   for row in range(batch_size):
     start = 0

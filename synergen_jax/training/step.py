@@ -28,7 +28,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from synergen_jax import sharding
 from synergen_jax.model.losses import combine_task_losses
-from synergen_jax.model.synergen import target_pair_mask
+from synergen_jax.model.synergen import target_weights
 from synergen_jax.training import freezing
 from synergen_jax.training.state import StateSpec, TrainState
 
@@ -41,19 +41,6 @@ def batch_shardings(mesh, tasks) -> dict:
   """Every batch field sharded on its leading (row) dim over ("data", "fsdp")."""
   s = NamedSharding(mesh, P(sharding.BATCH_AXES))
   return {t: s for t in tasks}
-
-
-def target_weights(batch: dict, max_gen_patches: int) -> tuple[jax.Array, jax.Array]:
-  """(text, image) target-weight sums of one task batch, exactly as SynerGenVL counts
-  them: no target across a segment boundary; image targets beyond the per-row buffer of
-  `max_gen_patches` patches are dropped; each image target counts its m*n codes."""
-  pair = target_pair_mask(batch["segment_ids"])
-  text = jnp.sum((batch["text_target"] * pair)[:, 1:])
-  w_next = (batch["image_target"] * pair)[:, 1:]  # [batch, length-1]
-  in_buffer = jnp.cumsum(w_next > 0, axis=1) <= max_gen_patches
-  mn = batch["image_codes"].shape[-1]
-  image = jnp.sum(w_next * in_buffer) * mn
-  return text, image
 
 
 def head_budget(task: str) -> int | None:

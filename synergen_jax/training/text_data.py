@@ -20,6 +20,7 @@ from data_pipelines import packing
 from data_pipelines import pipeline as mm_pipeline
 from data_pipelines import pretokenize
 from data_pipelines import records
+from synergen_jax import batch as batch_lib
 
 TASK = "text"
 
@@ -70,7 +71,7 @@ def documents(text_cfg, pretokenized_dir: str, split: str) -> list[tuple[str, st
 
 
 class TextExample:
-  """grain map: (kind, text) -> an example of `sequences.FIELDS` with all-text targets."""
+  """grain map: (kind, text) -> an example (`batch.EXAMPLE_FIELDS`) with all-text targets."""
 
   def __init__(self, tokenizer, mn: int, seq_len: int):
     self.tok, self.mn, self.seq_len = tokenizer, mn, seq_len
@@ -88,9 +89,8 @@ class TextExample:
     n = len(ids)
     target = np.ones((n,), np.float32)
     target[0] = 0.0  # <s> is never predicted
-    return {"tokens": ids, "image_codes": np.zeros((n, self.mn), np.int32),
-            "is_image": np.zeros((n,), bool), "patch_index": np.zeros((n,), np.int32),
-            "text_target": target, "image_target": np.zeros((n,), np.float32)}
+    return batch_lib.make((n,), self.mn, batch_lib.EXAMPLE_FIELDS, tokens=ids,
+                          text_target=target)
 
 
 def text_dataset(docs, tokenizer, mn: int, text_cfg, *, shuffle: bool, num_epochs,
