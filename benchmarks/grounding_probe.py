@@ -20,7 +20,9 @@ with another validation image ("swapped"): a model that looks loses its accuracy
 the image changes; a model that answers from the question's wording does not.
 
 `--code_init=codebook` starts the VQ-code tables from the VQ codebook first
-(`vq_code_init.from_codebook`, what `stages.X.code_embed_from_vq` does).
+(`vq_code_init.from_codebook`, what `stages.X.code_embed_from_vq` does);
+`--vision_lr_mult=K` trains the vision group (code tables, fold MLP, vision FFNs, head)
+at K times the learning rate (`optimizer.group_lr_mult`).
 """
 
 import argparse
@@ -88,6 +90,8 @@ def main():
   p.add_argument("--lr", type=float, default=1e-3)
   p.add_argument("--eval_every", type=int, default=100)
   p.add_argument("--code_init", choices=("random", "codebook"), default="random")
+  p.add_argument("--vision_lr_mult", type=float, default=1.0, help="learning-rate factor "
+                 "of the vision group (optimizer.group_lr_mult.vision)")
   p.add_argument("--seed", type=int, default=0)
   args = p.parse_args()
 
@@ -109,7 +113,8 @@ def main():
     params = vq_code_init.from_codebook(params, vq_code_init.codebook_of(config.vq_tokenizer),
                                         args.seed)
   opt = ml_collections.ConfigDict(config.stages.sft.optimizer.to_dict())
-  opt.update(dict(lr=args.lr, schedule="constant", warmup_steps=20, weight_decay=0.0))
+  opt.update(dict(lr=args.lr, schedule="constant", warmup_steps=20, weight_decay=0.0,
+                  group_lr_mult=dict(vision=args.vision_lr_mult)))
   mesh = sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])
   spec = state_lib.StateSpec(model_config, mesh, ("vision", "llm_attention", "llm"), opt,
                              args.steps)

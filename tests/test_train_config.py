@@ -131,6 +131,40 @@ def test_schedules():
   np.testing.assert_allclose([s(10), s(60), s(110)], [1.0, 0.55, 0.1], rtol=1e-5)
 
 
+def test_group_lr_mult_scales_each_groups_updates(tmp_path):
+  params = {"fold": {"code_embed": np.ones(3, np.float32)},  # vision
+            "decoder": {"attention": {"query": np.ones(2, np.float32)}},  # llm_attention
+            "text_embed": np.ones(2, np.float32)}  # llm
+  grads = jax.tree.map(lambda x: np.linspace(-1, 1, x.size).astype(np.float32), params)
+  opt = experiment.default_optimizer_config()
+  opt.update(dict(lr=0.1, warmup_steps=0, schedule="constant", weight_decay=0.01))
+
+  def first_update(opt):
+    tx = optimizer.make_optimizer(opt, 10, params)
+    state = tx.init(params)
+    return tx.update(grads, state, params)[0], state
+
+  base, base_state = first_update(opt)
+  opt.group_lr_mult.update(dict(vision=3.0, llm=0.0))
+  scaled, scaled_state = first_update(opt)
+  np.testing.assert_allclose(scaled["fold"]["code_embed"], 3 * base["fold"]["code_embed"],
+                             rtol=1e-6)
+  np.testing.assert_array_equal(scaled["decoder"]["attention"]["query"],
+                                base["decoder"]["attention"]["query"])
+  np.testing.assert_array_equal(scaled["text_embed"], 0 * base["text_embed"])
+  assert np.abs(base["text_embed"]).sum() > 0
+  # All factors 1 (the default) is plain AdamW: the same optimizer state as before the field.
+  plain = optimizer.make_optimizer(experiment.default_optimizer_config(), 10, params)
+  assert jax.tree.structure(plain.init(params)) == jax.tree.structure(base_state)
+  assert jax.tree.structure(scaled_state) != jax.tree.structure(base_state)
+  cfg = _config(tmp_path)
+  cfg.stages.stage1.optimizer.group_lr_mult.vision = -1.0
+  _fails(cfg, "config.stages.stage1.optimizer.group_lr_mult.vision", "expected >= 0")
+  cfg = _config(tmp_path)
+  cfg.stages.stage1.optimizer.group_lr_mult.visoin = 2.0
+  _fails(cfg, "config.stages.stage1.optimizer.group_lr_mult.visoin", "unknown field")
+
+
 def test_frozen_groups_get_no_optimizer_state():
   config = ModelConfig.from_config_dict(models.tiny())
   opt = experiment.default_optimizer_config()

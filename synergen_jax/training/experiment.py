@@ -53,6 +53,8 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
       weight_decay=0.05,
       decay_norms_biases_embeddings=False,  # False: no decay on norms, biases, embeddings
       clip_norm=1.0,            # global gradient-norm clipping (0 = off)
+      # learning-rate factor per parameter group (model/param_groups.py); 1.0 = lr
+      group_lr_mult=ml_collections.ConfigDict({g: 1.0 for g in GROUPS}),
   ))
 
 
@@ -270,6 +272,8 @@ def check_fields(config) -> ModelConfig:
           f"{o.schedule!r} is not one of {SCHEDULES}")
     _need(o.lr > 0, f"{f}.optimizer.lr", f"{o.lr}: expected > 0")
     _need(o.warmup_steps >= 0, f"{f}.optimizer.warmup_steps", "expected >= 0")
+    for g, m in o.group_lr_mult.items():
+      _need(m >= 0, f"{f}.optimizer.group_lr_mult.{g}", f"{m}: expected >= 0")
     if st.kind == "multimodal":
       d = stage_data_config(config, name)
       try:

@@ -2,13 +2,18 @@
 
 The optimizer is built for the *trainable* parameter subtree only (see freezing.py), so
 frozen parameters get no optimizer state. By default norms (`scale`), biases and
-embedding tables (names containing `embed`) are not weight-decayed.
+embedding tables (names containing `embed`) are not weight-decayed. `group_lr_mult`
+scales the learning rate of a parameter group (model/param_groups.py: vision,
+llm_attention, llm), e.g. new vision parameters faster than the pretrained LLM; at 1.0
+everywhere (the default) the optimizer is exactly plain AdamW.
 """
 
 from typing import Any
 
 import jax
 import optax
+
+from synergen_jax.model import param_groups
 
 
 def schedule(opt: Any, total_steps: int) -> optax.Schedule:
@@ -43,8 +48,27 @@ def decay_mask(params: Any, decay_everything: bool = False) -> Any:
       lambda p, _: decay_everything or is_decayed(_keys(p)), params)
 
 
+def group_lr_factors(params: Any, mult: dict) -> Any:
+  """Tree like `params`: each leaf's learning-rate factor, `mult[its group]` (default 1)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda p, _: float(mult.get(param_groups.group_of(_keys(p)), 1.0)), params)
+
+
+def scale_by_group(params: Any, mult: dict) -> optax.GradientTransformation:
+  """Multiplies each update by its parameter group's factor (a per-group learning rate,
+  weight decay included, as AdamW's decoupled decay is part of its update). Stateless."""
+  factors = group_lr_factors(params, mult)
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, f: u * f, updates, factors), state
+
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
+
+
 def make_optimizer(opt: Any, total_steps: int, params: Any) -> optax.GradientTransformation:
-  """clip(global norm) -> AdamW(schedule, masked decay), for the tree `params`.
+  """clip(global norm) -> AdamW(schedule, masked decay) [-> x group_lr_mult], for the tree
+  `params`.
 
   `params` may be abstract (only its structure and paths are used).
   """
@@ -53,4 +77,7 @@ def make_optimizer(opt: Any, total_steps: int, params: Any) -> optax.GradientTra
                    mask=decay_mask(params, bool(opt.decay_norms_biases_embeddings)))
   if opt.clip_norm and opt.clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), tx)
+  mult = dict(opt.get("group_lr_mult") or {})
+  if any(float(v) != 1.0 for v in mult.values()):
+    tx = optax.chain(tx, scale_by_group(params, mult))
   return tx
