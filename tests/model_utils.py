@@ -1,4 +1,4 @@
-"""Shared helpers for model tests: tiny configs, batches, init."""
+"""Shared helpers for tests: tiny configs, batches, init, a small text tokenizer."""
 
 import dataclasses
 import functools
@@ -10,6 +10,7 @@ import numpy as np
 from synergen_jax.configs import models
 from synergen_jax.model import ModelConfig, SynerGenVL
 from synergen_jax.model.synthetic import synthetic_task_batch
+from synergen_jax.tokenizer import Tokenizer
 
 
 def tiny_config(**overrides) -> ModelConfig:
@@ -65,3 +66,15 @@ def write_random_vq(workdir: str, seed: int = 0):
                                      tok.abstract_variables())
   vq_checkpoint.write_imported(workdir, tok.config, variables)
   return tok, variables
+
+
+def sequence_tokenizer() -> Tokenizer:
+  """A small trained tokenizer with the chat markers, for the sequence builders."""
+  corpus = ["What color is the square? red", "Generate an image of: a red square.",
+            "Here is a random image", "Provide a one-sentence caption for the image."] * 10
+  return Tokenizer.train(corpus, vocab_size=300)
+
+
+def code_grid(seed: int, h: int = 4, w: int = 4) -> np.ndarray:
+  """int32 [h, w] random VQ codes in [0, 100)."""
+  return np.random.default_rng(seed).integers(0, 100, (h, w)).astype(np.int32)

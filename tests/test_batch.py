@@ -13,7 +13,7 @@ from synergen_jax.inference import decoding, image_generation, session
 from synergen_jax.model import ModelConfig
 from synergen_jax.model.dummy import dummy_batch
 from synergen_jax.model.synthetic import synthetic_task_batch
-from synergen_jax.tokenizer import Tokenizer
+from tests import model_utils
 from synergen_jax.training import text_data
 
 FOLD = (2, 2)
@@ -22,13 +22,10 @@ MN = FOLD[0] * FOLD[1]
 
 @pytest.fixture(scope="module")
 def tok():
-  corpus = ["What color is the square? red", "Generate an image of: a red square.",
-            "Here is a random image", "Provide a one-sentence caption for the image."] * 10
-  return Tokenizer.train(corpus, vocab_size=300)
+  return model_utils.sequence_tokenizer()
 
 
-def _grid(seed, h=4, w=4):
-  return np.random.default_rng(seed).integers(0, 100, (h, w)).astype(np.int32)
+_grid = model_utils.code_grid
 
 
 def _examples(tok):

@@ -6,20 +6,17 @@ import pytest
 from data_pipelines import sequences
 from synergen_jax import batch as batch_lib
 from synergen_jax import image_grid
-from synergen_jax.tokenizer import Tokenizer
+from tests import model_utils
 
 FOLD = (2, 2)
 
 
 @pytest.fixture(scope="module")
 def tok():
-  corpus = ["What color is the square? red", "Generate an image of: a red square.",
-            "Here is a random image", "Provide a one-sentence caption for the image."] * 10
-  return Tokenizer.train(corpus, vocab_size=300)
+  return model_utils.sequence_tokenizer()
 
 
-def _grid(seed, h=4, w=4):
-  return np.random.default_rng(seed).integers(0, 100, (h, w)).astype(np.int32)
+_grid = model_utils.code_grid
 
 
 def test_understanding_targets_and_layout(tok):
