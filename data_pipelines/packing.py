@@ -10,11 +10,10 @@
       [seq_len, ...] and padded with the schema's pad values (`batch.padding_struct`),
       plus segment_ids [seq_len] (1..k, 0 = pad) and positions [seq_len] (restart at 0
       in every segment). Built on grain's FirstFitPackIterDataset (checkpointable).
-  packing_efficiency(batch) -> fraction of non-pad positions.
+The pipeline's `metrics()` reports packing efficiency per task (non-pad share of rows).
 """
 
 import grain
-import numpy as np
 
 from synergen_jax import batch as batch_lib
 
@@ -93,7 +92,3 @@ def pack_examples(ds: grain.IterDataset, seq_len: int, num_bins: int, pad_id: in
       ds, length_struct=length, num_packing_bins=num_bins, seed=seed,
       shuffle_bins=True, padding_struct=padding)
   return packed.map(_rename)
-
-
-def packing_efficiency(batch: dict) -> float:
-  return float(np.mean(np.asarray(batch["segment_ids"]) > 0))
