@@ -42,9 +42,9 @@ import numpy as np  # noqa: E402
 
 from data_pipelines import pretokenize, records, sequences  # noqa: E402
 from synergen_jax import sharding  # noqa: E402
+from synergen_jax import workdir  # noqa: E402
 from synergen_jax.inference.session import pad_prompts  # noqa: E402
 from synergen_jax.tokenizer import Tokenizer  # noqa: E402
-from synergen_jax.training import checkpointing  # noqa: E402
 from synergen_jax.training import state as state_lib  # noqa: E402
 from synergen_jax.training import step as step_lib  # noqa: E402
 from synergen_jax.training import vq_code_init  # noqa: E402
@@ -95,7 +95,7 @@ def main():
   p.add_argument("--seed", type=int, default=0)
   args = p.parse_args()
 
-  params, model_config, config = checkpointing.load_params(args.workdir, "text")
+  params, model_config, config = workdir.load_params(args.workdir, "text")
   fold = tuple(model_config.fold)
   mn = fold[0] * fold[1]
   tok = Tokenizer.load(config.tokenizer)
@@ -142,7 +142,7 @@ def main():
             tok, evals[others[j]][0] if swapped else evals[j][0], evals[j][1], None, fold,
             config.data.system_prompt) for j in idx]
         lengths = [len(x["tokens"]) for x in prompts]
-        with step_lib.mesh_context(mesh):
+        with sharding.mesh_context(mesh):
           logits = next_token_logits(params, pad_prompts(prompts, len(prompts), tok.pad_id,
                                                          mn, max(lengths)),
                                      jnp.asarray(lengths) - 1)
@@ -158,7 +158,7 @@ def main():
 
   print(json.dumps({"step": 0, "accuracy": accuracy(state.params)}), flush=True)
   train_s, losses = 0.0, []
-  with step_lib.mesh_context(mesh):
+  with sharding.mesh_context(mesh):
     for step in range(1, args.steps + 1):
       pool = single if step <= args.single_object_steps else train
       picks = [pool[i] for i in rng.integers(len(pool), size=args.batch)]

@@ -130,10 +130,11 @@ def _link(src: str, dst: str) -> None:
 
 def run(base: str, out: str, name: str, extra: list[str]) -> dict:
   from synergen_jax.evaluation import run as eval_run
-  from synergen_jax.training import checkpointing, run as run_lib
+  from synergen_jax import workdir as workdir_lib
+  from synergen_jax.training import run as run_lib
   config = variant_config(name, extra)
   first = config.stage_order[0]
-  if not checkpointing.stage_done(base, first):
+  if not workdir_lib.stage_done(base, first):
     raise SystemExit(f"--base={base}: its stage {first!r} has not finished (run the demo)")
   tag = name + "".join(f"+{s}" for s in extra)
   workdir = os.path.abspath(os.path.join(out, tag.replace("/", "_")))

@@ -46,6 +46,7 @@ from data_pipelines import image_io
 from data_pipelines import records
 from data_pipelines import sources
 from data_pipelines import tiling
+from synergen_jax import sharding
 
 
 UNDECODABLE_RECORD = sources.UndecodableRecord.reason  # skip reason: source cannot decode
@@ -236,7 +237,7 @@ def main(argv):
   from absl import flags
   config = flags.FLAGS.data
   if flags.FLAGS.multihost:
-    jax.distributed.initialize()  # then process i writes the shards s % count == i
+    sharding.initialize_distributed()  # then process i writes the shards s % count == i
   if flags.FLAGS.stats_only:
     for split in flags.FLAGS.splits:
       print(json.dumps({"split": split, **shard_stats(config.pretokenized_dir, split)}))

@@ -33,7 +33,7 @@ import jax
 import numpy as np
 import pytest
 
-from synergen_jax.training import checkpointing
+from synergen_jax import workdir as workdir_lib
 from synergen_jax.training import experiment
 from synergen_jax.training import preemption
 
@@ -191,7 +191,7 @@ def _bytes(path):
 
 
 def _final_params(workdir, stage):
-  return jax.device_get(checkpointing.load_params(workdir, stage=stage)[0])
+  return jax.device_get(workdir_lib.load_params(workdir, stage=stage)[0])
 
 
 def _assert_same_params(a, b):
@@ -291,15 +291,15 @@ def test_demo_interrupted_in_every_phase_finishes_like_a_straight_run(straight):
       # validation is the periodic one inside the training loop (issue 14).
       assert f"[{resumed}] resumed from {w}/{resumed}/checkpoints at step 1" in out, where
       assert f"[{resumed}] step 2 validation:" in out, where
-      assert checkpointing.stage_done(w, resumed), where
+      assert workdir_lib.stage_done(w, resumed), where
       resumed = None
     if point is not None and point.startswith("train/"):
       stage = point[len("train/"):].partition("@")[0]
       assert status == preemption.PREEMPTED_EXIT_CODE, where
       assert "preempted at step 1" in out, where
       assert os.path.isdir(os.path.join(w, stage, "checkpoints", "1")), where
-      assert not checkpointing.stage_done(w, stage), where
-      assert all(checkpointing.stage_done(w, s) for s in order[:order.index(stage)]), where
+      assert not workdir_lib.stage_done(w, stage), where
+      assert all(workdir_lib.stage_done(w, s) for s in order[:order.index(stage)]), where
       resumed = stage
       continue
     assert status == -signal.SIGTERM, where  # the default action outside training
@@ -320,7 +320,7 @@ def test_demo_interrupted_in_every_phase_finishes_like_a_straight_run(straight):
       assert not any(n.startswith("validation.") and n.endswith("-of-00002")
                      for n in names), where
     elif phase == "evaluation":
-      assert checkpointing.stage_done(w, order[-1]), where
+      assert workdir_lib.stage_done(w, order[-1]), where
       assert not os.path.exists(os.path.join(w, "eval", "metrics.json")), where
 
   _finished(demo["run"])
@@ -370,7 +370,7 @@ def test_train_killed_during_async_checkpoint_resumes_bitwise(straight):
   names = sorted(os.listdir(ckpts))
   assert "2" in names and "4" not in names, names
   assert any(n.startswith("4.") and "tmp" in n for n in names), names  # Orbax's tmp dir
-  assert not checkpointing.stage_done(w, stage)
+  assert not workdir_lib.stage_done(w, stage)
   rows = _jsonl(os.path.join(w, stage, "metrics.jsonl"))
   assert [r["step"] for r in rows if "train/loss" in r] == [2, 4]  # logged before the kill
 

@@ -15,13 +15,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
-from synergen_jax import workdir as workdir_lib
 from synergen_jax.training.state import StateSpec, TrainState
 from synergen_jax.workdir import CONFIG, DATA, STATE
-
-# Scripts (benchmarks/, tests/test_restart.py) call these here; they live in `workdir`.
-load_params = workdir_lib.load_params
-stage_done = workdir_lib.stage_done
 
 
 class IteratorSnapshot:

@@ -33,10 +33,6 @@ from synergen_jax.training import freezing
 from synergen_jax.training.state import StateSpec, TrainState
 
 
-# Moved to `sharding.mesh_context`; kept for scripts that call `step.mesh_context`.
-mesh_context = sharding.mesh_context
-
-
 def batch_shardings(mesh, tasks) -> dict:
   """Every batch field sharded on its leading (row) dim over ("data", "fsdp")."""
   s = NamedSharding(mesh, P(sharding.BATCH_AXES))
