@@ -169,7 +169,7 @@ def analyze(report: dict, hlo_text: str, model) -> dict:
     c["groups"] = sorted({",".join(names.get(x, x) for x in g.rpartition(":")[0].split(","))
                           + ":" + g.rpartition(":")[2] for g in c["groups"]})
   report["collectives"] = stats["collectives"]
-  chip = next((c for c in tpu_fit.CHIPS if c.name == report["chip"]), None)
+  chip = tpu_fit.tpu_chip_named(report["chip"])
   if chip is not None:
     compute_s = stats["flops"] / chip.peak_flops
     comm_bytes = sum(c["bytes"] for c in stats["collectives"].values())
@@ -278,7 +278,7 @@ def compile_stage(config, stage: str, devices, *, topology: str = "", attention:
   accum = int(st.grad_accum_steps)
   mesh = sharding.make_mesh(config.mesh.shape, devices)
   batch_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
-  chip = tpu_fit.chip_for(devices[0].device_kind)
+  chip = tpu_fit.tpu_chip(devices[0].device_kind)
   capacity = hbm_bytes or (chip.hbm_bytes if chip else 0.0)
   report = {
       "experiment": name, "stage": stage, "topology": topology or devices[0].platform,

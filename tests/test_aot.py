@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from synergen_jax import aot, sharding
+from synergen_jax import aot, hardware, sharding
 from synergen_jax.training import experiment, tpu_fit
 
 GiB = 2 ** 30
@@ -117,11 +117,18 @@ def test_trip_count_falls_back_to_counting_once_when_unknown():
 
 
 def test_chip_table():
-  assert tpu_fit.chip_for("TPU v5 lite").name == "v5e"
-  assert tpu_fit.chip_for("TPU v5").name == "v5p"
-  assert tpu_fit.chip_for("TPU v6 lite").peak_flops == 918e12
-  assert tpu_fit.chip_for("TPU v4").peak_flops == 275e12
-  assert tpu_fit.chip_for("cpu") is None
+  assert tpu_fit.tpu_chip("TPU v5 lite").name == "v5e"
+  assert tpu_fit.tpu_chip("TPU v5").name == "v5p"
+  assert tpu_fit.tpu_chip("TPU v6 lite").peak_flops == 918e12
+  assert tpu_fit.tpu_chip("TPU v4").peak_flops == 275e12
+  assert tpu_fit.tpu_chip("cpu") is None
+  assert tpu_fit.tpu_chip_named("v5p").hbm_bytes == 95 * GiB
+  # The MFU's peaks (training/flops.py) come from the same table, GPUs and older TPUs
+  # included; the TPU fit only knows the chips with HBM and ICI figures.
+  assert hardware.chip_for("NVIDIA H100 80GB HBM3").peak_flops == 989e12
+  assert hardware.chip_for("TPU v3").peak_flops == 123e12
+  assert tpu_fit.tpu_chip("TPU v3") is None and tpu_fit.tpu_chip_named("H100") is None
+  assert hardware.chip_for("cpu") is None
 
 
 def test_capacity_counts_cap_generation_targets_at_the_head_budget():

@@ -22,14 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synergen_jax import hardware
 from synergen_jax.model import ModelConfig
-
-# Dense bf16 peak FLOP/s per chip (vendor figures). Matched against device_kind.
-_PEAKS = (
-    ("v6 lite", 918e12), ("v6e", 918e12), ("v5 lite", 197e12), ("v5e", 197e12),
-    ("v5p", 459e12), ("v5", 459e12), ("v4", 275e12), ("v3", 123e12), ("v2", 45e12),
-    ("h200", 989e12), ("h100", 989e12), ("a100", 312e12), ("l4", 121e12),
-)
 
 
 def _mult(trainable: bool) -> int:
@@ -99,10 +93,9 @@ def device_peak_flops(override: float = 0.0) -> tuple[float, str]:
   if override and override > 0:
     return float(override), "config"
   device = jax.devices()[0]
-  kind = device.device_kind.lower()
-  for key, peak in _PEAKS:
-    if key in kind:
-      return peak, f"spec sheet ({device.device_kind}, bf16 dense)"
+  chip = hardware.chip_for(device.device_kind)
+  if chip is not None:
+    return chip.peak_flops, f"spec sheet ({device.device_kind}, bf16 dense)"
   # CPU (or unknown): a measured f32 matmul of one device, shared by the local devices
   # that the host's cores are split over (fake devices in tests).
   per_process = measured_matmul_peak()

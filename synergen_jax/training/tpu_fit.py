@@ -1,6 +1,6 @@
-"""Fitting a compiled train step onto a TPU: chip table, compiled-HLO statistics, HBM check.
+"""Fitting a compiled train step onto a TPU: compiled-HLO statistics, HBM check.
 
-  chip = chip_for(device_kind)            # peak bf16 FLOP/s, HBM, ICI bandwidth per chip
+  chip = tpu_chip(device_kind)            # hardware.CHIPS: peak bf16 FLOP/s, HBM, ICI
   stats = hlo_stats(compiled.as_text())   # matmul + kernel FLOPs, collectives
   check_fit(memory, chip.hbm_bytes, headroom)   # raises FitError when it does not fit
 
@@ -25,37 +25,22 @@ import math
 import re
 from typing import Any
 
-GiB = 2.0 ** 30
+from synergen_jax import hardware
+
+GiB = hardware.GiB
 
 
-@dataclasses.dataclass(frozen=True)
-class Chip:
-  """Per-chip figures (vendor spec sheets). On v4 / v5p one JAX device is a chip
-  (megacore); on v5e / v6e a chip has one TensorCore."""
-
-  name: str
-  kinds: tuple[str, ...]        # lower-case substrings of jax's device_kind
-  peak_flops: float             # dense bf16 FLOP/s
-  hbm_bytes: float
-  hbm_bytes_per_s: float
-  ici_bytes_per_s: float        # all ICI links of the chip together
+def tpu_chip(device_kind: str) -> hardware.Chip | None:
+  """The chip of a device kind when `hardware.CHIPS` has its HBM and ICI figures (the TPU
+  chips), else None."""
+  chip = hardware.chip_for(device_kind)
+  return chip if chip is not None and chip.hbm_bytes else None
 
 
-# Order matters: "tpu v5 lite" must match v5e before "tpu v5" matches v5p.
-CHIPS: tuple[Chip, ...] = (
-    Chip("v6e", ("tpu v6 lite", "tpu v6e"), 918e12, 32 * GiB, 1640e9, 448e9),
-    Chip("v5e", ("tpu v5 lite", "tpu v5e"), 197e12, 16 * GiB, 819e9, 200e9),
-    Chip("v5p", ("tpu v5p", "tpu v5"), 459e12, 95 * GiB, 2765e9, 600e9),
-    Chip("v4", ("tpu v4",), 275e12, 32 * GiB, 1228e9, 300e9),
-)
-
-
-def chip_for(device_kind: str) -> Chip | None:
-  kind = device_kind.lower()
-  for chip in CHIPS:
-    if any(k in kind for k in chip.kinds):
-      return chip
-  return None
+def tpu_chip_named(name: str | None) -> hardware.Chip | None:
+  """`tpu_chip` by the chip's name (as saved in reports)."""
+  chip = hardware.chip_named(name)
+  return chip if chip is not None and chip.hbm_bytes else None
 
 
 class FitError(ValueError):
