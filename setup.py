@@ -41,7 +41,7 @@ setuptools.setup(
             "synergen-params=synergen_jax.params:run",
             "synergen-import-hf=synergen_jax.weights.import_hf:run",
             "synergen-export-hf=synergen_jax.weights.export_hf:run",
-            "synergen-aot=synergen_jax.aot:run",
+            "synergen-aot=synergen_jax.tpu.aot:run",
             "synergen-evaluate=synergen_jax.evaluate:run",
             "synergen-generate=synergen_jax.generate:run",
             "synergen-answer=synergen_jax.answer:run",

@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from synergen_jax import aot, hardware, sharding
-from synergen_jax.training import experiment, tpu_fit
+from synergen_jax import hardware, sharding
+from synergen_jax.tpu import aot
+from synergen_jax.tpu import hlo_stats as tpu_fit
+from synergen_jax.training import experiment
 
 GiB = 2 ** 30
 

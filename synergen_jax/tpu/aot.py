@@ -1,10 +1,10 @@
 """Ahead-of-time compilation of the real train step for a TPU topology, on any host.
 
-  python -m synergen_jax.aot --config=experiments/synergen_vl_2_4b.py --topology=v5:8x8x4 \
+  python -m synergen_jax.tpu.aot --config=experiments/synergen_vl_2_4b.py --topology=v5:8x8x4 \
       [--chip_config_name=megacore] [--num_slices=1] [--mesh=1,-1,1] [--stages=s1,sft] \
       [--json_out=F] [--hlo_out=DIR] [--headroom=0.1] [--config.stages.s1.grad_accum_steps=9]
-  python -m synergen_jax.aot --render=F1.json,F2.json      # the docs table from saved runs
-  python -m synergen_jax.aot --reanalyze=F1.json           # recompute from the saved HLO
+  python -m synergen_jax.tpu.aot --render=F1.json,F2.json      # the docs table from saved runs
+  python -m synergen_jax.tpu.aot --reanalyze=F1.json           # recompute from the saved HLO
 
 `--topology` is a libtpu topology name (`v5:4x4x8`, `v6e:16x16`, `v4:4x4x4`, ...;
 needs the `tpu` extra: `pip install -e ".[tpu]"`), or `cpu` for the present devices.
@@ -145,7 +145,8 @@ def analytic_parts(config, counts: dict, trainable) -> dict:
 def analyze(report: dict, hlo_text: str, model) -> dict:
   """Fills report["flops"], ["collectives"] and ["estimate"] from the compiled module's
   text (also for a saved report and HLO file: `--reanalyze`)."""
-  from synergen_jax.training import flops, tpu_fit
+  from synergen_jax.training import flops
+  from synergen_jax.tpu import hlo_stats as tpu_fit
   stats = tpu_fit.hlo_stats(hlo_text, SPLASH_BLOCK)
   n = report["devices"]
   shapes = {t: (v["rows"], v["length"]) for t, v in report["tasks"].items()}
@@ -265,7 +266,8 @@ def compile_stage(config, stage: str, devices, *, topology: str = "", attention:
   import jax
   from synergen_jax import sharding
   from synergen_jax.model import ModelConfig
-  from synergen_jax.training import experiment, flops, tpu_fit
+  from synergen_jax.training import experiment, flops
+  from synergen_jax.tpu import hlo_stats as tpu_fit
   from synergen_jax.training import step as step_lib
   from synergen_jax.training.state import StateSpec
 
@@ -436,7 +438,8 @@ def main(argv):
     return
   if _CONFIG.value is None or not _TOPOLOGY.value:
     raise app.UsageError("--config and --topology are required (or --render)")
-  from synergen_jax.training import experiment, tpu_fit
+  from synergen_jax.training import experiment
+  from synergen_jax.tpu import hlo_stats as tpu_fit
   config = experiment.resolve_workdir(_CONFIG.value, "/nonexistent")
   if _MESH.value:
     config.mesh.shape = tuple(int(x) for x in _MESH.value)
