@@ -13,7 +13,7 @@ W/pretrained/tokenizer.model (its padded vocabulary must equal model.vocab_size)
 Data: image-caption pairs as webdataset tars (config.data.source.data_dir; pretokenize
 them with docs/DATA.md's webdataset example).
 Mesh: a TPU v5e-64 / v5p-64 slice, every chip on fsdp (batches are multiples of 64).
-TPU fit (docs/TPU_FIT.md, `python -m synergen_jax.aot --topology=v5e:8x8`): the ablation
+TPU fit (docs/TPU_FIT.md, `python -m synergen_jax.tpu.aot --topology=v5e:8x8`): the ablation
 files call `tpu_target`: Pallas splash attention (on GPU:
 --config.model.attention_backend=cudnn), full remat, and 8 rows per task per chip at a
 time for the two-task stages (gradient accumulation over 2 micro-batches: exact, the

@@ -11,7 +11,7 @@ Mesh: every chip on the fsdp axis; written for a TPU v5p-512 slice (256 chips):
   --config.mesh.shape="(1,256,1)" or any (data, fsdp, tensor) whose data*fsdp divides the
   batches. Generation rows stay 4,096 long (a 512 px image is ~300 tokens) with a head
   budget of 4,096 patches per row, so no generation target is dropped.
-TPU fit (docs/TPU_FIT.md, `python -m synergen_jax.aot --topology=v5:8x8x4`): one row per
+TPU fit (docs/TPU_FIT.md, `python -m synergen_jax.tpu.aot --topology=v5:8x8x4`): one row per
 task per chip at a time: gradient accumulation over 27 / 20 / 7 micro-batches (exact: the
 losses are sums, so the step's gradient is the full batch's), full remat in the LLM,
 Pallas splash attention (on GPU: --config.model.attention_backend=cudnn).

@@ -17,8 +17,7 @@ import jax.numpy as jnp
 import pytest
 
 from synergen_jax import hardware, sharding
-from synergen_jax.tpu import aot
-from synergen_jax.tpu import hlo_stats as tpu_fit
+from synergen_jax.tpu import analysis, compiler, fit, hlo_stats, report
 from synergen_jax.training import experiment
 
 GiB = 2 ** 30
@@ -31,7 +30,7 @@ def test_hlo_stats_multiply_loop_bodies_by_their_trip_counts():
 
   x, w = jnp.ones((64, 128)), jnp.ones((6, 128, 128))
   compiled = jax.jit(f).lower(x, w).compile()
-  stats = tpu_fit.hlo_stats(compiled.as_text())
+  stats = hlo_stats.hlo_stats(compiled.as_text())
   want = 6 * 2 * 64 * 128 * 128 + 2 * 64 * 128 * 64
   assert stats["matmul_flops"] == want and stats["unknown_loops"] == 0
   cost = compiled.cost_analysis()
@@ -97,7 +96,7 @@ ENTRY %main (x.1: bf16[4,128,64], w.1: bf16[4,64,256]) -> bf16[4,64,256] {
 
 
 def test_hlo_stats_of_tpu_style_text():
-  stats = tpu_fit.hlo_stats(TPU_HLO, splash_block=128)
+  stats = hlo_stats.hlo_stats(TPU_HLO, splash_block=128)
   assert stats["unknown_loops"] == 0
   # Batched matmul [4] x [128, 64] @ [64, 256]: one tap on the dilated batch dim.
   assert stats["matmul_flops"] == 24 * 2 * 4 * 128 * 256 * 64
@@ -113,31 +112,42 @@ def test_hlo_stats_of_tpu_style_text():
 def test_trip_count_falls_back_to_counting_once_when_unknown():
   text = TPU_HLO.replace("compare(%gte.0, %constant.24), direction=LT",
                          "compare(%gte.0, %gte.0), direction=LT")
-  stats = tpu_fit.hlo_stats(text)
+  stats = hlo_stats.hlo_stats(text)
   assert stats["unknown_loops"] == 1
   assert stats["matmul_flops"] == 2 * 4 * 128 * 256 * 64
 
 
 def test_chip_table():
-  assert tpu_fit.tpu_chip("TPU v5 lite").name == "v5e"
-  assert tpu_fit.tpu_chip("TPU v5").name == "v5p"
-  assert tpu_fit.tpu_chip("TPU v6 lite").peak_flops == 918e12
-  assert tpu_fit.tpu_chip("TPU v4").peak_flops == 275e12
-  assert tpu_fit.tpu_chip("cpu") is None
-  assert tpu_fit.tpu_chip_named("v5p").hbm_bytes == 95 * GiB
+  assert fit.tpu_chip("TPU v5 lite").name == "v5e"
+  assert fit.tpu_chip("TPU v5").name == "v5p"
+  assert fit.tpu_chip("TPU v6 lite").peak_flops == 918e12
+  assert fit.tpu_chip("TPU v4").peak_flops == 275e12
+  assert fit.tpu_chip("cpu") is None
+  assert fit.tpu_chip_named("v5p").hbm_bytes == 95 * GiB
   # The MFU's peaks (training/flops.py) come from the same table, GPUs and older TPUs
   # included; the TPU fit only knows the chips with HBM and ICI figures.
   assert hardware.chip_for("NVIDIA H100 80GB HBM3").peak_flops == 989e12
   assert hardware.chip_for("TPU v3").peak_flops == 123e12
-  assert tpu_fit.tpu_chip("TPU v3") is None and tpu_fit.tpu_chip_named("H100") is None
+  assert fit.tpu_chip("TPU v3") is None and fit.tpu_chip_named("H100") is None
   assert hardware.chip_for("cpu") is None
+
+
+def test_mfu_peak_comes_from_the_chip_table(monkeypatch):
+  import types
+  from synergen_jax.training import flops
+  for kind, peak in (("TPU v5 lite", 197e12), ("TPU v5", 459e12), ("NVIDIA H100 80GB HBM3", 989e12),
+                     ("TPU v2", 45e12)):
+    monkeypatch.setattr(jax, "devices", lambda *a, k=kind: [types.SimpleNamespace(device_kind=k)])
+    assert flops.device_peak_flops() == (peak, f"spec sheet ({kind}, bf16 dense)")
+  assert flops.device_peak_flops(5e11) == (5e11, "config")
 
 
 def test_capacity_counts_cap_generation_targets_at_the_head_budget():
   from synergen_jax.model import ModelConfig
   from synergen_jax.configs import models
   config = ModelConfig.from_config_dict(models.synergen_vl_2_4b())  # max_gen_patches 256
-  c = aot.capacity_counts(config, {"understanding": (2, 4096), "generation": (2, 4096)}, 0.75)
+  c = analysis.capacity_counts(config, {"understanding": (2, 4096), "generation": (2, 4096)},
+                               0.75)
   assert c["understanding/image_positions"] == 2 * 3072 and c["understanding/image_codes"] == 0
   assert c["generation/image_positions"] == 2 * 256
   assert c["generation/image_codes"] == 2 * 256 * 16
@@ -151,10 +161,10 @@ def test_analytic_parts_sum_to_the_analytic_count(groups):
   from synergen_jax.configs import models
   from synergen_jax.training import flops
   config = ModelConfig.from_config_dict(models.synergen_vl_2_4b())
-  counts = aot.capacity_counts(config, {"understanding": (3, 8192), "generation": (2, 4096)},
-                               0.6)
-  parts = aot.analytic_parts(config, counts, groups)
-  assert set(parts) <= {part for _, part in tpu_fit._PARTS} | {"attention kernels (splash)"}
+  counts = analysis.capacity_counts(
+      config, {"understanding": (3, 8192), "generation": (2, 4096)}, 0.6)
+  parts = analysis.analytic_parts(config, counts, groups)
+  assert set(parts) <= {part for _, part in hlo_stats._PARTS} | {"attention kernels (splash)"}
   assert math.isclose(sum(parts.values()), flops.step_flops(config, counts, groups),
                       rel_tol=1e-12)
 
@@ -175,10 +185,10 @@ def test_compile_stage_reports_and_refuses_a_step_that_does_not_fit():
   per-device memory budget it cannot meet: a FitError naming the numbers and the knobs,
   carrying the full report (HBM, FLOPs, collectives)."""
   config = _tiny_config()
-  devices = aot.topology_devices("cpu:8")
-  with pytest.raises(tpu_fit.FitError, match=r"stage 'text'.*needs .* GiB per device.*"
+  devices = compiler.topology_devices("cpu:8")
+  with pytest.raises(fit.FitError, match=r"stage 'text'.*needs .* GiB per device.*"
                      r"grad_accum_steps") as info:
-    aot.compile_stage(config, "text", devices, hbm_bytes=64 * 1024, name="tiny")
+    compiler.compile_stage(config, "text", devices, hbm_bytes=64 * 1024, name="tiny")
   r = info.value.report
   assert r["mesh"] == {"data": 1, "fsdp": 2, "tensor": 4} and not r["fits"]
   assert r["tasks"] == {"text": {"rows": 4, "length": 128, "rows_per_device": 1.0}}
@@ -189,10 +199,10 @@ def test_compile_stage_reports_and_refuses_a_step_that_does_not_fit():
   assert f["unknown_loops"] == 0 and f["compiled_total"] > f["analytic_total"] > 0
   assert f["compiled_per_device"] > 2 * f["cost_analysis_per_device"]
   assert r["collectives"]  # FSDP gathers / gradient reductions over the mesh
-  row = aot.table_row(r)
+  row = report.table_row(r)
   assert row.startswith("| tiny | text | cpu (8) | 1, 2, 4 | 1 x 2 |")
   # The same report, with room to spare, fits.
-  tpu_fit.check_fit(r["memory"], r["memory"]["total_bytes"] * 2, 0.1, "x")
+  fit.check_fit(r["memory"], r["memory"]["total_bytes"] * 2, 0.1, "x")
   json.dumps(r)  # --json_out
 
 
@@ -200,11 +210,11 @@ def test_config_that_cannot_split_over_the_devices_is_an_error_before_compiling(
   config = _tiny_config()
   config.stages.stage1.grad_accum_steps = 4  # 4 rows over 2 batch shards: 2 rows each
   with pytest.raises(experiment.ConfigError, match="do not split"):
-    aot.compile_stage(config, "stage1", aot.topology_devices("cpu:8"))
+    compiler.compile_stage(config, "stage1", compiler.topology_devices("cpu:8"))
   config.stages.stage1.grad_accum_steps = 1
   config.mesh.shape = (3, -1, 1)
   with pytest.raises(experiment.ConfigError, match="mesh.shape"):
-    aot.compile_stage(config, "stage1", aot.topology_devices("cpu:8"))
+    compiler.compile_stage(config, "stage1", compiler.topology_devices("cpu:8"))
 
 
 def test_unknown_topology_without_libtpu_is_a_clear_error():
@@ -212,9 +222,9 @@ def test_unknown_topology_without_libtpu_is_a_clear_error():
     import libtpu  # noqa: F401
   except ImportError:
     with pytest.raises(ValueError, match=r"need libtpu"):
-      aot.topology_devices("v5:4x4x8")
+      compiler.topology_devices("v5:4x4x8")
   with pytest.raises(ValueError, match="only 8 CPU devices"):
-    aot.topology_devices("cpu:16")
+    compiler.topology_devices("cpu:16")
 
 
 # ---- with libtpu (the `tpu` extra) ------------------------------------------------------------
@@ -222,10 +232,10 @@ def test_tpu_topology_compile_with_the_splash_kernel():
   pytest.importorskip("libtpu")
   config = _tiny_config()
   config.mesh.shape = (1, -1, 2)
-  devices = aot.topology_devices("v5e:2x4")
+  devices = compiler.topology_devices("v5e:2x4")
   config.stages.text.grad_accum_steps = 1  # 4 rows over 4 batch shards: one micro-batch
-  r = aot.compile_stage(config, "stage1", devices, topology="v5e:2x4", attention="splash",
-                        name="tiny")
+  r = compiler.compile_stage(config, "stage1", devices, topology="v5e:2x4",
+                             attention="splash", name="tiny")
   assert r["chip"] == "v5e" and r["attention"] == "splash" and r["fits"]
   # The Mosaic kernel itself (interpret mode would lower to plain HLO loops).
   assert r["flops"]["compiled_attention_per_device"] > 0
@@ -234,7 +244,7 @@ def test_tpu_topology_compile_with_the_splash_kernel():
 
 def test_multislice_mesh_puts_the_data_axis_across_slices():
   pytest.importorskip("libtpu")
-  devices = aot.topology_devices("v5e:2x2", num_slices=2)
+  devices = compiler.topology_devices("v5e:2x2", num_slices=2)
   mesh = sharding.make_mesh((2, -1, 1), devices)
   assert dict(mesh.shape) == {"data": 2, "fsdp": 4, "tensor": 1}
   for i in range(2):

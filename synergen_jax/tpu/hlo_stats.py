@@ -1,21 +1,19 @@
-"""Fitting a compiled train step onto a TPU: compiled-HLO statistics, HBM check.
+"""Per-device statistics of one execution of a compiled HLO module: FLOPs (matmuls and
+Mosaic kernels, split by model part) and collectives.
 
-  chip = tpu_chip(device_kind)            # hardware.CHIPS: peak bf16 FLOP/s, HBM, ICI
   stats = hlo_stats(compiled.as_text())   # matmul + kernel FLOPs, collectives
-  check_fit(memory, chip.hbm_bytes, headroom)   # raises FitError when it does not fit
 
 Why parse the HLO: XLA's `cost_analysis()` counts the body of every while loop once,
 and this model is loops all the way down (layers under `nn.scan`, chunked losses,
 gradient accumulation), so its "flops" are far below what a step executes; it also
 gives 0 for Pallas kernels (custom calls). `hlo_stats` walks the compiled, partitioned
 (per-device) module instead: dot / convolution FLOPs (2 per multiply-add) of every
-computation, fusion and call, while-loop bodies multiplied by their trip counts (from
-XLA's `known_trip_count` or from the loop condition `i < N` and the counter's start and
-step), Mosaic kernels estimated from their shapes (splash attention, causal block-sparse:
-the forward does 2 matmuls, the dq kernel 3, the dkv kernel 4; XLA's grouped matmul for
-`ragged_dot`, which is how the MMoE runs on TPU), and every collective with its bytes,
-counted as often as it runs. FLOPs are also split by model part (`model_part`, from the
-op names XLA keeps). Element-wise work is not counted (the
+computation, fusion and call, while-loop bodies multiplied by their trip counts
+(`hlo.trip_count`), Mosaic kernels estimated from their shapes (splash attention, causal
+block-sparse: the forward does 2 matmuls, the dq kernel 3, the dkv kernel 4; XLA's
+grouped matmul for `ragged_dot`, which is how the MMoE runs on TPU), and every
+collective with its bytes, counted as often as it runs. FLOPs are also split by model
+part (`model_part`, from the op names XLA keeps). Element-wise work is not counted (the
 analytic count in `flops.py` counts matmuls only, too).
 """
 
@@ -23,274 +21,14 @@ import collections
 import dataclasses
 import math
 import re
-from typing import Any
 
-from synergen_jax import hardware
+from synergen_jax.tpu.hlo import (DTYPE_BYTES, Computation, Instr, arrays, attr, int_list,
+                                  parse_module, shape_bytes, trip_count)
 
-GiB = hardware.GiB
-
-
-def tpu_chip(device_kind: str) -> hardware.Chip | None:
-  """The chip of a device kind when `hardware.CHIPS` has its HBM and ICI figures (the TPU
-  chips), else None."""
-  chip = hardware.chip_for(device_kind)
-  return chip if chip is not None and chip.hbm_bytes else None
-
-
-def tpu_chip_named(name: str | None) -> hardware.Chip | None:
-  """`tpu_chip` by the chip's name (as saved in reports)."""
-  chip = hardware.chip_named(name)
-  return chip if chip is not None and chip.hbm_bytes else None
-
-
-class FitError(ValueError):
-  """The train step does not fit the per-device memory of its target (with headroom)."""
-
-
-# ---- memory ------------------------------------------------------------------------------
-def memory_summary(mem: Any) -> dict:
-  """Per-device bytes from `compiled.memory_analysis()`: arguments + outputs - aliased
-  (donated state) + temporaries + generated code = what the step needs resident."""
-  get = lambda k: int(getattr(mem, k, 0) or 0)
-  out = {
-      "argument_bytes": get("argument_size_in_bytes"),
-      "output_bytes": get("output_size_in_bytes"),
-      "alias_bytes": get("alias_size_in_bytes"),
-      "temp_bytes": get("temp_size_in_bytes"),
-      "code_bytes": get("generated_code_size_in_bytes"),
-  }
-  out["total_bytes"] = (out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"]
-                        + out["temp_bytes"] + out["code_bytes"])
-  return out
-
-
-def check_fit(memory: dict, capacity_bytes: float, headroom: float, what: str) -> None:
-  """Raises FitError unless memory["total_bytes"] <= (1 - headroom) * capacity."""
-  limit = (1.0 - headroom) * capacity_bytes
-  total = memory["total_bytes"]
-  if total > limit:
-    raise FitError(
-        f"{what}: needs {total / GiB:.2f} GiB per device (arguments "
-        f"{memory['argument_bytes'] / GiB:.2f} + outputs {memory['output_bytes'] / GiB:.2f} - "
-        f"donated {memory['alias_bytes'] / GiB:.2f} + temporaries "
-        f"{memory['temp_bytes'] / GiB:.2f} + code {memory['code_bytes'] / GiB:.2f}) but the "
-        f"limit is {limit / GiB:.2f} GiB ({capacity_bytes / GiB:.1f} GiB HBM less "
-        f"{headroom:.0%} headroom). Raise grad_accum_steps (fewer rows per device at once), "
-        f"use remat_policy='full', shard over more chips, or shorten loss_chunk_size.")
-
-
-def resource_exhausted_message(error: Exception) -> str | None:
-  """The compiler's out-of-memory report (first lines), or None for other errors."""
-  text = str(error)
-  if "RESOURCE_EXHAUSTED" not in text and "Ran out of memory" not in text:
-    return None
-  lines = [l.strip() for l in text.splitlines() if l.strip()]
-  return " ".join(lines[:3])[:600]
-
-
-# ---- HLO text parsing ----------------------------------------------------------------------
-_DTYPE_BYTES = {"pred": 1, "s4": 0.5, "u4": 0.5, "s8": 1, "u8": 1, "f8e4m3fn": 1, "f8e5m2": 1,
-                "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4, "f32": 4,
-                "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
-_ARRAY = re.compile(r"\b([a-z]+[0-9a-z]*)\[([0-9,]*)\]")
-_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%([^\s=]+)\s*=\s*(.*?)\s+([a-z][a-z0-9\-]*)\((.*)$")
-_HEADER = re.compile(r"^(?:ENTRY\s+)?%([^\s(]+)\s*\(.*\)\s*->\s*.*\{\s*$")
-_NAME = re.compile(r"%([^\s,(){}]+)")
 COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all",
                "collective-permute", "ragged-all-to-all", "collective-broadcast")
 
 
-def arrays(shape: str) -> list[tuple[str, tuple[int, ...]]]:
-  """[(dtype, dims)] of an HLO shape string (one array or a tuple)."""
-  out = []
-  for dtype, dims in _ARRAY.findall(re.sub(r"\{[^{}]*\}", "", shape)):
-    if dtype in _DTYPE_BYTES:
-      out.append((dtype, tuple(int(d) for d in dims.split(",") if d)))
-  return out
-
-
-def shape_bytes(shape: str) -> float:
-  return float(sum(_DTYPE_BYTES[d] * math.prod(dims) for d, dims in arrays(shape)))
-
-
-@dataclasses.dataclass
-class Instr:
-  name: str
-  shape: str
-  opcode: str
-  operands: list[str]
-  args: str      # the raw text between the parentheses (a constant's literal, ...)
-  attrs: str
-  root: bool
-
-
-@dataclasses.dataclass
-class Computation:
-  name: str
-  instrs: list[Instr]
-  by_name: dict[str, Instr]
-
-  @property
-  def root(self) -> Instr:
-    roots = [i for i in self.instrs if i.root]
-    return roots[-1] if roots else self.instrs[-1]
-
-
-def _split_call(rest: str) -> tuple[str, str]:
-  """'a, b), attr=...' -> ('a, b', 'attr=...'): the operand list up to its closing paren."""
-  depth = 1
-  for i, ch in enumerate(rest):
-    if ch in "({[":
-      depth += 1
-    elif ch in ")}]":
-      depth -= 1
-      if depth == 0:
-        return rest[:i], rest[i + 1:]
-  return rest, ""
-
-
-def parse_module(text: str) -> tuple[dict[str, Computation], str]:
-  """(computations by name, name of the entry computation) of an HLO module's text."""
-  comps: dict[str, Computation] = {}
-  entry, current = "", None
-  for line in text.splitlines():
-    if current is None:
-      m = _HEADER.match(line)
-      if m:
-        current = Computation(m.group(1), [], {})
-        if line.startswith("ENTRY"):
-          entry = m.group(1)
-      continue
-    if line.rstrip() == "}":
-      comps[current.name] = current
-      current = None
-      continue
-    m = _INSTR.match(line)
-    if not m:
-      if current.instrs:  # an attribute that spans lines (e.g. a kernel's config)
-        current.instrs[-1].attrs += "\n" + line
-      continue
-    operands, attrs = _split_call(m.group(4))
-    ins = Instr(m.group(1), m.group(2), m.group(3), _NAME.findall(operands), operands,
-                attrs, line.lstrip().startswith("ROOT"))
-    current.instrs.append(ins)
-    current.by_name[ins.name] = ins
-  return comps, entry
-
-
-def _attr(attrs: str, key: str) -> str | None:
-  m = re.search(rf"\b{key}=%?([^\s,]+)", attrs)
-  return m.group(1) if m else None
-
-
-def _int_list(attrs: str, key: str) -> list[int]:
-  m = re.search(rf"\b{key}=\{{([0-9,]*)\}}", attrs)
-  return [int(x) for x in m.group(1).split(",") if x] if m else []
-
-
-# ---- trip counts ----------------------------------------------------------------------------
-def _resolve(comps, comp: Computation, name: str, env=None, depth: int = 0):
-  """What a scalar value is: ("const", v), ("gte", i) of the computation's parameter
-  tuple, ("add", ("gte", i), step), or None."""
-  if depth > 12 or name not in comp.by_name:
-    return None
-  ins = comp.by_name[name]
-  op = ins.opcode
-  if op == "constant":
-    m = re.fullmatch(r"\s*(-?[0-9]+)\s*", ins.args)
-    return ("const", int(m.group(1))) if m else None
-  if op in ("copy", "bitcast", "convert", "reshape") and ins.operands:
-    return _resolve(comps, comp, ins.operands[0], env, depth + 1)
-  if op == "get-tuple-element" and ins.operands:
-    src = comp.by_name.get(ins.operands[0])
-    index = _attr(ins.attrs, "index")
-    if src is not None and src.opcode == "parameter" and index is not None:
-      return ("gte", int(index))
-    return None
-  if op == "parameter" and env is not None:
-    k = int(ins.args) if ins.args.strip().isdigit() else -1
-    outer_comp, outer_operands = env
-    if 0 <= k < len(outer_operands):
-      return _resolve(comps, outer_comp, outer_operands[k], None, depth + 1)
-    return None
-  if op == "fusion":
-    fused = comps.get(_attr(ins.attrs, "calls") or "")
-    if fused is None:
-      return None
-    return _resolve(comps, fused, fused.root.name, (comp, ins.operands), depth + 1)
-  if op == "add" and len(ins.operands) == 2:
-    a = _resolve(comps, comp, ins.operands[0], env, depth + 1)
-    b = _resolve(comps, comp, ins.operands[1], env, depth + 1)
-    if a and b and a[0] == "gte" and b[0] == "const":
-      return ("add", a, b[1])
-    if a and b and b[0] == "gte" and a[0] == "const":
-      return ("add", b, a[1])
-  return None
-
-
-def _compare(comps, cond: Computation):
-  """(counter tuple index, direction, limit) of a loop condition `counter <op> N`."""
-  root, comp, env = cond.root, cond, None
-  for _ in range(4):
-    if root.opcode == "fusion":
-      fused = comps.get(_attr(root.attrs, "calls") or "")
-      if fused is None:
-        return None
-      env, comp, root = (comp, root.operands), fused, fused.root
-    elif root.opcode in ("copy", "bitcast") and root.operands:
-      root = comp.by_name[root.operands[0]]
-    else:
-      break
-  if root.opcode != "compare" or len(root.operands) != 2:
-    return None
-  direction = _attr(root.attrs, "direction")
-  a = _resolve(comps, comp, root.operands[0], env)
-  b = _resolve(comps, comp, root.operands[1], env)
-  flip = {"LT": "GT", "GT": "LT", "LE": "GE", "GE": "LE", "NE": "NE", "EQ": "EQ"}
-  if a and b and a[0] == "gte" and b[0] == "const":
-    return a[1], direction, b[1]
-  if a and b and b[0] == "gte" and a[0] == "const":
-    return b[1], flip.get(direction, direction), a[1]
-  return None
-
-
-def trip_count(comps, parent: Computation, loop: Instr) -> int | None:
-  m = re.search(r'"known_trip_count":\{"n":"([0-9]+)"', loop.attrs)
-  if m:
-    return int(m.group(1))
-  cond = comps.get(_attr(loop.attrs, "condition") or "")
-  body = comps.get(_attr(loop.attrs, "body") or "")
-  if cond is None or body is None:
-    return None
-  cmp = _compare(comps, cond)
-  if cmp is None:
-    return None
-  index, direction, limit = cmp
-  init = 0
-  if loop.operands:
-    tup = parent.by_name.get(loop.operands[0])
-    if tup is not None and tup.opcode == "tuple" and index < len(tup.operands):
-      v = _resolve(comps, parent, tup.operands[index])
-      if v and v[0] == "const":
-        init = v[1]
-  step = 1
-  broot = body.root
-  if broot.opcode == "tuple" and index < len(broot.operands):
-    v = _resolve(comps, body, broot.operands[index])
-    if v and v[0] == "add" and v[1] == ("gte", index) and v[2] != 0:
-      step = v[2]
-  if direction in ("LT", "NE") and step > 0:
-    return max(0, math.ceil((limit - init) / step))
-  if direction == "LE" and step > 0:
-    return max(0, math.floor((limit - init) / step) + 1)
-  if direction == "GT" and step < 0:
-    return max(0, math.ceil((init - limit) / -step))
-  if direction == "GE" and step < 0:
-    return max(0, math.floor((init - limit) / -step) + 1)
-  return None
-
-
-# ---- statistics -----------------------------------------------------------------------------
 @dataclasses.dataclass
 class Stats:
   matmul_flops: float = 0.0       # dot / convolution instructions
@@ -344,7 +82,7 @@ def _conv_flops(ins: Instr, comp: Computation) -> float:
   padding as large as the window: one tap each.)"""
   out = arrays(ins.shape)
   ops = [comp.by_name.get(o) for o in ins.operands[:2]]
-  labels = _attr(ins.attrs, "dim_labels")
+  labels = attr(ins.attrs, "dim_labels")
   if not out or None in ops or len(ops) < 2 or not labels or "->" not in labels:
     return 0.0
   inputs, out_labels = labels.split("->")
@@ -386,7 +124,7 @@ def _dot_flops(ins: Instr, comp: Computation) -> float:
   if not out or lhs is None or not arrays(lhs.shape):
     return 0.0
   dims = arrays(lhs.shape)[0][1]
-  contraction = math.prod(dims[i] for i in _int_list(ins.attrs, "lhs_contracting_dims"))
+  contraction = math.prod(dims[i] for i in int_list(ins.attrs, "lhs_contracting_dims"))
   return 2.0 * math.prod(out[0][1]) * contraction
 
 
@@ -467,7 +205,7 @@ def _computation_stats(comps, name: str, memo: dict, block: int) -> Stats:
       st.matmul_flops += f
       st.by_part[model_part(ins.attrs)] += f
     elif op == "while":
-      body, cond = _attr(ins.attrs, "body"), _attr(ins.attrs, "condition")
+      body, cond = attr(ins.attrs, "body"), attr(ins.attrs, "condition")
       n = trip_count(comps, comp, ins)
       if n is None:
         st.unknown_loops += 1
@@ -480,7 +218,7 @@ def _computation_stats(comps, name: str, memo: dict, block: int) -> Stats:
     elif op == "conditional":
       names = re.findall(r"%([^\s,{}]+)", (re.search(r"branch_computations=\{([^}]*)\}",
                                                        ins.attrs) or [None, ""])[1])
-      names += [_attr(ins.attrs, k) for k in ("true_computation", "false_computation")]
+      names += [attr(ins.attrs, k) for k in ("true_computation", "false_computation")]
       branches = [_computation_stats(comps, c, memo, block) for c in names if c in comps]
       if branches:
         st.add(max(branches, key=lambda s: s.flops))
@@ -495,7 +233,7 @@ def _computation_stats(comps, name: str, memo: dict, block: int) -> Stats:
     base = op[:-len("-start")] if op.endswith("-start") else op
     if base in COLLECTIVES:
       if op.endswith("-start"):
-        size = max((_DTYPE_BYTES[d] * math.prod(s) for d, s in arrays(ins.shape)), default=0)
+        size = max((DTYPE_BYTES[d] * math.prod(s) for d, s in arrays(ins.shape)), default=0)
       else:
         size = max(shape_bytes(ins.shape),
                    sum(shape_bytes(comp.by_name[o].shape) for o in ins.operands
@@ -506,7 +244,7 @@ def _computation_stats(comps, name: str, memo: dict, block: int) -> Stats:
       if group is not None:
         st.collective_groups[base].add(group)
     for key in ("calls", "to_apply"):
-      callee = _attr(ins.attrs, key)
+      callee = attr(ins.attrs, key)
       if callee in comps and op not in COLLECTIVES and base not in COLLECTIVES and op not in (
           "reduce", "reduce-window", "scatter", "select-and-scatter", "sort", "map"):
         st.add(_computation_stats(comps, callee, memo, block))

@@ -1,0 +1,127 @@
+"""What a compiled step does against what the model needs: the compiled program's FLOPs
+and collectives (`hlo_stats`), the analytic FLOPs of full rows (`flops.step_flops`, split
+by the same model parts), and the step-time / MFU bound on the chip (`hardware.CHIPS`).
+`analyze` fills a report (`compiler.compile_stage`); `reanalyze` redoes it from a saved
+report and its saved HLO (`--reanalyze`).
+"""
+
+import dataclasses
+import gzip
+import json
+import os
+
+from synergen_jax.tpu import fit, hlo_stats
+
+# The block size splash attention runs with (attention_ops.splash_attention's default).
+SPLASH_BLOCK = 128
+
+
+def capacity_counts(config, shapes: dict, image_fraction: float) -> dict:
+  """Analytic-FLOP counts of full rows: per task `(rows, length)`, every position real and
+  one example per row (causal attention over the whole row, which is what the kernel
+  computes), every text position a text target, `image_fraction` of each row image
+  tokens; generation rows have that many image targets, at most `max_gen_patches`."""
+  counts = {}
+  for task, (rows, length) in shapes.items():
+    images = 0 if task == "text" else int(round(image_fraction * length))
+    if task == "generation":
+      images = min(images, config.max_gen_patches)
+    counts[f"{task}/tokens"] = float(rows * length)
+    counts[f"{task}/image_positions"] = float(rows * images)
+    counts[f"{task}/context_sum"] = float(rows * length * (length + 1) / 2)
+    counts[f"{task}/text_tokens"] = float(rows * (length - images - 1))
+    counts[f"{task}/image_codes"] = float(
+        rows * images * config.patch_size if task == "generation" else 0)
+  return counts
+
+
+def analytic_parts(config, counts: dict, trainable) -> dict:
+  """`flops.step_flops` split into the parts `hlo_stats.model_part` names (same terms)."""
+  from synergen_jax.training import flops
+  c, h, g = config, config.head, set(trainable)
+  m = lambda group: flops._mult(group in g)  # noqa: E731
+  total = lambda key: float(sum(v for k, v in counts.items() if k.endswith("/" + key)))  # noqa: E731
+  tokens, image_pos = total("tokens"), total("image_positions")
+  context, text_targets, codes = total("context_sum"), total("text_tokens"), total("image_codes")
+  d, hd = c.embed_dim, h.embed_dim
+  attn_proj = 2 * d * c.head_dim * (c.num_heads + c.num_kv_heads)
+  ffn = 3 * d * c.mlp_dim
+  vision_ffn = "vision" if c.vision_experts else "llm"
+  head_proj = 2 * hd * h.head_dim * (h.num_heads + h.num_kv_heads)
+  return {
+      "attention projections": c.num_layers * tokens * 2 * attn_proj * m("llm_attention"),
+      "FFN experts (MMoE)": c.num_layers * 2 * ffn * ((tokens - image_pos) * m("llm")
+                                                      + image_pos * m(vision_ffn)),
+      "attention kernels (splash)": c.num_layers * context * 2 * 2 * c.num_heads * c.head_dim * 3,
+      "token fold MLP": image_pos * 2 * (c.patch_size * c.code_embed_dim * d + d * d) * m("vision"),
+      "LM head (vocabulary)": text_targets * 2 * d * c.total_vocab * m("llm"),
+      "unfold head": (codes / c.patch_size * 2 * d * hd * m("vision")
+                      + codes * 2 * h.num_layers * (head_proj + 3 * hd * h.mlp_dim) * m("vision")
+                      + codes * h.num_layers * 2 * 2 * h.num_heads * h.head_dim
+                      * (c.patch_size + 1) / 2 * 3),
+      "head classifier (codebook)": codes * 2 * hd * c.codebook_size * m("vision"),
+  }
+
+
+def analyze(report: dict, hlo_text: str, model) -> dict:
+  """Fills report["flops"], ["collectives"] and ["estimate"] from the compiled module's
+  text (also for a saved report and HLO file: `--reanalyze`)."""
+  from synergen_jax.training import flops
+  stats = hlo_stats.hlo_stats(hlo_text, SPLASH_BLOCK)
+  n = report["devices"]
+  shapes = {t: (v["rows"], v["length"]) for t, v in report["tasks"].items()}
+  counts = capacity_counts(model, shapes, report["image_fraction"])
+  analytic = flops.step_flops(model, counts, report["trainable"])
+  report["flops"] = {
+      "cost_analysis_per_device": report["cost_analysis_flops_per_device"],
+      "compiled_per_device": stats["flops"],
+      "compiled_kernels_per_device": stats["kernel_flops"],
+      "compiled_attention_per_device": stats["attention_flops"],
+      "compiled_total": stats["flops"] * n,
+      "analytic_total": analytic,
+      "compiled_over_analytic": stats["flops"] * n / max(analytic, 1.0),
+      "unknown_loops": stats["unknown_loops"],
+      "compiled_by_part_per_device": stats["by_part"],
+      "analytic_by_part": analytic_parts(model, counts, report["trainable"]),
+  }
+  # XLA names the mesh axes it partitions over axis_0, axis_1, ... (the axes of size > 1).
+  names = {f"axis_{i}": a for i, a in enumerate(a for a, k in report["mesh"].items() if k > 1)}
+  for c in stats["collectives"].values():
+    c["groups"] = sorted({",".join(names.get(x, x) for x in g.rpartition(":")[0].split(","))
+                          + ":" + g.rpartition(":")[2] for g in c["groups"]})
+  report["collectives"] = stats["collectives"]
+  chip = fit.tpu_chip_named(report["chip"])
+  if chip is not None:
+    compute_s = stats["flops"] / chip.peak_flops
+    comm_bytes = sum(c["bytes"] for c in stats["collectives"].values())
+    # A ring all-reduce moves each byte twice (reduce-scatter + all-gather).
+    moved = sum(c["bytes"] * (2 if k == "all-reduce" else 1)
+                for k, c in stats["collectives"].items())
+    comm_s = moved / chip.ici_bytes_per_s
+    bound = max(compute_s, comm_s)
+    report["estimate"] = {
+        "peak_flops": chip.peak_flops, "compute_s": compute_s, "collective_bytes": comm_bytes,
+        "ici_s": comm_s, "step_s": bound,
+        "mfu": analytic / max(bound * chip.peak_flops * n, 1e-9),
+    }
+  return report
+
+
+def reanalyze(path: str) -> list[dict]:
+  """Recomputes the statistics of saved reports from their saved HLO files."""
+  from synergen_jax.model import ModelConfig
+  from synergen_jax.training import experiment
+  with open(path) as fh:
+    reports = json.load(fh)
+  for r in reports:
+    config_file = r.get("config_file") or f"experiments/{r['experiment']}.py"
+    config = experiment.load_sibling(config_file, os.path.splitext(
+        os.path.basename(config_file))[0]).get_config()
+    model = dataclasses.replace(ModelConfig.from_config_dict(config.model),
+                                attention_backend=r["attention"])
+    r.setdefault("image_fraction", r.get("flops", {}).get("image_fraction", 0.75))
+    r.setdefault("cost_analysis_flops_per_device",
+                 r.get("flops", {}).get("cost_analysis_per_device", 0.0))
+    with gzip.open(r["hlo_file"], "rt") as fh:
+      analyze(r, fh.read(), model)
+  return reports

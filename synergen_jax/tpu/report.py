@@ -1,0 +1,79 @@
+"""Printing compile reports: the text summary of one stage (`format_report`) and the
+markdown table of docs/TPU_FIT.md (`table_row`, `render` of saved JSON reports).
+"""
+
+import json
+
+
+def _g(x: float) -> str:
+  return f"{x / 2 ** 30:.2f}"
+
+
+def format_report(r: dict) -> str:
+  m, f = r["memory"], r["flops"]
+  tasks = ", ".join(f"{t} {v['rows']} x {v['length']} ({v['rows_per_device']:g}/device)"
+                    for t, v in r["tasks"].items())
+  lines = [
+      f"== {r['experiment']} stage {r['stage']}: {r['topology']} = {r['devices']} x "
+      f"{r['device_kind']}, mesh {r['mesh']}",
+      f"  batches {tasks}; grad_accum {r['grad_accum_steps']}; remat {r['remat']}; "
+      f"attention {r['attention']}; trains {'+'.join(r['trainable'])}",
+      f"  compile {r['compile_s']:.1f}s (lower {r['lower_s']:.1f}s)",
+      f"  HBM per device {_g(m['total_bytes'])} GiB = arguments {_g(m['argument_bytes'])} + "
+      f"outputs {_g(m['output_bytes'])} - donated {_g(m['alias_bytes'])} + temporaries "
+      f"{_g(m['temp_bytes'])} + code {_g(m['code_bytes'])}"
+      + (f"; capacity {_g(r['hbm_bytes'])} GiB, headroom {r['headroom']:.0%}: "
+         f"{'fits' if r['fits'] else 'DOES NOT FIT'}" if r["hbm_bytes"] else ""),
+      f"  FLOPs per step: compiled {f['compiled_total']:.4g} (per device "
+      f"{f['compiled_per_device']:.4g}, of which splash attention "
+      f"{f['compiled_attention_per_device']:.3g}; cost_analysis {f['cost_analysis_per_device']:.3g}"
+      f" counts loop bodies once); analytic {f['analytic_total']:.4g}; compiled / analytic "
+      f"{f['compiled_over_analytic']:.2f}"
+      + (f"; {f['unknown_loops']} loops of unknown trip count counted once"
+         if f["unknown_loops"] else ""),
+  ]
+  if "estimate" in r:
+    e = r["estimate"]
+    lines.append(f"  estimate: compute {e['compute_s']:.3f}s at {e['peak_flops'] / 1e12:.0f} "
+                 f"TFLOP/s, collectives {e['collective_bytes'] / 2 ** 30:.2f} GiB ~ "
+                 f"{e['ici_s']:.3f}s at ICI bandwidth -> step >= {e['step_s']:.3f}s, "
+                 f"MFU <= {e['mfu']:.1%}")
+  parts = f.get("compiled_by_part_per_device", {})
+  if parts:
+    ana = f.get("analytic_by_part", {})
+    lines.append("  compiled FLOPs by part (share; compiled / analytic):")
+    for k, v in parts.items():
+      ratio = v * r["devices"] / ana[k] if ana.get(k) else float("nan")
+      lines.append(f"    {k:<30s}{v / max(f['compiled_per_device'], 1):>6.1%}   {ratio:6.2f}")
+  lines.append("  collectives per step per device:")
+  for kind, c in r["collectives"].items():
+    lines.append(f"    {kind:<20s}{c['count']:>10,.0f} x  {c['bytes'] / 2 ** 30:10.3f} GiB  "
+                 f"groups {' '.join(c['groups'])}")
+  return "\n".join(lines)
+
+
+TABLE_HEADER = (
+    "| experiment | stage | topology (chips) | mesh (data, fsdp, tensor) | rows/device x "
+    "micro-batches | remat | HBM/device GiB (of) | compile s | FLOPs/step compiled | "
+    "analytic | compiled/analytic | step s (bound) | est. MFU (bound) |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table_row(r: dict) -> str:
+  f, m = r["flops"], r["memory"]
+  rows = " / ".join(f"{v['rows_per_device']:g}" for v in r["tasks"].values())
+  mesh = ", ".join(str(v) for v in r["mesh"].values())
+  mfu = f"{r['estimate']['mfu']:.0%}" if "estimate" in r else "n/a"
+  step = f"{r['estimate']['step_s']:.2f}" if "estimate" in r else "n/a"
+  return (f"| {r['experiment']} | {r['stage']} | {r['topology']} ({r['devices']}) | {mesh} | "
+          f"{rows} x {r['grad_accum_steps']} | {r['remat']} | {_g(m['total_bytes'])} "
+          f"({_g(r['hbm_bytes'])}) | {r['compile_s']:.0f} | {f['compiled_total']:.3g} | "
+          f"{f['analytic_total']:.3g} | {f['compiled_over_analytic']:.2f} | {step} | {mfu} |")
+
+
+def render(paths) -> str:
+  reports = []
+  for p in paths:
+    with open(p) as fh:
+      reports.extend(json.load(fh))
+  return "\n".join([TABLE_HEADER] + [table_row(r) for r in reports])
