@@ -27,6 +27,7 @@ at K times the learning rate (`optimizer.group_lr_mult`).
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import sys
@@ -37,7 +38,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grain  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from data_pipelines import pretokenize, records, sequences  # noqa: E402
@@ -95,7 +95,8 @@ def main():
   p.add_argument("--seed", type=int, default=0)
   args = p.parse_args()
 
-  params, model_config, config = workdir.load_params(args.workdir, "text")
+  params, config = workdir.load_params(args.workdir, "text")
+  model_config = config.model
   fold = tuple(model_config.fold)
   mn = fold[0] * fold[1]
   tok = Tokenizer.load(config.tokenizer)
@@ -112,9 +113,11 @@ def main():
   if args.code_init == "codebook":
     params = vq_code_init.from_codebook(params, vq_code_init.codebook_of(config.vq_tokenizer),
                                         args.seed)
-  opt = ml_collections.ConfigDict(config.stages.sft.optimizer.to_dict())
-  opt.update(dict(lr=args.lr, schedule="constant", warmup_steps=20, weight_decay=0.0,
-                  group_lr_mult=dict(vision=args.vision_lr_mult)))
+  sft = config.stage("sft").optimizer
+  opt = dataclasses.replace(
+      sft, lr=args.lr, schedule="constant", warmup_steps=20, weight_decay=0.0,
+      group_lr_mult=tuple(sorted({**dict(sft.group_lr_mult),
+                                  "vision": args.vision_lr_mult}.items())))
   mesh = sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])
   spec = state_lib.StateSpec(model_config, mesh, ("vision", "llm_attention", "llm"), opt,
                              args.steps)

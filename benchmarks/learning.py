@@ -112,7 +112,7 @@ def _parse_set(item: str):
 
 
 def variant_config(name: str, extra: list[str]):
-  from synergen_jax.training import experiment
+  from synergen_jax import experiment
   if name not in VARIANTS:
     raise SystemExit(f"--variant: unknown {name!r}; known: {sorted(VARIANTS)}")
   file, overrides = VARIANTS[name]

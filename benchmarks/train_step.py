@@ -39,7 +39,7 @@ GROUPS = {"stage1": ("vision",), "stage2": ("vision", "llm_attention"),
 def _model_config(name: str, length: int):
   import jax
   from synergen_jax.model import ModelConfig
-  from synergen_jax.training import experiment
+  from synergen_jax import experiment
   exp = experiment.load_sibling(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                              "..", "experiments", "x.py"), name).get_config()
   config = ModelConfig.from_config_dict(exp.model)
@@ -54,11 +54,12 @@ def measure(name: str, stage: str, batch: int, length: int, steps: int) -> dict:
   import numpy as np
   from synergen_jax import sharding
   from synergen_jax.model.synthetic import synthetic_task_batch
-  from synergen_jax.training import experiment, flops, state as state_lib, step as step_lib
+  from synergen_jax import experiment
+  from synergen_jax.training import flops, state as state_lib, step as step_lib
   config = _model_config(name, length)
   mesh = sharding.make_mesh((1, -1, 1))
   n = jax.device_count()
-  opt = experiment.default_optimizer_config()
+  opt = experiment.Optimizer.from_config()
   spec = state_lib.StateSpec(config, mesh, GROUPS[stage], opt, 1000)
   state = spec.state_from_params(spec.init_params(0))
   rng = np.random.default_rng(0)

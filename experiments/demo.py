@@ -23,7 +23,7 @@ its reconstructions score 0.96 GenEval-style, the 8x VQ's 0.76, the images 0.99)
 import ml_collections
 
 from synergen_jax.configs import models
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 TRAIN_SIZE, EVAL_SIZE = 3000, 300
 STEPS = {"stage1": 200, "stage2": 450, "sft": 350}  # vision stages (text: 150)

@@ -19,7 +19,7 @@ text-pretrained LLM's. Issue 15's VQA and generation targets are not reached yet
 
 import os
 
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 STEPS = {"stage1": 600, "stage2": 1400, "sft": 1000}
 

@@ -4,7 +4,7 @@ Compare with qwen2_0_5b_nofold.py (one 256 px tile unfolded: 1,024 tokens).
   python -m synergen_jax.train --config=experiments/qwen2_0_5b_fold.py --workdir=W
 """
 
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 ADAMW = dict(b1=0.9, b2=0.95, eps=1e-8, warmup_steps=200, clip_norm=1.0)
 

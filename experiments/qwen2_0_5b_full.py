@@ -3,7 +3,7 @@ qwen2_0_5b_progressive.py); compare text skill retention and T2I quality.
   python -m synergen_jax.train --config=experiments/qwen2_0_5b_full.py --workdir=W
 """
 
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 ALL = ("vision", "llm_attention", "llm")
 

@@ -3,7 +3,7 @@ tokens, the same LLM length as qwen2_0_5b_fold.py), understanding only.
   python -m synergen_jax.train --config=experiments/qwen2_0_5b_nofold.py --workdir=W
 """
 
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 
 def get_config():

@@ -4,7 +4,7 @@ No folding, no dynamic resolution (256 px -> 1,024 tokens per image), 1/6 of the
   python -m synergen_jax.train --config=experiments/qwen2_0_5b_progressive.py --workdir=W
 """
 
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 
 def get_config():

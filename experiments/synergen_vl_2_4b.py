@@ -35,7 +35,7 @@ e.g. for S.1:
 import ml_collections
 
 from synergen_jax.configs import models
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 ADAMW = dict(b1=0.9, b2=0.95, eps=1e-8, warmup_steps=200, clip_norm=1.0)
 

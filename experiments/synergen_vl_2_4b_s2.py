@@ -5,7 +5,7 @@ For running the stages as separate jobs (e.g. on different pod allocations):
 starts from {workdir}/../s1/s1/params (override with --config.stages.s2.init_from=DIR).
 """
 
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 
 def get_config():

@@ -9,7 +9,7 @@ The model's vocab_size must equal the tokenizer's padded text vocabulary.
 import ml_collections
 
 from synergen_jax.configs import models
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 
 def _stage(kind, trainable, steps, **opt):

@@ -16,7 +16,7 @@ recovery 76% after 2400 steps, 90% only with 4x the steps); 4 x 4 px codes keep 
 
 import os
 
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 
 def get_config():

@@ -91,7 +91,7 @@ def train_tokenizer(config, demo):
 
 
 def vq_config(config_file: str, demo):
-  from synergen_jax.training import experiment
+  from synergen_jax import experiment
   experiment_dir = os.path.dirname(os.path.abspath(config_file))
   vq_path = os.path.join(experiment_dir, demo.vq_config)
   module = experiment.load_sibling(vq_path, os.path.splitext(os.path.basename(vq_path))[0])
@@ -146,12 +146,12 @@ EVAL_HEADLINE = ("vqa/overall", "vqa/test/overall", "vqa/compositional/overall",
                  "gen/no_fold_s_per_image", "gen/speedup")
 
 
-def evaluate_final(config, workdir: str) -> dict:
+def evaluate_final(experiment, workdir: str) -> dict:
   """W/eval of the last stage's final params (reused if newer than those params)."""
   from synergen_jax import workdir as workdir_lib
   from synergen_jax.evaluation import run as eval_run
   path = os.path.join(workdir, "eval", "metrics.json")
-  summary = workdir_lib.summary_path(workdir, config.stage_order[-1])
+  summary = workdir_lib.summary_path(workdir, experiment.stage_order[-1])
   if os.path.isfile(path) and os.path.getmtime(path) > os.path.getmtime(summary):
     with open(path) as f:
       return json.load(f)
@@ -160,22 +160,22 @@ def evaluate_final(config, workdir: str) -> dict:
 
 def run_demo(config, workdir: str, config_file: str) -> dict:
   from synergen_jax.training import run as run_lib
-  from synergen_jax.training import experiment, report as report_lib
+  from synergen_jax import experiment
+  from synergen_jax.training import report as report_lib
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  config = experiment.resolve_workdir(config, workdir)
-  experiment.check_fields(config)  # fail on a bad config before any work
-  demo = config.demo
+  exp = experiment.resolve(config, workdir)  # fail on a bad config before any work
+  demo = exp.demo
   timings = Timings(workdir)
   t_all = time.time()
 
   t = time.time()
-  sizes = build_dataset(config, demo)
+  sizes = build_dataset(exp, demo)
   timings.add("dataset_s", time.time() - t)
   log(f"dataset: {sizes} ({time.time() - t:.1f}s)")
 
   t = time.time()
-  tok = train_tokenizer(config, demo)
+  tok = train_tokenizer(exp, demo)
   timings.add("tokenizer_s", time.time() - t)
   log(f"tokenizer: {tok.name}, text vocabulary {tok.text_vocab_size} ({time.time() - t:.1f}s)")
 
@@ -189,17 +189,17 @@ def run_demo(config, workdir: str, config_file: str) -> dict:
       f"({time.time() - t:.1f}s)")
 
   t = time.time()
-  pretok = pretokenize_with_vq(config, vq_dir)
+  pretok = pretokenize_with_vq(exp, vq_dir)
   timings.add("pretokenize_s", time.time() - t)
   log(f"pretokenized: { {s: v['written'] for s, v in pretok.items()} } "
       f"({time.time() - t:.1f}s)")
 
   t = time.time()
-  out = run_lib.run_experiment(config, workdir)
+  out = run_lib.run_experiment(exp, workdir)
   timings.add("train_s", time.time() - t)
 
   t = time.time()
-  eval_metrics = evaluate_final(config, workdir)
+  eval_metrics = evaluate_final(exp, workdir)
   timings.add("evaluate_s", time.time() - t)
   headline = {k: round(eval_metrics[k], 4) for k in EVAL_HEADLINE if k in eval_metrics}
   log(f"evaluation: {json.dumps(headline)} ({time.time() - t:.1f}s)")
@@ -217,7 +217,8 @@ def run_demo(config, workdir: str, config_file: str) -> dict:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  from synergen_jax.training import experiment, preemption, report
+  from synergen_jax import experiment
+  from synergen_jax.training import preemption, report
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
   try:

@@ -13,7 +13,7 @@ Restores the params onto the present devices (any mesh wrote them) and writes W/
   report.md      the tables, sample answers, and what each number means
   samples.json   sample questions with the model's answers
 What is measured (question counts, prompts, samples, CFG scale, sampling) comes from
-the experiment's `eval` section (`synergen_jax/evaluation/config.py`); the flags below
+the experiment's `eval` section (`synergen_jax/experiment/defaults.py`); the flags below
 override it for one run.
 """
 

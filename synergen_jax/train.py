@@ -40,14 +40,14 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   from synergen_jax.training import preemption
   if _CHECK_CONFIG.value:
-    from synergen_jax.training import experiment
+    from synergen_jax import experiment
     try:
-      model = experiment.check_fields(_CONFIG.value)
+      exp = experiment.resolve(_CONFIG.value)
     except (experiment.ConfigError, ValueError) as e:
       print(f"error: {e}", file=sys.stderr, flush=True)
       sys.exit(2)
-    print(f"config OK: stages {tuple(_CONFIG.value.stage_order)}, model d={model.embed_dim} "
-          f"x {model.num_layers} layers", flush=True)
+    print(f"config OK: stages {exp.stage_order}, model d={exp.model.embed_dim} "
+          f"x {exp.model.num_layers} layers", flush=True)
     return
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
@@ -55,7 +55,8 @@ def main(argv):
     from synergen_jax import sharding
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                     _PROCESS_ID.value)
-  from synergen_jax.training import experiment, run as run_lib
+  from synergen_jax import experiment
+  from synergen_jax.training import run as run_lib
   try:
     out = run_lib.run_experiment(_CONFIG.value, _WORKDIR.value)
   except experiment.ConfigError as e:

@@ -14,12 +14,12 @@ module. Layout (`python -m synergen_jax.train --workdir=W`):
   W/<stage>/metrics.jsonl, W/<stage>/tensorboard/
   W/report.md, W/report.json          per-stage validation table (train.py)
 
-  config = read_config(W)
-  stage, done = latest_stage(W, config)      # the newest finished (or running) stage
-  params, model_config, config = load_params(W, stage=None, step=None, mesh=None)
-  tokenizer = load_tokenizer(config, model_config)
-  vq, vq_variables, vq_dir = load_vq_tokenizer(config, model_config, vq_dir=None)
-  start = start_point(W, config, stage)      # where a stage starts (`init_from`)
+  experiment = read_experiment(W)            # W/config.json, resolved (typed)
+  stage, done = latest_stage(W, experiment)  # the newest finished (or running) stage
+  params, experiment = load_params(W, stage=None, step=None, mesh=None)
+  tokenizer = load_tokenizer(experiment)
+  vq, vq_variables, vq_dir = load_vq_tokenizer(experiment, vq_dir=None)
+  start = start_point(W, experiment, stage)  # where a stage starts (`init_from`)
 
 Saving and restoring a stage's full train state with its data iterator (resume) is
 `training/checkpointing.py`.
@@ -34,12 +34,12 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from synergen_jax import experiment as experiment_lib
 from synergen_jax import files
 from synergen_jax import params_io
 from synergen_jax import sharding
 from synergen_jax.model import ModelConfig, SynerGenVL
 from synergen_jax.tokenizer import Tokenizer
-from synergen_jax.training import experiment
 from synergen_jax.training import vq_checkpoint
 from synergen_jax.training.state import StateSpec, abstract_params, with_shardings
 
@@ -86,27 +86,34 @@ def checkpoint_manager(workdir: str, stage: str, keep: int | None = None,
 
 
 # ---- the resolved config --------------------------------------------------------------
-def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+def write_config(workdir: str, experiment: experiment_lib.Experiment) -> None:
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
-    files.write_json(os.path.join(workdir, CONFIG_FILE), experiment.to_json(config))
+    files.write_json(os.path.join(workdir, CONFIG_FILE),
+                     experiment_lib.to_json(experiment.config))
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """W/config.json as the raw ConfigDict the run was resolved from."""
   path = os.path.join(os.path.abspath(workdir), CONFIG_FILE)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path} not found: not a training workdir")
   with open(path) as f:
-    return experiment.from_json(json.load(f))
+    return experiment_lib.from_json(json.load(f))
+
+
+def read_experiment(workdir: str) -> experiment_lib.Experiment:
+  """W/config.json resolved (every field checked; files are not)."""
+  return experiment_lib.resolve(read_config(workdir))
 
 
 # ---- where things are -----------------------------------------------------------------
-def latest_stage(workdir: str, config) -> tuple[str, bool]:
+def latest_stage(workdir: str, experiment) -> tuple[str, bool]:
   """(stage, done): the last finished stage, else the last stage with a checkpoint."""
-  done = [s for s in config.stage_order if stage_done(workdir, s)]
-  started = [s for s in config.stage_order if stage_started(workdir, s)]
-  if done and (not started or config.stage_order.index(done[-1])
-               >= config.stage_order.index(started[-1])):
+  order = experiment.stage_order
+  done = [s for s in order if stage_done(workdir, s)]
+  started = [s for s in order if stage_started(workdir, s)]
+  if done and (not started or order.index(done[-1]) >= order.index(started[-1])):
     return done[-1], True
   if started:
     return started[-1], False
@@ -126,34 +133,34 @@ class StartPoint:
   previous_stage: str | None = None
 
 
-def start_point(workdir: str, config, stage: str) -> StartPoint:
+def start_point(workdir: str, experiment, stage: str) -> StartPoint:
   """`init_from` of `stage` resolved: "previous" is the previous stage's final params (the
-  first stage: `config.init_params`, or random when that is empty); "scratch" is random;
+  first stage: `init_params`, or random when that is empty); "scratch" is random;
   anything else is a params checkpoint directory."""
-  init_from = experiment.stage_config(config, stage).init_from
+  init_from = experiment.stage(stage).init_from
   if init_from == "previous":
-    order = list(config.stage_order)
+    order = list(experiment.stage_order)
     i = order.index(stage)
     if i > 0:
       return StartPoint(final_params_dir(workdir, order[i - 1]), order[i - 1])
-    init_from = config.get("init_params", "") or "scratch"
+    init_from = experiment.init_params or "scratch"
   if init_from == "scratch":
     return StartPoint(None)
   return StartPoint(init_from)
 
 
-def start_params_dir(workdir: str, config, stage: str) -> str | None:
+def start_params_dir(workdir: str, experiment, stage: str) -> str | None:
   """The params checkpoint `stage` started from, if it is still at hand."""
-  d = start_point(workdir, config, stage).params_dir
+  d = start_point(workdir, experiment, stage).params_dir
   return d if d is not None and os.path.isdir(os.path.expanduser(d)) else None
 
 
-def text_pretrained_params_dir(workdir: str, config, stage: str) -> str | None:
+def text_pretrained_params_dir(workdir: str, experiment, stage: str) -> str | None:
   """The final params of the last text-only stage before `stage` (the LLM before any
   vision training: what text skills are measured against), if at hand."""
-  order = list(config.stage_order)
+  order = list(experiment.stage_order)
   for name in reversed(order[:order.index(stage)]):
-    if experiment.stage_config(config, name).kind == "text":
+    if experiment.stage(name).kind == "text":
       d = final_params_dir(workdir, name)
       return d if os.path.isdir(d) else None
   return None
@@ -169,25 +176,25 @@ def restore_params(directory: str, model_config: ModelConfig,
 
 
 def load_params(workdir: str, stage: str | None = None, step: int | None = None,
-                mesh: jax.sharding.Mesh | None = None) -> tuple[Any, ModelConfig, Any]:
-  """(params, ModelConfig, experiment config) of a training workdir, on `mesh`.
+                mesh: jax.sharding.Mesh | None = None
+                ) -> tuple[Any, experiment_lib.Experiment]:
+  """(params, resolved experiment) of a training workdir, on `mesh`.
 
   Default: the final params of the newest finished stage (or, while a stage is still
   running, its latest checkpoint). `step` picks a checkpoint of `stage`. `mesh` defaults
   to all present devices as (1, n, 1): a pod checkpoint restores onto one CPU too.
   """
-  config = read_config(workdir)
-  model_config = ModelConfig.from_config_dict(config.model)
+  experiment = read_experiment(workdir)
+  model_config = experiment.model
   mesh = mesh if mesh is not None else sharding.make_mesh((1, -1, 1))
   if stage is None:
-    stage, done = latest_stage(workdir, config)
+    stage, done = latest_stage(workdir, experiment)
   else:
     done = stage_done(workdir, stage)
   if done and step is None:
-    return restore_params(final_params_dir(workdir, stage), model_config, mesh), \
-        model_config, config
-  st = experiment.stage_config(config, stage)
-  spec = StateSpec(model_config, mesh, tuple(st.trainable), st.optimizer, st.steps)
+    return restore_params(final_params_dir(workdir, stage), model_config, mesh), experiment
+  st = experiment.stage(stage)
+  spec = StateSpec(model_config, mesh, st.trainable, st.optimizer, st.steps)
   manager = checkpoint_manager(workdir, stage)
   step = manager.latest_step() if step is None else step
   if step is None:
@@ -196,34 +203,34 @@ def load_params(workdir: str, stage: str | None = None, step: int | None = None,
   out = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(
       target)}))
   manager.close()
-  return out[STATE]["params"], model_config, config
+  return out[STATE]["params"], experiment
 
 
-def load_tokenizer(config, model_config: ModelConfig, source: str = "") -> Tokenizer:
-  """The text tokenizer of `config.tokenizer`, checked against the model's embeddings.
-  `source` names where the config came from in the error of a missing file."""
-  path = os.path.expanduser(config.tokenizer)
+def load_tokenizer(experiment, source: str = "") -> Tokenizer:
+  """The text tokenizer of `experiment.tokenizer`, checked against the model's
+  embeddings. `source` names where the config came from in the error of a missing file."""
+  path = os.path.expanduser(experiment.tokenizer)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config.tokenizer: {path!r}"
                             + (f" (from {source})" if source else "") + " does not exist")
   tokenizer = Tokenizer.load(path)
-  experiment.check_tokenizer(model_config, tokenizer)
+  experiment_lib.check_tokenizer(experiment.model, tokenizer)
   return tokenizer
 
 
-def load_vq_tokenizer(config, model_config: ModelConfig,
-                      vq_dir: str | None = None) -> tuple[Any, Any, str]:
-  """(VQTokenizer, its variables, its workdir): `vq_dir`, else `config.vq_tokenizer`;
+def load_vq_tokenizer(experiment, vq_dir: str | None = None) -> tuple[Any, Any, str]:
+  """(VQTokenizer, its variables, its workdir): `vq_dir`, else `experiment.vq_tokenizer`;
   its downsampling and codebook must match the model's tile grid and code count."""
-  vq_dir = vq_dir or config.get("vq_tokenizer", "")
+  model_config, data = experiment.model, experiment.data
+  vq_dir = vq_dir or experiment.vq_tokenizer
   if not vq_dir:
     raise FileNotFoundError("no VQ tokenizer: set config.vq_tokenizer in the experiment or "
                             "pass --vq_dir (a train_vq workdir or an Emu3 import)")
   vq, vq_variables, _ = vq_checkpoint.load_tokenizer(os.path.expanduser(vq_dir))
-  grid = config.data.image_size // vq.factor
-  if config.data.image_size % vq.factor or (grid, grid) != tuple(model_config.tile_grid):
+  grid = data.image_size // vq.factor
+  if data.image_size % vq.factor or (grid, grid) != tuple(model_config.tile_grid):
     raise ValueError(f"the VQ tokenizer in {vq_dir!r} downsamples by {vq.factor}: "
-                     f"data.image_size {config.data.image_size} gives a {grid} x {grid} "
+                     f"data.image_size {data.image_size} gives a {grid} x {grid} "
                      f"grid, but model.tile_grid is {tuple(model_config.tile_grid)}")
   if vq.config.codebook_size != model_config.codebook_size:
     raise ValueError(f"the VQ tokenizer in {vq_dir!r} has {vq.config.codebook_size} codes; "

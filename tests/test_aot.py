@@ -18,7 +18,7 @@ import pytest
 
 from synergen_jax import hardware, sharding
 from synergen_jax.tpu import analysis, compiler, fit, hlo_stats, report
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 GiB = 2 ** 30
 
@@ -188,7 +188,8 @@ def test_compile_stage_reports_and_refuses_a_step_that_does_not_fit():
   devices = compiler.topology_devices("cpu:8")
   with pytest.raises(fit.FitError, match=r"stage 'text'.*needs .* GiB per device.*"
                      r"grad_accum_steps") as info:
-    compiler.compile_stage(config, "text", devices, hbm_bytes=64 * 1024, name="tiny")
+    compiler.compile_stage(experiment.resolve(config), "text", devices, hbm_bytes=64 * 1024,
+                           name="tiny")
   r = info.value.report
   assert r["mesh"] == {"data": 1, "fsdp": 2, "tensor": 4} and not r["fits"]
   assert r["tasks"] == {"text": {"rows": 4, "length": 128, "rows_per_device": 1.0}}
@@ -210,11 +211,13 @@ def test_config_that_cannot_split_over_the_devices_is_an_error_before_compiling(
   config = _tiny_config()
   config.stages.stage1.grad_accum_steps = 4  # 4 rows over 2 batch shards: 2 rows each
   with pytest.raises(experiment.ConfigError, match="do not split"):
-    compiler.compile_stage(config, "stage1", compiler.topology_devices("cpu:8"))
+    compiler.compile_stage(experiment.resolve(config), "stage1",
+                           compiler.topology_devices("cpu:8"))
   config.stages.stage1.grad_accum_steps = 1
   config.mesh.shape = (3, -1, 1)
   with pytest.raises(experiment.ConfigError, match="mesh.shape"):
-    compiler.compile_stage(config, "stage1", compiler.topology_devices("cpu:8"))
+    compiler.compile_stage(experiment.resolve(config), "stage1",
+                           compiler.topology_devices("cpu:8"))
 
 
 def test_unknown_topology_without_libtpu_is_a_clear_error():
@@ -234,7 +237,7 @@ def test_tpu_topology_compile_with_the_splash_kernel():
   config.mesh.shape = (1, -1, 2)
   devices = compiler.topology_devices("v5e:2x4")
   config.stages.text.grad_accum_steps = 1  # 4 rows over 4 batch shards: one micro-batch
-  r = compiler.compile_stage(config, "stage1", devices, topology="v5e:2x4",
+  r = compiler.compile_stage(experiment.resolve(config), "stage1", devices, topology="v5e:2x4",
                              attention="splash", name="tiny")
   assert r["chip"] == "v5e" and r["attention"] == "splash" and r["fits"]
   # The Mosaic kernel itself (interpret mode would lower to plain HLO loops).

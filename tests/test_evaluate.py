@@ -50,7 +50,7 @@ def _scene_image(seed=0):
 def test_checkpoint_restores_onto_another_mesh_with_the_same_outputs(run, session):
   """Written on 1 device; restored onto 8 devices as (1, 8, 1) and as (2, 2, 2)."""
   assert session.mesh.devices.size == 8
-  other, _, _ = workdir_lib.load_params(run["straight"], mesh=sharding.make_mesh((2, 2, 2)))
+  other, _ = workdir_lib.load_params(run["straight"], mesh=sharding.make_mesh((2, 2, 2)))
   one = InferenceSession.load(run["straight"], vq_dir=run["vq_dir"], batch_size=4,
                               mesh=sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1]))
   leaves = jax.tree.leaves(session.variables["params"])

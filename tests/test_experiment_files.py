@@ -22,7 +22,7 @@ FILES = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))
 def _kind(path: str) -> str:
   """"llm" (stages to train), "llm_base" (a model + data base that ablation files build
   on: no stages of its own) or "vq" (a VQ tokenizer experiment)."""
-  from synergen_jax.training import experiment
+  from synergen_jax import experiment
   name = os.path.splitext(os.path.basename(path))[0]
   config = experiment.load_sibling(path, name).get_config()
   if "stage_order" not in config:

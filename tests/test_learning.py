@@ -26,7 +26,7 @@ from synergen_jax.configs import models
 from synergen_jax.inference import session
 from synergen_jax.model import ModelConfig
 from synergen_jax.tokenizer import Tokenizer
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 from synergen_jax.training import state as state_lib
 from synergen_jax.training import step as step_lib
 
@@ -65,8 +65,8 @@ def trained(tmp_path_factory):
   tok = Tokenizer.train(corpus, tmp_path_factory.mktemp("tok") / "t.model", vocab_size=320)
   config = ModelConfig.from_config_dict(models.tiny())
   config = dataclasses.replace(config, vocab_size=tok.text_vocab_size)
-  opt = experiment.default_optimizer_config()
-  opt.update(dict(lr=3e-3, warmup_steps=10, schedule="constant", weight_decay=0.0))
+  opt = experiment.Optimizer.from_config(
+      dict(lr=3e-3, warmup_steps=10, schedule="constant", weight_decay=0.0))
   mesh = sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])
   spec = state_lib.StateSpec(config, mesh, ("vision", "llm_attention", "llm"), opt, 1000,
                              FAST_COMPILE)

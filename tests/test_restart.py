@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from synergen_jax import workdir as workdir_lib
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 from synergen_jax.training import preemption
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +48,7 @@ TIMING_KEYS = ("step_s", "tokens_per_s", "mfu", "model_flops_per_step", "wall_s"
 # whatever they are) with test sizes. Only sizes are overridden.
 DEMO_CONFIG = '''
 """experiments/demo.py at test size (tests/test_restart.py)."""
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 TRAIN, EVAL = 24, 8
 
@@ -82,7 +82,7 @@ def get_config():
 VQ_CONFIG = '''
 """The demo's VQ experiment (experiments/demo.py's `demo.vq_config`) at test size
 (tests/test_restart.py)."""
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 
 def get_config():

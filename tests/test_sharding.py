@@ -160,13 +160,13 @@ def test_abstract_shapes_and_state_spec_build_under_an_active_mesh():
   `sharding.mesh_context` (a restarted run's first periodic validation); abstract params, their
   shardings and a StateSpec must come out the same with or without a mesh in context,
   and with another mesh in context."""
-  from synergen_jax.training import experiment
+  from synergen_jax import experiment
   from synergen_jax.training import state as state_lib
   from synergen_jax.weights import model_params
   config = mu.tiny_config()
   mesh = sharding.make_mesh((2, 2, 2))
   groups = ("vision", "llm_attention", "llm")
-  opt = experiment.default_optimizer_config()
+  opt = experiment.Optimizer.from_config()
 
   def build():
     abstract, shardings = state_lib.abstract_params(SynerGenVL(config), config, mesh)

@@ -1,5 +1,6 @@
 """Trainer configs fail early and name the field; optimizer pieces; stage memory."""
 
+import dataclasses
 import os
 import signal
 import sys
@@ -10,7 +11,7 @@ import pytest
 
 from synergen_jax.configs import models
 from synergen_jax.model import ModelConfig
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 from synergen_jax.training import freezing
 from synergen_jax.training import optimizer
 from synergen_jax.training import preemption
@@ -27,14 +28,15 @@ def _config(tmp_path):
 
 def _fails(cfg, *fragments, check_files=False, devices=4):
   with pytest.raises(ValueError) as e:
-    experiment.validate(cfg, devices, check_files=check_files)
+    experiment.validate(experiment.resolve(cfg), devices, check_files=check_files)
   for f in fragments:
     assert f in str(e.value), str(e.value)
 
 
 def test_valid_config_passes_schema(tmp_path):
-  model = experiment.validate(_config(tmp_path), 4, check_files=False)
-  assert isinstance(model, ModelConfig)
+  exp = experiment.resolve(_config(tmp_path))
+  experiment.validate(exp, 4, check_files=False)
+  assert isinstance(exp.model, ModelConfig)
 
 
 def test_unknown_fields_are_named(tmp_path):
@@ -88,7 +90,7 @@ def test_batch_must_split_into_input_streams(tmp_path):
   cfg.train.input_streams = -1
   _fails(cfg, "config.train.input_streams", "expected >= 0", devices=1)
   cfg.train.input_streams = 4
-  experiment.validate(cfg, 1, check_files=False)
+  experiment.validate(experiment.resolve(cfg), 1, check_files=False)
 
 
 def test_missing_dataset_is_named(tmp_path):
@@ -122,11 +124,10 @@ def test_decay_mask_skips_norms_biases_embeddings():
 
 
 def test_schedules():
-  opt = experiment.default_optimizer_config()
-  opt.update(dict(lr=1.0, warmup_steps=10, schedule="constant"))
+  opt = experiment.Optimizer.from_config(dict(lr=1.0, warmup_steps=10, schedule="constant"))
   s = optimizer.schedule(opt, 100)
   np.testing.assert_allclose([s(0), s(5), s(10), s(99)], [0.0, 0.5, 1.0, 1.0], rtol=1e-6)
-  opt.update(dict(schedule="cosine", end_lr_frac=0.1))
+  opt = dataclasses.replace(opt, schedule="cosine", end_lr_frac=0.1)
   s = optimizer.schedule(opt, 110)
   np.testing.assert_allclose([s(10), s(60), s(110)], [1.0, 0.55, 0.1], rtol=1e-5)
 
@@ -136,8 +137,8 @@ def test_group_lr_mult_scales_each_groups_updates(tmp_path):
             "decoder": {"attention": {"query": np.ones(2, np.float32)}},  # llm_attention
             "text_embed": np.ones(2, np.float32)}  # llm
   grads = jax.tree.map(lambda x: np.linspace(-1, 1, x.size).astype(np.float32), params)
-  opt = experiment.default_optimizer_config()
-  opt.update(dict(lr=0.1, warmup_steps=0, schedule="constant", weight_decay=0.01))
+  opt = experiment.Optimizer.from_config(
+      dict(lr=0.1, warmup_steps=0, schedule="constant", weight_decay=0.01))
 
   def first_update(opt):
     tx = optimizer.make_optimizer(opt, 10, params)
@@ -145,8 +146,9 @@ def test_group_lr_mult_scales_each_groups_updates(tmp_path):
     return tx.update(grads, state, params)[0], state
 
   base, base_state = first_update(opt)
-  opt.group_lr_mult.update(dict(vision=3.0, llm=0.0))
-  scaled, scaled_state = first_update(opt)
+  scaled, scaled_state = first_update(experiment.Optimizer.from_config(
+      dict(lr=0.1, warmup_steps=0, schedule="constant", weight_decay=0.01,
+           group_lr_mult=dict(vision=3.0, llm=0.0))))
   np.testing.assert_allclose(scaled["fold"]["code_embed"], 3 * base["fold"]["code_embed"],
                              rtol=1e-6)
   np.testing.assert_array_equal(scaled["decoder"]["attention"]["query"],
@@ -154,7 +156,7 @@ def test_group_lr_mult_scales_each_groups_updates(tmp_path):
   np.testing.assert_array_equal(scaled["text_embed"], 0 * base["text_embed"])
   assert np.abs(base["text_embed"]).sum() > 0
   # All factors 1 (the default) is plain AdamW: the same optimizer state as before the field.
-  plain = optimizer.make_optimizer(experiment.default_optimizer_config(), 10, params)
+  plain = optimizer.make_optimizer(experiment.Optimizer.from_config(), 10, params)
   assert jax.tree.structure(plain.init(params)) == jax.tree.structure(base_state)
   assert jax.tree.structure(scaled_state) != jax.tree.structure(base_state)
   cfg = _config(tmp_path)
@@ -167,7 +169,7 @@ def test_group_lr_mult_scales_each_groups_updates(tmp_path):
 
 def test_frozen_groups_get_no_optimizer_state():
   config = ModelConfig.from_config_dict(models.tiny())
-  opt = experiment.default_optimizer_config()
+  opt = experiment.Optimizer.from_config()
   by_stage = {name: state_lib.opt_state_bytes_for(config, groups, opt) for name, groups in
               [("stage1", ("vision",)), ("stage2", ("vision", "llm_attention")),
                ("sft", ("vision", "llm_attention", "llm"))]}
@@ -207,9 +209,11 @@ def test_experiment_files_validate(name, devices):
   here = os.path.join(os.path.dirname(__file__), "..", "experiments", "x.py")
   cfg = experiment.load_sibling(here, name).get_config()
   cfg = experiment.resolve_workdir(cfg, "/nonexistent")
-  model = experiment.validate(cfg, devices, check_files=False)
-  for stage in cfg.stage_order:
-    st = experiment.stage_config(cfg, stage)
+  exp = experiment.resolve(cfg)
+  experiment.validate(exp, devices, check_files=False)
+  model = exp.model
+  assert exp.stage_order == tuple(cfg.stage_order)
+  for st in exp.stages:
     assert st.trainable and st.steps > 0
     if name.startswith("synergen_vl_2_4b"):  # Table 8
       assert st.optimizer.b2 == 0.95 and st.optimizer.warmup_steps == 200

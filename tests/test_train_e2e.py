@@ -102,9 +102,9 @@ def test_preemption_saves_and_resumes(setup):
 def test_stage_params_feed_params_io(setup):
   """A finished stage's params are a params_io checkpoint (what the next stage, eval and
   inference restore), loadable onto another mesh."""
-  params, model_config, config = workdir_lib.load_params(setup["straight"])
-  assert model_config.vocab_size == setup["cfg"].model.vocab_size
-  assert config.stage_order == ("text", "stage1")
+  params, exp = workdir_lib.load_params(setup["straight"])
+  assert exp.model.vocab_size == setup["cfg"].model.vocab_size
+  assert exp.stage_order == ("text", "stage1")
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                         params)
   again = params_io.restore_params(os.path.join(setup["straight"], "stage1", "params"), target)

@@ -9,7 +9,7 @@ from synergen_jax import sharding
 from synergen_jax.model import ModelConfig
 from synergen_jax.model.synthetic import synthetic_task_batch
 from synergen_jax.configs import models
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 from synergen_jax.training import freezing
 from synergen_jax.training import state as state_lib
 from synergen_jax.training import step as step_lib
@@ -26,8 +26,8 @@ def _batches(config, seed):
 
 
 def _run(config, mesh, accum, steps=2):
-  opt = experiment.default_optimizer_config()
-  opt.update(dict(lr=1e-2, warmup_steps=0, schedule="constant", weight_decay=0.1))
+  opt = experiment.Optimizer.from_config(
+      dict(lr=1e-2, warmup_steps=0, schedule="constant", weight_decay=0.1))
   spec = state_lib.StateSpec(config, mesh, GROUPS, opt, 10, FAST_COMPILE)
   params0 = spec.init_params(0)
   host0 = jax.device_get(params0)

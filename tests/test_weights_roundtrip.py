@@ -98,10 +98,10 @@ def test_export_round_trip(imported, family):
 def test_stage1_training_keeps_text_logits_bit_identical(imported):
   """Two stage-1 steps (vision group only) move the vision parts, never the text path."""
   from synergen_jax.model.synthetic import synthetic_task_batch
-  from synergen_jax.training import experiment, state as state_lib, step as step_lib
+  from synergen_jax import experiment
+  from synergen_jax.training import state as state_lib, step as step_lib
   c, mesh, params = imported["config"], imported["mesh"], imported["params"]
-  opt = experiment.default_optimizer_config()
-  opt.update(warmup_steps=0, lr=1e-2)
+  opt = experiment.Optimizer.from_config(dict(warmup_steps=0, lr=1e-2))
   spec = state_lib.StateSpec(c, mesh, ("vision",), opt, total_steps=2)
   tasks = ("generation",)  # trains every vision part (fold, vision FFNs, head, new tokens)
   train = step_lib.make_train_step(spec, tasks)

@@ -7,17 +7,25 @@ import pytest
 
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.configs import models
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 
 
-def _config(init_params=""):
+def _raw(init_params=""):
   c = experiment.base_config(models.tiny())
   c.init_params = init_params
+  c.data.vq_downsample = 16  # 64 px -> the tiny model's 4 x 4 code grid
   c.stage_order = ("text", "s1", "s2")
   c.stages.text = experiment.make_stage("text", ("llm",), 4)
   c.stages.s1 = experiment.make_stage("multimodal", ("vision",), 4)
   c.stages.s2 = experiment.make_stage("multimodal", ("vision",), 4)
   return c
+
+
+def _config(init_params="", s2_init_from=None):
+  c = _raw(init_params)
+  if s2_init_from is not None:
+    c.stages.s2.init_from = s2_init_from
+  return experiment.resolve(c)
 
 
 def _finish(w, stage):
@@ -61,9 +69,9 @@ def test_start_point_resolves_init_from(tmp_path):
   imported = str(tmp_path / "imported")
   assert workdir_lib.start_point(w, _config(imported), "text") == workdir_lib.StartPoint(
       imported)
-  config.stages.s2.init_from = "scratch"
+  config = _config(s2_init_from="scratch")
   assert workdir_lib.start_point(w, config, "s2") == workdir_lib.StartPoint(None)
-  config.stages.s2.init_from = imported
+  config = _config(s2_init_from=imported)
   assert workdir_lib.start_point(w, config, "s2") == workdir_lib.StartPoint(imported)
 
 

@@ -8,22 +8,16 @@ LLM width for both, which reproduces the paper's 3.6B total / 2.4B activated cou
 SynerGen-VL-2.4B (`python -m synergen_jax.params --config=experiments/synergen_vl_2_4b.py`).
 """
 
+import dataclasses
+
 import ml_collections
+
+from synergen_jax.model.config import ModelConfig
 
 
 def _base(**overrides) -> ml_collections.ConfigDict:
-  cfg = ml_collections.ConfigDict(dict(
-      vocab_size=256, num_new_tokens=8, embed_dim=64, num_layers=2, num_heads=4,
-      num_kv_heads=2, head_dim=16, mlp_dim=128, qkv_bias=False, rope_theta=10_000.0,
-      norm_eps=1e-6, tie_embeddings=False, vision_experts=True, mmoe_impl="sorted",
-      codebook_size=512, code_embed_dim=32, tile_grid=(8, 8), fold=(2, 2),
-      fold_init_scale=1.0,
-      head=dict(num_layers=2, embed_dim=64, num_heads=4, num_kv_heads=2, head_dim=16,
-                mlp_dim=128),
-      image_loss_weight=2.0, loss_chunk_size=128, max_gen_patches=16,
-      attention_backend="xla", remat_policy="none", dtype="float32",
-      param_dtype="float32",
-  ))
+  """`ModelConfig`'s defaults (their one home) with `overrides`."""
+  cfg = ml_collections.ConfigDict(dataclasses.asdict(ModelConfig()))
   cfg.update(overrides)
   return cfg
 

@@ -16,7 +16,6 @@ import numpy as np
 from data_pipelines import image_io
 from synergen_jax import files
 from synergen_jax import workdir as workdir_lib
-from synergen_jax.evaluation import config as eval_config
 from synergen_jax.evaluation import data
 from synergen_jax.evaluation import geneval
 from synergen_jax.evaluation import text_retention
@@ -32,11 +31,11 @@ def log(msg: str) -> None:
   print(f"[evaluate] {msg}", flush=True)
 
 
-def evaluate_vqa(session, e, config) -> tuple[dict, list]:
+def evaluate_vqa(session, e) -> tuple[dict, list]:
   metrics, samples = {}, []
   for split in e.vqa_splits:
     t = time.time()
-    records, skipped = data.records(config, split)
+    records, skipped = data.records(session.experiment, split)
     items = vqa.questions(records, int(e.vqa_questions))
     examples = [session.understanding_prompt(it["image"], it["question"],
                                              int(e.max_answer_tokens)) for it in items]
@@ -70,20 +69,20 @@ def evaluate_vqa(session, e, config) -> tuple[dict, list]:
   return metrics, samples
 
 
-def evaluate_generation(session, e, config) -> tuple[dict, list]:
+def evaluate_generation(session, e) -> tuple[dict, list]:
   """GenEval-style scores; returns (metrics, grid rows [(prompt, images [k, H, W, 3])])."""
   t = time.time()
-  records, skipped = data.records(config, e.gen_split)
+  records, skipped = data.records(session.experiment, e.gen_split)
   scenes = [data.scene_graph(r) for r in records]
   by_seed = {s["seed"]: r.image for s, r in zip(scenes, records) if s is not None}
   items = geneval.prompts([s for s in scenes if s is not None], int(e.gen_prompts))
   if not items:
-    raise ValueError(f"split {e.gen_split!r} of {config.data.source.name!r} has no scene "
+    raise ValueError(f"split {e.gen_split!r} of {session.experiment.data.source.name!r} has no scene "
                      "graphs to build generation prompts from")
   k = int(e.gen_samples)
   prompts = [it["prompt"] for it in items for _ in range(k)]
-  images = session.generate(prompts, seed=int(e.seed), cfg_scale=eval_config.cfg_scale(e),
-                            sampling=eval_config.gen_sampling(e))
+  images = session.generate(prompts, seed=int(e.seed), cfg_scale=e.guidance,
+                            sampling=e.sampling)
   per_item = [images[i * k:(i + 1) * k] for i in range(len(items))]
   metrics = geneval.score(items, per_item, "gen")
   # The dataset's own images as the training data saw them (centre crop to image_size).
@@ -112,12 +111,12 @@ def evaluate_generation(session, e, config) -> tuple[dict, list]:
 
 def evaluate_text(session, e, workdir: str, stage: str) -> dict:
   t = time.time()
-  batches = text_retention.text_batches(session.config, session.tokenizer,
-                                        session.model_config, int(e.text_batches))
+  batches = text_retention.text_batches(session.experiment, session.tokenizer,
+                                        int(e.text_batches))
   m = text_retention.metrics(session.model, session.mesh, session.variables["params"], batches)
   out = {f"text/{k}": v for k, v in m.items()}
   out["text/batches"] = len(batches)
-  where = workdir_lib.start_params_dir(workdir, session.config, stage)
+  where = workdir_lib.start_params_dir(workdir, session.experiment, stage)
   start = (None if where is None else
            workdir_lib.restore_params(where, session.model_config, session.mesh))
   if start is not None:
@@ -129,7 +128,7 @@ def evaluate_text(session, e, workdir: str, stage: str) -> dict:
   else:
     log(f"text: perplexity {m['perplexity']:.3f} (the stage's starting params are not at "
         f"hand) ({time.time() - t:.1f}s)")
-  pre = workdir_lib.text_pretrained_params_dir(workdir, session.config, stage)
+  pre = workdir_lib.text_pretrained_params_dir(workdir, session.experiment, stage)
   if pre is not None:
     p = (s if pre == where else
          text_retention.metrics(session.model, session.mesh,
@@ -146,12 +145,12 @@ def evaluate_timing(session, e) -> dict:
   n = int(e.timing_images)
   cond = [session.generation_prompt("A red circle on a dark background.")] * n
   rows = cond + [session.generation_prompt("", uncond=True)] * n
-  scale = eval_config.cfg_scale(e)
+  scale = e.guidance
   prompt = pad_prompts(rows if scale is not None else cond, 2 * n if scale is not None else n,
                        session.tokenizer.pad_id, session.model_config.patch_size)
   t = timing.fold_vs_no_fold(session.model, session.variables, prompt,
                              session.tokenizer.image_id, session.mesh, cfg_scale=scale,
-                             sampling=eval_config.gen_sampling(e))
+                             sampling=e.sampling)
   log(f"timing: {t['fold_s_per_image'] * 1e3:.1f} ms/image folded "
       f"({t['fold_llm_steps_per_image']} LLM steps) vs {t['no_fold_s_per_image'] * 1e3:.1f} "
       f"ms/image no-fold ({t['no_fold_llm_steps_per_image']} steps): "
@@ -237,26 +236,23 @@ def run_evaluation(workdir: str, stage: str | None = None, step: int | None = No
     if p not in PARTS:
       raise ValueError(f"--parts: {p!r} is not one of {PARTS}")
   t0 = time.time()
-  config = workdir_lib.read_config(workdir)
-  if overrides:
-    given = config.get("eval", None)
-    e_cfg = given.to_dict() if given is not None else {}
-    e_cfg.update({k: v for k, v in overrides.items() if v is not None})
-    config.eval = e_cfg
-  e = eval_config.eval_config(config)
+  exp = workdir_lib.read_experiment(workdir)
+  if overrides:  # checked like the config's own eval fields
+    exp = exp.replace_eval(**{k: v for k, v in overrides.items() if v is not None})
+  e = exp.eval
   session = InferenceSession.load(workdir, stage, step, vq_dir, mesh, batch_size=e.batch_size)
-  session.config.eval = e
-  stage = stage or workdir_lib.latest_stage(workdir, session.config)[0]
+  session.experiment = exp
+  stage = stage or workdir_lib.latest_stage(workdir, exp)[0]
   out_dir = out_dir or os.path.join(os.path.abspath(workdir), "eval")
   os.makedirs(out_dir, exist_ok=True)
   log(f"params: {session.source} on {jax.device_count()} device(s); writing {out_dir}")
 
   metrics, samples = {}, []
   if "vqa" in parts:
-    m, samples = evaluate_vqa(session, e, session.config)
+    m, samples = evaluate_vqa(session, e)
     metrics.update(m)
   if "gen" in parts:
-    m, rows = evaluate_generation(session, e, session.config)
+    m, rows = evaluate_generation(session, e)
     metrics.update(m)
     image_montage(rows).save(os.path.join(out_dir, "generated.png"))
   if "text" in parts:

@@ -17,12 +17,12 @@ from synergen_jax.model.losses import combine_task_losses
 from synergen_jax.training import text_data
 
 
-def text_batches(config, tokenizer, model_config, num_batches: int) -> list[dict]:
+def text_batches(experiment, tokenizer, num_batches: int) -> list[dict]:
   """The first `num_batches` packed batches of `text_data.eval_split` (numpy, in order)."""
-  t = ml_collections.ConfigDict(config.text_data.to_dict())
+  t = ml_collections.ConfigDict(experiment.text_data.to_dict())
   t.prefetch_buffer = 0
-  it = text_data.make_text_pipeline(t, config.data.pretokenized_dir, tokenizer,
-                                    model_config.patch_size, split=t.eval_split,
+  it = text_data.make_text_pipeline(t, experiment.data.pretokenized_dir, tokenizer,
+                                    experiment.model.patch_size, split=t.eval_split,
                                     sharding=None, train=False)
   out = []
   try:

@@ -12,7 +12,6 @@ import os
 import numpy as np
 import PIL.Image
 
-from synergen_jax.evaluation import config as eval_config
 from synergen_jax.inference.sampling import SamplingConfig
 from synergen_jax.inference.session import InferenceSession, InputError, read_image
 
@@ -30,7 +29,7 @@ def generate_png(workdir: str, prompt: str, out: str, samples: int = 1, seed: in
       os.path.dirname(os.path.abspath(out))):
     raise InputError(f"--out: directory {os.path.dirname(os.path.abspath(out))!r} does not exist")
   session = InferenceSession.load(workdir, stage, step, vq_dir, batch_size=samples)
-  e = eval_config.eval_config(session.config)
+  e = session.experiment.eval
   scale = e.cfg_scale if cfg_scale is None else cfg_scale
   sampling = SamplingConfig(temperature=e.gen_temperature if temperature is None else temperature,
                             top_k=e.gen_top_k if top_k is None else top_k, top_p=e.gen_top_p)

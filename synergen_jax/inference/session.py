@@ -40,12 +40,11 @@ class InputError(ValueError):
   """A bad prompt, question or image; the message says what was expected."""
 
 
-def context_length(config) -> int:
+def context_length(experiment) -> int:
   """The longest sequence the model was trained on (the largest task seq_len)."""
-  lengths = [config.data.understanding.seq_len, config.data.generation.seq_len]
-  if "text_data" in config:
-    lengths.append(config.text_data.seq_len)
-  return int(max(lengths))
+  d = experiment.data
+  return int(max(d.understanding.seq_len, d.generation.seq_len,
+                 experiment.text_data.seq_len))
 
 
 def pad_prompts(examples: Sequence[dict], rows: int, pad_id: int, mn: int,
@@ -97,7 +96,7 @@ class InferenceSession:
   model: SynerGenVL
   variables: dict              # {"params": ...} on `mesh`
   model_config: ModelConfig
-  config: Any                  # the experiment config the workdir was trained with
+  experiment: Any              # the resolved experiment the workdir was trained with
   tokenizer: Any
   vq: Any                      # VQTokenizer
   vq_variables: Any
@@ -111,24 +110,24 @@ class InferenceSession:
            vq_dir: str | None = None, mesh: jax.sharding.Mesh | None = None,
            batch_size: int = 8) -> "InferenceSession":
     mesh = mesh if mesh is not None else sharding.make_mesh((1, -1, 1))
-    params, model_config, config = workdir_lib.load_params(workdir, stage, step, mesh)
-    tokenizer = workdir_lib.load_tokenizer(config, model_config,
-                                           source=f"{workdir}/config.json")
-    vq, vq_variables, _ = workdir_lib.load_vq_tokenizer(config, model_config, vq_dir)
-    where = stage or workdir_lib.latest_stage(workdir, config)[0]
+    params, experiment = workdir_lib.load_params(workdir, stage, step, mesh)
+    tokenizer = workdir_lib.load_tokenizer(experiment, source=f"{workdir}/config.json")
+    vq, vq_variables, _ = workdir_lib.load_vq_tokenizer(experiment, vq_dir)
+    where = stage or workdir_lib.latest_stage(workdir, experiment)[0]
+    model_config = experiment.model
     return cls(model=SynerGenVL(model_config), variables={"params": params},
-               model_config=model_config, config=config, tokenizer=tokenizer, vq=vq,
+               model_config=model_config, experiment=experiment, tokenizer=tokenizer, vq=vq,
                vq_variables=vq_variables, mesh=mesh, batch_size=int(batch_size),
                source=f"{os.path.abspath(workdir)} stage {where}"
                       + (f" step {step}" if step is not None else ""))
 
   @property
   def context_length(self) -> int:
-    return context_length(self.config)
+    return context_length(self.experiment)
 
   @property
   def image_size(self) -> int:
-    return int(self.config.data.image_size)
+    return int(self.experiment.data.image_size)
 
   def _run(self, fn, *args, **kwargs):
     with sharding.mesh_context(self.mesh):
@@ -137,7 +136,7 @@ class InferenceSession:
   # ---- understanding --------------------------------------------------------------------
   def encode_tiles(self, image: np.ndarray) -> np.ndarray:
     """uint8 [H, W, 3] -> VQ codes of its tiles [T, h, w] (the training tiling)."""
-    d = self.config.data
+    d = self.experiment.data
     tiles, _ = tiling.dynamic_tiles(image, d.image_size, d.max_tiles, d.use_thumbnail)
     return np.asarray(self.vq.encode(self.vq_variables, tiles))
 
@@ -148,7 +147,7 @@ class InferenceSession:
     image = check_image(image)
     example = sequences.build_understanding(self.tokenizer, self.encode_tiles(image), question,
                                             None, tuple(self.model_config.fold),
-                                            self.config.data.system_prompt)
+                                            self.experiment.data.system_prompt)
     n = len(example["tokens"])
     if n + max_new_tokens > self.context_length:
       raise InputError(f"the prompt is {n} tokens (image included) and the answer may take "
@@ -191,7 +190,7 @@ class InferenceSession:
   def generation_prompt(self, text: str, uncond: bool = False) -> dict:
     if not uncond and (not isinstance(text, str) or not text.strip()):
       raise InputError("the prompt is empty")
-    d = self.config.data
+    d = self.experiment.data
     user = sequences.generation_prompt(text, uncond, d.generation_prefix, d.uncond_prompt)
     example = sequences.build_generation(self.tokenizer, None, user,
                                          tuple(self.model_config.fold), d.system_prompt,

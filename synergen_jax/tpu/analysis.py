@@ -110,7 +110,7 @@ def analyze(report: dict, hlo_text: str, model) -> dict:
 def reanalyze(path: str) -> list[dict]:
   """Recomputes the statistics of saved reports from their saved HLO files."""
   from synergen_jax.model import ModelConfig
-  from synergen_jax.training import experiment
+  from synergen_jax import experiment
   with open(path) as fh:
     reports = json.load(fh)
   for r in reports:

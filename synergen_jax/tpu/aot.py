@@ -79,13 +79,18 @@ def main(argv):
     return
   if _CONFIG.value is None or not _TOPOLOGY.value:
     raise app.UsageError("--config and --topology are required (or --render)")
-  from synergen_jax.training import experiment
-  config = experiment.resolve_workdir(_CONFIG.value, "/nonexistent")
+  from synergen_jax import experiment
+  config = _CONFIG.value
   if _MESH.value:
     config.mesh.shape = tuple(int(x) for x in _MESH.value)
+  try:
+    exp = experiment.resolve(config, "/nonexistent")
+  except experiment.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
   config_file = config_flags.get_config_filename(flags.FLAGS["config"])
   name = os.path.splitext(os.path.basename(config_file))[0]
-  stages = _STAGES.value or list(config.stage_order)
+  stages = _STAGES.value or list(exp.stage_order)
   try:
     devices = compiler.topology_devices(_TOPOLOGY.value, _CHIP_CONFIG.value, _SLICES.value)
   except ValueError as e:
@@ -95,7 +100,7 @@ def main(argv):
   for stage in stages:
     try:
       r = compiler.compile_stage(
-          config, stage, devices, topology=_TOPOLOGY.value, attention=_ATTENTION.value,
+          exp, stage, devices, topology=_TOPOLOGY.value, attention=_ATTENTION.value,
           headroom=_HEADROOM.value, hbm_bytes=_HBM_GIB.value * 2 ** 30,
           image_fraction=_IMAGE_FRACTION.value, require_fit=False, name=name,
           hlo_out=_HLO_OUT.value, config_file=config_file)

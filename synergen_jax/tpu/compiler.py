@@ -76,40 +76,38 @@ def _dumped(dump: str) -> tuple[str, list[str]]:
   return text, buffers
 
 
-def stage_shapes(config, stage: str) -> dict:
-  """{task: (global rows, length)} of a stage's train batches."""
-  from synergen_jax.training import experiment
-  tasks = experiment.stage_tasks(config, stage)
-  if tasks == ("text",):
-    t = experiment.stage_text_config(config, stage)
-    return {"text": (int(t.batch_size), int(t.seq_len))}
-  d = experiment.stage_data_config(config, stage)
-  return {t: (int(d[t].batch_size), int(d[t].seq_len)) for t in tasks}
+def stage_shapes(stage) -> dict:
+  """{task: (global rows, length)} of the train batches of `stage` (an
+  `experiment.Stage`): text replay from its text_data, the vision tasks from its data."""
+  def shape(task):
+    d = stage.text_data if task == "text" else stage.data[task]
+    return int(d.batch_size), int(d.seq_len)
+  return {t: shape(t) for t in stage.tasks}
 
 
-def compile_stage(config, stage: str, devices, *, topology: str = "", attention: str = "",
+def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: str = "",
                   headroom: float = 0.1, hbm_bytes: float = 0.0, image_fraction: float = 0.75,
                   require_fit: bool = True, name: str = "", hlo_out: str = "",
                   config_file: str = "") -> dict:
   """Compiles `stage`'s train step for `devices`; returns the report (see the
   CLI's doc, `synergen_jax.tpu.aot`).
 
-  Raises experiment.ConfigError for a config that cannot run on that many devices and
-  fit.FitError (after building the report) when it does not fit."""
-  import jax
+  `exp` is a resolved `experiment.Experiment`. Raises experiment.ConfigError for one that
+  cannot run on that many devices and fit.FitError (after building the report) when it
+  does not fit."""
+  from synergen_jax import experiment
   from synergen_jax import sharding
-  from synergen_jax.training import experiment
   from synergen_jax.training import step as step_lib
   from synergen_jax.training.state import StateSpec
 
-  model = experiment.validate(config, len(devices), check_files=False)
-  attention = attention or model.attention_backend
-  model = dataclasses.replace(model, attention_backend=attention)
-  st = experiment.stage_config(config, stage)
-  tasks = experiment.stage_tasks(config, stage)
-  shapes = stage_shapes(config, stage)
-  accum = int(st.grad_accum_steps)
-  mesh = sharding.make_mesh(config.mesh.shape, devices)
+  experiment.validate(exp, len(devices), check_files=False)
+  attention = attention or exp.model.attention_backend
+  model = dataclasses.replace(exp.model, attention_backend=attention)
+  st = exp.stage(stage)
+  tasks = st.tasks
+  shapes = stage_shapes(st)
+  accum = st.grad_accum_steps
+  mesh = sharding.make_mesh(exp.mesh_shape, devices)
   batch_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
   chip = fit.tpu_chip(devices[0].device_kind)
   capacity = hbm_bytes or (chip.hbm_bytes if chip else 0.0)
@@ -123,8 +121,8 @@ def compile_stage(config, stage: str, devices, *, topology: str = "", attention:
       "tasks": {t: {"rows": r, "length": l, "rows_per_device": r // batch_parallel / accum}
                 for t, (r, l) in shapes.items()},
   }
-  options = dict(experiment.to_json(experiment.train_config(config).xla_compiler_options))
-  spec = StateSpec(model, mesh, tuple(st.trainable), st.optimizer, int(st.steps), options)
+  options = exp.train.compiler_options
+  spec = StateSpec(model, mesh, st.trainable, st.optimizer, st.steps, options)
   train_step = step_lib.make_train_step(spec, tasks, accum, options)
   batches = _abstract_batches(model, mesh, shapes)
   what = (f"stage {stage!r} on {report['topology']} ({len(devices)} x "

@@ -14,14 +14,15 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file.")
 
 
 def stage_memory(config) -> list[dict]:
-  from synergen_jax.model import ModelConfig
-  from synergen_jax.training import experiment, state
-  model = ModelConfig.from_config_dict(config.model)
+  from synergen_jax import experiment
+  from synergen_jax.training import state
+  if not config.stage_order:  # a base experiment that others build stages on
+    return []
+  exp = experiment.resolve(config)
   rows = []
-  for name in config.stage_order:
-    st = experiment.stage_config(config, name)
-    m = state.opt_state_bytes_for(model, tuple(st.trainable), st.optimizer)
-    rows.append(dict(stage=name, trainable=tuple(st.trainable), **m))
+  for st in exp.stages:
+    m = state.opt_state_bytes_for(exp.model, st.trainable, st.optimizer)
+    rows.append(dict(stage=st.name, trainable=st.trainable, **m))
   return rows
 
 

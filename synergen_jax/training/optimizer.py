@@ -77,7 +77,7 @@ def make_optimizer(opt: Any, total_steps: int, params: Any) -> optax.GradientTra
                    mask=decay_mask(params, bool(opt.decay_norms_biases_embeddings)))
   if opt.clip_norm and opt.clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), tx)
-  mult = dict(opt.get("group_lr_mult") or {})
+  mult = dict(opt.group_lr_mult)
   if any(float(v) != 1.0 for v in mult.values()):
     tx = optax.chain(tx, scale_by_group(params, mult))
   return tx

@@ -14,12 +14,12 @@ COLUMNS = (("multimodal/loss", "und. CE + 2 x gen. CE"),
            ("text/text_accuracy", "text acc"))
 
 
-def collect(workdir: str, config, init_eval: dict | None) -> dict:
+def collect(workdir: str, experiment, init_eval: dict | None) -> dict:
   """{"rows": [{"stage", "steps", "wall_s", "validation"}...]} from the stage summaries."""
   rows = []
   if init_eval is not None:
     rows.append({"stage": "init", "steps": 0, "wall_s": 0.0, "validation": init_eval})
-  for stage in config.stage_order:
+  for stage in experiment.stage_order:
     path = workdir_lib.summary_path(workdir, stage)
     if not os.path.isfile(path):
       continue

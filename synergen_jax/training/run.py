@@ -1,7 +1,10 @@
 """Running an experiment: validate, prepare the shared context, train every stage, report.
 
-  ctx = prepare(config, workdir)          # validates before anything compiles
+  ctx = prepare(config, workdir)          # resolves and validates before any compile
   report = run_experiment(config, workdir) # all stages of config.stage_order, resumable
+
+`config` is the experiment file's ConfigDict: it is resolved here, once, into the typed
+`experiment.Experiment` that everything downstream reads.
 
 The CLI is `python -m synergen_jax.train`; the demo job (`synergen_jax.demo`) calls
 `run_experiment` after preparing its data.
@@ -15,7 +18,7 @@ import jax
 from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.training import data
-from synergen_jax.training import experiment
+from synergen_jax import experiment
 from synergen_jax.training import preemption
 from synergen_jax.training import report
 from synergen_jax.training import trainer
@@ -28,20 +31,21 @@ def setup_compilation_cache(workdir: str) -> None:
 
 
 def prepare(config, workdir: str, mesh=None):
-  """Validates the config (before any compile) and builds the shared run context."""
-  config = experiment.resolve_workdir(config, workdir)
-  model_config = experiment.validate(config, len(mesh.devices.flat) if mesh is not None
-                                     else jax.device_count())
-  tokenizer = workdir_lib.load_tokenizer(config, model_config)
-  mesh = mesh if mesh is not None else sharding.make_mesh(config.mesh.shape)
-  tcfg = experiment.train_config(config)
-  if tcfg.compilation_cache:
+  """Resolves (a ConfigDict; an `experiment.Experiment` is taken as it is) and validates
+  the experiment before any compile, and builds the shared run context."""
+  exp = (config if isinstance(config, experiment.Experiment)
+         else experiment.resolve(config, workdir))
+  experiment.validate(exp, len(mesh.devices.flat) if mesh is not None
+                      else jax.device_count())
+  tokenizer = workdir_lib.load_tokenizer(exp)
+  mesh = mesh if mesh is not None else sharding.make_mesh(exp.mesh_shape)
+  if exp.train.compilation_cache:
     setup_compilation_cache(workdir)
-  workdir_lib.write_config(workdir, config)
-  validation = data.ValidationSets(config, tokenizer, model_config, mesh, tcfg.eval_batches)
-  return trainer.RunContext(config=config, workdir=os.path.abspath(workdir),
-                            model_config=model_config, mesh=mesh, tokenizer=tokenizer,
-                            validation=validation, watcher=preemption.PreemptionWatcher())
+  workdir_lib.write_config(workdir, exp)
+  validation = data.ValidationSets(exp, tokenizer, mesh)
+  return trainer.RunContext(experiment=exp, workdir=os.path.abspath(workdir), mesh=mesh,
+                            tokenizer=tokenizer, validation=validation,
+                            watcher=preemption.PreemptionWatcher())
 
 
 def _init_eval(ctx) -> dict | None:
@@ -50,14 +54,14 @@ def _init_eval(ctx) -> dict | None:
   if os.path.isfile(path):
     with open(path) as f:
       return json.load(f)
-  first = ctx.config.stage_order[0]
+  first = ctx.experiment.stage_order[0]
   if workdir_lib.stage_done(ctx.workdir, first) or workdir_lib.stage_started(ctx.workdir,
                                                                              first):
     return None  # the starting point is no longer at hand; do not guess
   spec = trainer.spec_for(ctx, ("vision", "llm_attention", "llm"),
-                          experiment.default_optimizer_config(), 1)
+                          experiment.Optimizer.from_config(), 1)
   params = trainer.initial_params(ctx, first, spec)
-  val = trainer.evaluate(ctx, params, experiment.train_config(ctx.config).eval_sets)
+  val = trainer.evaluate(ctx, params, ctx.experiment.train.eval_sets)
   if jax.process_index() == 0:
     with open(path, "w") as f:
       json.dump(val, f, indent=2)
@@ -72,13 +76,13 @@ def run_experiment(config, workdir: str, stop_at: int | None = None, mesh=None,
   ctx = ctx or prepare(config, workdir, mesh)
   init_eval = _init_eval(ctx)
   with ctx.watcher:
-    for stage in ctx.config.stage_order:
+    for stage in ctx.experiment.stage_order:
       if workdir_lib.stage_done(ctx.workdir, stage):
         trainer.log(f"[{stage}] already finished; skipping")
         continue
       if trainer.run_stage(ctx, stage, stop_at=stop_at) is None:
         break
-  out = report.collect(ctx.workdir, ctx.config, init_eval)
+  out = report.collect(ctx.workdir, ctx.experiment, init_eval)
   if jax.process_index() == 0:
     report.write(ctx.workdir, out)
   return out

@@ -11,7 +11,6 @@ is what the train step is jitted with and what Orbax restores into.
 
 import dataclasses
 import functools
-import json
 from typing import Any, Sequence
 
 import flax
@@ -65,13 +64,13 @@ def with_shardings(abstract: Any, shardings: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=4)
-def _init_jit(config: ModelConfig, mesh, options_json: str = "{}"):
+def _init_jit(config: ModelConfig, mesh, options: tuple[tuple[str, Any], ...] = ()):
   """Jitted params init of a model on a mesh (compiled once per process)."""
   model = SynerGenVL(config)
   _, shardings = abstract_params(model, config, mesh)
   init = init_fn(model, config)
   return jax.jit(lambda key: sharding.unbox(init(key))["params"], out_shardings=shardings,
-                 compiler_options=json.loads(options_json) or None)
+                 compiler_options=dict(options) or None)
 
 
 @dataclasses.dataclass(eq=False)  # identity hash: specs are cached per process
@@ -81,7 +80,7 @@ class StateSpec:
   config: ModelConfig
   mesh: jax.sharding.Mesh
   trainable_groups: tuple[str, ...]
-  opt: Any
+  opt: Any                  # experiment.Optimizer (or a ConfigDict with its fields)
   total_steps: int
   compiler_options: dict | None = None  # XLA options of the init/build jits
 
@@ -129,8 +128,8 @@ class StateSpec:
 
   def init_params(self, seed: int) -> Any:
     """Freshly initialised params, created directly in their shardings."""
-    options = json.dumps(self.compiler_options or {}, sort_keys=True)
-    init = _init_jit(self.config, self.mesh, options)
+    init = _init_jit(self.config, self.mesh,
+                     tuple(sorted((self.compiler_options or {}).items())))
     with sharding.mesh_context(self.mesh):
       return init(jax.random.key(seed))
 

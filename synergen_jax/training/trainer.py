@@ -12,7 +12,6 @@ raises `preemption.Preempted`.
 
 import dataclasses
 import functools
-import json
 import os
 import shutil
 import time
@@ -21,15 +20,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from synergen_jax import params_io
+from synergen_jax import experiment as experiment_lib
 from synergen_jax import files
+from synergen_jax import params_io
 from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.model import ModelConfig
 from synergen_jax.model.losses import combine_task_losses
 from synergen_jax.training import checkpointing
 from synergen_jax.training import data as data_lib
-from synergen_jax.training import experiment
 from synergen_jax.training import flops as flops_lib
 from synergen_jax.training import metrics_log
 from synergen_jax.training import preemption
@@ -42,17 +41,16 @@ from synergen_jax.training.state import StateSpec, with_shardings
 class RunContext:
   """What every stage of one run shares."""
 
-  config: Any                      # resolved experiment config
+  experiment: experiment_lib.Experiment  # resolved once, at the edge (run.prepare)
   workdir: str
-  model_config: ModelConfig
   mesh: jax.sharding.Mesh
   tokenizer: Any
   validation: data_lib.ValidationSets
   watcher: preemption.PreemptionWatcher
 
   @property
-  def train_cfg(self):
-    return experiment.train_config(self.config)
+  def model_config(self) -> ModelConfig:
+    return self.experiment.model
 
 
 def log(msg: str) -> None:
@@ -60,45 +58,44 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+_ALL_GROUPS = ("vision", "llm_attention", "llm")
+
+
 @functools.lru_cache(maxsize=None)
-def _eval_fn(model_config: ModelConfig, mesh, tasks: tuple[str, ...], options_json: str):
+def _eval_fn(model_config: ModelConfig, mesh, tasks: tuple[str, ...],
+             options: tuple[tuple[str, Any], ...]):
   """One compiled eval function per (model, mesh, task set), shared by all stages."""
-  spec = _spec(model_config, mesh, ("vision", "llm_attention", "llm"),
-               json.dumps(experiment.to_json(experiment.default_optimizer_config()),
-                          sort_keys=True), 1, options_json)
-  return step_lib.make_eval_step(spec, tasks, json.loads(options_json))
-
-
-def _options_json(ctx) -> str:
-  return json.dumps(experiment.to_json(ctx.train_cfg.xla_compiler_options), sort_keys=True)
+  spec = _spec(model_config, mesh, _ALL_GROUPS, experiment_lib.Optimizer.from_config(), 1,
+               options)
+  return step_lib.make_eval_step(spec, tasks, dict(options))
 
 
 @functools.lru_cache(maxsize=16)
-def _spec(model_config: ModelConfig, mesh, trainable: tuple[str, ...], opt_json: str,
-          steps: int, options_json: str = "{}") -> StateSpec:
+def _spec(model_config: ModelConfig, mesh, trainable: tuple[str, ...],
+          opt: experiment_lib.Optimizer, steps: int,
+          options: tuple[tuple[str, Any], ...] = ()) -> StateSpec:
   """StateSpecs (and their jitted init/build functions) cached per process."""
-  return StateSpec(model_config, mesh, trainable, experiment.from_json(json.loads(opt_json)),
-                   steps, json.loads(options_json))
+  return StateSpec(model_config, mesh, trainable, opt, steps, dict(options))
 
 
-def spec_for(ctx: "RunContext", trainable, opt, steps: int) -> StateSpec:
-  return _spec(ctx.model_config, ctx.mesh, tuple(trainable),
-               json.dumps(experiment.to_json(opt), sort_keys=True), int(steps),
-               _options_json(ctx))
+def spec_for(ctx: "RunContext", trainable, opt: experiment_lib.Optimizer,
+             steps: int) -> StateSpec:
+  return _spec(ctx.model_config, ctx.mesh, tuple(trainable), opt, int(steps),
+               ctx.experiment.train.xla_compiler_options)
 
 
 @functools.lru_cache(maxsize=8)
 def _train_step(spec: StateSpec, tasks: tuple[str, ...], grad_accum_steps: int,
-                options_json: str):
+                options: tuple[tuple[str, Any], ...]):
   """The jitted train step, cached so that a stage resumed in the same process (tests, or
   a driver calling `run_stage` again) does not compile again."""
-  return step_lib.make_train_step(spec, tasks, grad_accum_steps, json.loads(options_json))
+  return step_lib.make_train_step(spec, tasks, grad_accum_steps, dict(options))
 
 
 def evaluate(ctx: RunContext, params, names) -> dict:
   """Validation losses/accuracies of `params` on the named sets (flat, per task)."""
   names = tuple(names)
-  fn = _eval_fn(ctx.model_config, ctx.mesh, names, _options_json(ctx))
+  fn = _eval_fn(ctx.model_config, ctx.mesh, names, ctx.experiment.train.xla_compiler_options)
   sums = None
   with sharding.mesh_context(ctx.mesh):
     for batch in ctx.validation.batches(names):
@@ -122,8 +119,8 @@ def evaluate(ctx: RunContext, params, names) -> dict:
 
 def initial_params(ctx: RunContext, stage: str, spec: StateSpec):
   """The params `stage` starts from (`workdir.start_point`), in `spec`'s shardings."""
-  config = ctx.config
-  start = workdir_lib.start_point(ctx.workdir, config, stage)
+  exp = ctx.experiment
+  start = workdir_lib.start_point(ctx.workdir, exp, stage)
   target = with_shardings(spec.param_abstract, spec.param_shardings)
   prev = start.previous_stage
   if prev is not None:
@@ -133,21 +130,21 @@ def initial_params(ctx: RunContext, stage: str, spec: StateSpec):
     log(f"[{stage}] starting from the final params of stage {prev!r}")
     return params_io.restore_params(start.params_dir, target)
   if start.params_dir is None:
-    log(f"[{stage}] starting from a random initialisation (seed {config.seed})")
-    return spec.init_params(int(config.seed))
+    log(f"[{stage}] starting from a random initialisation (seed {exp.seed})")
+    return spec.init_params(exp.seed)
   log(f"[{stage}] starting from params checkpoint {start.params_dir}")
   return params_io.restore_params(start.params_dir, target)
 
 
 def _code_tables_from_vq(ctx: RunContext, stage: str, params):
-  vq_dir = ctx.config.get("vq_tokenizer", "")
+  vq_dir = ctx.experiment.vq_tokenizer
   if not vq_dir:
-    raise experiment.ConfigError(f"config.stages.{stage}.code_embed_from_vq needs "
+    raise experiment_lib.ConfigError(f"config.stages.{stage}.code_embed_from_vq needs "
                                  "config.vq_tokenizer (the VQ tokenizer's workdir)")
   codebook = vq_code_init.codebook_of(os.path.expanduser(vq_dir))
   log(f"[{stage}] VQ-code tables start from the codebook of {vq_dir} "
       f"({codebook.shape[0]} codes x {codebook.shape[1]})")
-  return vq_code_init.from_codebook(params, codebook, int(ctx.config.seed))
+  return vq_code_init.from_codebook(params, codebook, ctx.experiment.seed)
 
 
 def _interval_row(host: list[dict], timed: int, elapsed: float, spec: StateSpec,
@@ -181,17 +178,16 @@ def _write_final(ctx: RunContext, stage: str, params, summary: dict) -> None:
 
 def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict | None:
   """Trains `stage` to its last step (or to `stop_at`); see the module doc."""
-  config, tcfg = ctx.config, ctx.train_cfg
-  st = experiment.stage_config(config, stage)
-  tasks = experiment.stage_tasks(config, stage)
-  trainable = tuple(st.trainable)
+  tcfg = ctx.experiment.train
+  st = ctx.experiment.stage(stage)
+  tasks, trainable = st.tasks, st.trainable
   spec = spec_for(ctx, trainable, st.optimizer, st.steps)
-  train_step = _train_step(spec, tasks, int(st.grad_accum_steps), _options_json(ctx))
+  train_step = _train_step(spec, tasks, st.grad_accum_steps, tcfg.xla_compiler_options)
   sdir = workdir_lib.stage_dir(ctx.workdir, stage)
   manager = workdir_lib.checkpoint_manager(ctx.workdir, stage, tcfg.keep_checkpoints,
                                            tcfg.async_checkpoints)
-  config_json = experiment.to_json(config)
-  data_iter = data_lib.train_iterator(config, stage, ctx.tokenizer, ctx.model_config, ctx.mesh)
+  config_json = experiment_lib.to_json(ctx.experiment.config)
+  data_iter = data_lib.train_iterator(ctx.experiment, st, ctx.tokenizer, ctx.mesh)
   if manager.latest_step() is not None:
     state = checkpointing.restore(manager, spec, data_iter)
     log(f"[{stage}] resumed from {sdir}/checkpoints at step {int(state.step)}")
