@@ -16,7 +16,7 @@ command:
   (logged losses, validations, params) to a straight run.
 
 The interruption points come from the `SYNERGEN_SIGTERM_AT` / `SYNERGEN_SIGKILL_AT` hook
-(`training/preemption.signal_point`); evaluation is interrupted from here once it logs.
+(`synergen_jax/preemption.signal_point`); evaluation is interrupted from here once it logs.
 The runs use one CPU device and share one persistent compilation cache per test; the
 straight runs start in the background when the module starts and the interrupted runs
 trail them (see the `straight` fixture).
@@ -35,7 +35,7 @@ import pytest
 
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.training import experiment
-from synergen_jax.training import preemption
+from synergen_jax import preemption
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_TIMEOUT_S = 600
