@@ -42,7 +42,9 @@ import optax  # noqa: E402
 from data_pipelines import scene_palette, scenes  # noqa: E402
 from synergen_jax import image_grid, sharding  # noqa: E402
 from synergen_jax.model.folding import TokenFold  # noqa: E402
-from synergen_jax.training import experiment, vq_checkpoint, vq_code_init  # noqa: E402
+from synergen_jax import experiment  # noqa: E402
+from synergen_jax.training import vq_code_init  # noqa: E402
+from synergen_jax.vq_training import checkpoint as vq_checkpoint  # noqa: E402
 
 SHAPES = scene_palette.SHAPES
 COLORS = scene_palette.COLOR_NAMES

@@ -17,7 +17,8 @@ import numpy as np
 from absl import app, flags
 from scipy import ndimage
 
-from synergen_jax.training import vq_data, vq_eval
+from synergen_jax.vq_training import data as vq_data
+from synergen_jax.vq_training import eval as vq_eval
 
 _IMAGES = flags.DEFINE_integer("images", 256, "validation images")
 _SIGMAS = flags.DEFINE_list("sigmas", ["0.5", "0.8", "1.0", "1.3", "1.6", "2.0"],

@@ -24,8 +24,10 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from synergen_jax.training import vq_checkpoint, vq_data, vq_eval
-from synergen_jax.training.vq_trainer import VQTrainer
+from synergen_jax.vq_training import checkpoint as vq_checkpoint
+from synergen_jax.vq_training import data as vq_data
+from synergen_jax.vq_training import eval as vq_eval
+from synergen_jax.vq_training.trainer import VQTrainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/vq_demo.py", "VQ experiment")
 _EVAL_AT = flags.DEFINE_list("eval_at", [], "steps at which to evaluate (plus the last)")

@@ -4,7 +4,7 @@
 
 1. builds the embedded dataset (TFDS synergen_scenes 64 px + synergen_text)  W/data/tfds
 2. trains the SentencePiece tokenizer                                       W/data/tokenizer.model
-3. trains the VQ image tokenizer (synergen_jax.training.vq_trainer)         W/vq
+3. trains the VQ image tokenizer (synergen_jax.vq_training)                 W/vq
 4. pretokenizes the scenes with that VQ encoder                             W/data/pretokenized
 5. runs every stage of the experiment (text pretraining -> stage 1 -> stage 2 -> SFT)
 6. evaluates the final model (synergen_jax.evaluate): VQA, GenEval-style generation,
@@ -14,7 +14,7 @@ Every step is resumable: running the command again with the same workdir skips w
 done and resumes what is not (SIGTERM during training saves a checkpoint and exits with
 status 143; in the other phases it ends the process, and the rerun redoes the phase or
 resumes the VQ training from its last checkpoint). tests/test_restart.py interrupts each
-phase (the SYNERGEN_SIGTERM_AT hook, see training/preemption.py) and checks that the
+phase (the SYNERGEN_SIGTERM_AT hook, see synergen_jax/preemption.py) and checks that the
 rerun ends with the metrics of an uninterrupted run.
 """
 
@@ -60,7 +60,7 @@ class Timings:
 def build_dataset(config, demo) -> dict:
   """TFDS scenes + text (idempotent); returns sizes."""
   from data_pipelines import build
-  from synergen_jax.training import preemption
+  from synergen_jax import preemption
   data_dir = os.path.expanduser(config.data.source.data_dir)
   scenes = build.build_scenes(data_dir, demo.image_size, demo.train_size, demo.eval_size)
   preemption.signal_point("dataset")  # test hook: scenes built, text not yet
@@ -77,7 +77,7 @@ def train_tokenizer(config, demo):
   from data_pipelines import build
   import tensorflow_datasets as tfds
   from synergen_jax.tokenizer import Tokenizer
-  from synergen_jax.training import preemption
+  from synergen_jax import preemption
   path = os.path.expanduser(config.tokenizer)
   if os.path.isfile(path):
     return Tokenizer.load(path)
@@ -106,8 +106,8 @@ def vq_config(config_file: str, demo):
 
 def train_vq(cfg, vq_dir: str) -> dict:
   """Trains (or resumes) the VQ tokenizer; returns its evaluation metrics."""
-  from synergen_jax.training import vq_checkpoint
-  from synergen_jax.training.vq_trainer import VQTrainer
+  from synergen_jax.vq_training import checkpoint as vq_checkpoint
+  from synergen_jax.vq_training.trainer import VQTrainer
   metrics_path = os.path.join(vq_dir, "eval", "metrics.json")
   if os.path.isfile(metrics_path):
     manager = vq_checkpoint.make_manager(vq_dir)
@@ -123,12 +123,12 @@ def train_vq(cfg, vq_dir: str) -> dict:
 
 def pretokenize_with_vq(config, vq_dir: str) -> dict:
   from data_pipelines import pretokenize
-  from synergen_jax.training import vq_checkpoint
+  from synergen_jax.vq_training import checkpoint as vq_checkpoint
   tok, variables, _ = vq_checkpoint.load_tokenizer(vq_dir)
   if tok.factor != config.data.vq_downsample:
     raise ValueError(f"the VQ tokenizer downsamples by {tok.factor}, config.data."
                      f"vq_downsample is {config.data.vq_downsample}")
-  from synergen_jax.training import preemption
+  from synergen_jax import preemption
   encode = tok.batch_encoder(variables)
   out = {}
   for split in ("train", "validation"):
@@ -217,8 +217,8 @@ def run_demo(config, workdir: str, config_file: str) -> dict:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  from synergen_jax import experiment
-  from synergen_jax.training import preemption, report
+  from synergen_jax import experiment, preemption
+  from synergen_jax.training import report
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
   try:

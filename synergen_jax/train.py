@@ -38,7 +38,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None,
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  from synergen_jax.training import preemption
+  from synergen_jax import preemption
   if _CHECK_CONFIG.value:
     from synergen_jax import experiment
     try:

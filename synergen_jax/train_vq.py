@@ -1,7 +1,8 @@
 """Trains the VQ image tokenizer: `python -m synergen_jax.train_vq --config=X --workdir=W`.
 
-Resumes from W; writes W/checkpoints (Orbax), W/metrics.jsonl, W/eval/metrics.json and
-prints the validation metrics (PSNR, codebook usage, perplexity, object recovery).
+Resumes from W; writes W/checkpoints (Orbax), W/metrics.jsonl (+ W/tensorboard),
+W/eval/metrics.json and prints the validation metrics (PSNR, codebook usage, perplexity,
+object recovery). The trainer is the `synergen_jax.vq_training` package.
 """
 
 import json
@@ -20,10 +21,10 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  from synergen_jax.training import vq_trainer
   if _CHECK_CONFIG.value:
+    from synergen_jax.vq_training.config import validate_config
     try:
-      vq_trainer.validate_config(_CONFIG.value)
+      validate_config(_CONFIG.value)
       from synergen_jax.model.vq.tokenizer import VQTokenizer
       tok = VQTokenizer(_CONFIG.value.model)
     except ValueError as e:
@@ -33,7 +34,13 @@ def main(argv):
     return
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
-  metrics = vq_trainer.VQTrainer(_CONFIG.value).train_and_evaluate(_WORKDIR.value)
+  from synergen_jax import preemption
+  from synergen_jax.vq_training import trainer as vq_trainer
+  try:
+    metrics = vq_trainer.VQTrainer(_CONFIG.value).train_and_evaluate(_WORKDIR.value)
+  except preemption.Preempted as e:
+    print(str(e), flush=True)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
   print(json.dumps(metrics, indent=2))
 
 

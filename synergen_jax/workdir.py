@@ -40,8 +40,8 @@ from synergen_jax import params_io
 from synergen_jax import sharding
 from synergen_jax.model import ModelConfig, SynerGenVL
 from synergen_jax.tokenizer import Tokenizer
-from synergen_jax.training import vq_checkpoint
 from synergen_jax.training.state import StateSpec, abstract_params, with_shardings
+from synergen_jax.vq_training import checkpoint as vq_checkpoint
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS_DIR = "checkpoints"

@@ -23,7 +23,7 @@ from synergen_jax.inference.sampling import SamplingConfig
 from synergen_jax.inference.session import InferenceSession, InputError
 from synergen_jax.model.vq import config as vq_config
 from synergen_jax.model.vq.tokenizer import VQTokenizer
-from synergen_jax.training import vq_checkpoint
+from synergen_jax.vq_training import checkpoint as vq_checkpoint
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 

@@ -16,7 +16,7 @@ command:
   (logged losses, validations, params) to a straight run.
 
 The interruption points come from the `SYNERGEN_SIGTERM_AT` / `SYNERGEN_SIGKILL_AT` hook
-(`training/preemption.signal_point`); evaluation is interrupted from here once it logs.
+(`synergen_jax/preemption.signal_point`); evaluation is interrupted from here once it logs.
 The runs use one CPU device and share one persistent compilation cache per test; the
 straight runs start in the background when the module starts and the interrupted runs
 trail them (see the `straight` fixture).
@@ -35,7 +35,7 @@ import pytest
 
 from synergen_jax import workdir as workdir_lib
 from synergen_jax import experiment
-from synergen_jax.training import preemption
+from synergen_jax import preemption
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_TIMEOUT_S = 600
@@ -302,18 +302,21 @@ def test_demo_interrupted_in_every_phase_finishes_like_a_straight_run(straight):
       assert all(workdir_lib.stage_done(w, s) for s in order[:order.index(stage)]), where
       resumed = stage
       continue
-    assert status == -signal.SIGTERM, where  # the default action outside training
+    if phase == "vq":  # the VQ trainer saves the step it is at (5; checkpoints every 2)
+      assert status == preemption.PREEMPTED_EXIT_CODE, where
+      assert "preempted at step 5" in out, where
+      assert os.path.isfile(os.path.join(data, "tokenizer.model")), where
+      assert os.path.isdir(os.path.join(w, "vq", "checkpoints", "5")), where
+      assert not os.path.exists(os.path.join(w, "vq", "checkpoints", "6")), where
+      assert not os.path.exists(os.path.join(w, "vq", "eval", "metrics.json")), where
+      continue
+    assert status == -signal.SIGTERM, where  # the default action outside the trainers
     if phase == "dataset":
       assert "[demo] dataset:" not in out and not os.path.exists(
           os.path.join(data, "tokenizer.model")), where
     elif phase == "tokenizer":
       assert "[demo] dataset:" in out, where
       assert not os.path.exists(os.path.join(data, "tokenizer.model")), where
-    elif phase == "vq":  # checkpoints every 2 steps: 2 is complete (4 may be in flight)
-      assert os.path.isfile(os.path.join(data, "tokenizer.model")), where
-      assert os.path.isdir(os.path.join(w, "vq", "checkpoints", "2")), where
-      assert not os.path.exists(os.path.join(w, "vq", "checkpoints", "6")), where
-      assert not os.path.exists(os.path.join(w, "vq", "eval", "metrics.json")), where
     elif phase == "pretokenize":
       names = os.listdir(os.path.join(data, "pretokenized"))
       assert sum(n.startswith("train.") and n.endswith("-of-00002") for n in names) == 2, where

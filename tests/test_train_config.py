@@ -14,7 +14,7 @@ from synergen_jax.model import ModelConfig
 from synergen_jax import experiment
 from synergen_jax.training import freezing
 from synergen_jax.training import optimizer
-from synergen_jax.training import preemption
+from synergen_jax import preemption
 from synergen_jax.training import state as state_lib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))

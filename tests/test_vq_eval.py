@@ -5,7 +5,8 @@ import pytest
 
 from data_pipelines import scene_palette as pal
 from data_pipelines.scenes import draw_scene
-from synergen_jax.training import vq_data, vq_eval
+from synergen_jax.vq_training import data as vq_data
+from synergen_jax.vq_training import eval as vq_eval
 
 
 def test_mean_psnr_is_the_mean_of_per_image_values():

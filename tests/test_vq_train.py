@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synergen_jax.training import vq_checkpoint
-from synergen_jax.training.vq_trainer import VQTrainer
+from synergen_jax.vq_training import checkpoint as vq_checkpoint
+from synergen_jax.vq_training.trainer import VQTrainer
 from tests import model_utils as mu
 
 import importlib.util
@@ -164,7 +164,7 @@ def test_bad_train_config_rejected(field, value, message):
 
 def test_optional_train_fields_default_to_emu3():
   """An experiment written before the optional fields existed trains as Emu3 does."""
-  from synergen_jax.training.vq_trainer import train_option, validate_config
+  from synergen_jax.vq_training.config import train_option, validate_config
   c = _tiny_config()
   for name in ("foreground_weight", "codebook_ema_decay", "codebook_ema_epsilon",
                "gradient_weight", "edge_weight"):
@@ -178,7 +178,7 @@ def test_optional_train_fields_default_to_emu3():
 
 
 def test_ema_codebook_update():
-  from synergen_jax.training.vq_losses import ema_codebook_update
+  from synergen_jax.vq_training.losses import ema_codebook_update
   rng = np.random.default_rng(0)
   count = rng.uniform(0, 2, 4).astype(np.float32)
   total = rng.normal(size=(4, 3)).astype(np.float32)
@@ -201,7 +201,7 @@ def test_foreground_mask_and_weighted_loss():
   from data_pipelines import scene_palette as pal
   from data_pipelines.scenes import render_scene
   from synergen_jax.model.vq.tokenizer import images_to_float
-  from synergen_jax.training.vq_losses import foreground_mask, reconstruction_loss
+  from synergen_jax.vq_training.losses import foreground_mask, reconstruction_loss
   pairs = [render_scene(i, 32, "validation", text_prob=0.0) for i in range(3)]
   x = images_to_float(np.stack([p[0] for p in pairs]))
   exact, dilated = (np.asarray(foreground_mask(x, dilate=d)) for d in (0, 1))
@@ -222,7 +222,7 @@ def test_foreground_mask_and_weighted_loss():
 
 
 def test_gradient_loss():
-  from synergen_jax.training.vq_losses import gradient_loss
+  from synergen_jax.vq_training.losses import gradient_loss
   rng = np.random.default_rng(1)
   target = rng.uniform(-1, 1, (2, 5, 6, 3)).astype(np.float32)
   recon = rng.uniform(-1, 1, (2, 5, 6, 3)).astype(np.float32)
@@ -247,7 +247,7 @@ def test_edge_mask():
   from data_pipelines.scenes import render_scene
   from scipy import ndimage
   from synergen_jax.model.vq.tokenizer import images_to_float
-  from synergen_jax.training.vq_losses import edge_mask
+  from synergen_jax.vq_training.losses import edge_mask
   # A 2 x 2 block on a plain background: the band is the 4 x 4 box around it.
   x = np.full((1, 6, 7, 3), -0.8, np.float32)
   x[0, 2:4, 3:5] = 0.6

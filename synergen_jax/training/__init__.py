@@ -1,2 +1,2 @@
-"""Training: optimizer, schedules, stage freezing, train step, trainer loops, checkpoints,
-metrics (main model), and the VQ tokenizer's trainer (`vq_*` modules)."""
+"""Training of the main model: optimizer, schedules, stage freezing, train step, trainer
+loop, checkpoints. The VQ tokenizer's trainer is `synergen_jax.vq_training`."""

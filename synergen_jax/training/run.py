@@ -15,11 +15,11 @@ import os
 
 import jax
 
+from synergen_jax import experiment
+from synergen_jax import preemption
 from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.training import data
-from synergen_jax import experiment
-from synergen_jax.training import preemption
 from synergen_jax.training import report
 from synergen_jax.training import trainer
 

@@ -22,7 +22,9 @@ import numpy as np
 
 from synergen_jax import experiment as experiment_lib
 from synergen_jax import files
+from synergen_jax import metrics_log
 from synergen_jax import params_io
+from synergen_jax import preemption
 from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.model import ModelConfig
@@ -30,8 +32,6 @@ from synergen_jax.model.losses import combine_task_losses
 from synergen_jax.training import checkpointing
 from synergen_jax.training import data as data_lib
 from synergen_jax.training import flops as flops_lib
-from synergen_jax.training import metrics_log
-from synergen_jax.training import preemption
 from synergen_jax.training import step as step_lib
 from synergen_jax.training import vq_code_init
 from synergen_jax.training.state import StateSpec, with_shardings

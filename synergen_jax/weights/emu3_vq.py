@@ -140,7 +140,7 @@ def load_emu3_vq(hf_dir: str, cfg: Any = None) -> tuple[ml_collections.ConfigDic
 def main(argv):
   del argv
   from absl import flags
-  from synergen_jax.training import vq_checkpoint
+  from synergen_jax.vq_training import checkpoint as vq_checkpoint
   f = flags.FLAGS
   cfg, variables = load_emu3_vq(f.hf_dir)
   vq_checkpoint.write_imported(f.out, cfg, variables)

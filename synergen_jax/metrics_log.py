@@ -1,4 +1,5 @@
-"""Metrics sinks of a stage: TensorBoard event files, a JSONL log, and console lines.
+"""Metrics sinks of a training run (an LLM stage, `training/trainer.py`; the VQ tokenizer,
+`vq_training/trainer.py`): TensorBoard event files, a JSONL log, and console lines.
 
 Only process 0 writes. `MetricsWriter(directory, resume_step)` writes `metrics.jsonl` and
 `tensorboard/` under `directory`; `console_line(...)` formats one progress line.

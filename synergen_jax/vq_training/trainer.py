@@ -8,11 +8,13 @@ losses (straight-through estimator), optionally a hinge patch-GAN loss after
 `train.codebook_ema_decay` > 0, by exponential moving averages of the latents assigned
 to each code (the codebook loss is then unused). Dead codes are restarted from encoder
 outputs every `restart_every` steps (the first restart, at step 0, initialises the
-codebook from data). Data parallel: the batch is sharded over the mesh's "data" axis,
-variables are replicated. Deterministic by seed (data and restarts depend only on
-(seed, step)), including across a resume.
+codebook from data). Data parallel: the batch is sharded over the "data" axis of the
+project's mesh (`sharding.make_mesh`, every device on "data"), variables are replicated.
+Deterministic by seed (data and restarts depend only on (seed, step)), including across
+a resume.
 
-Workdir: checkpoints/ (Orbax: model, train, config), metrics.jsonl, eval/metrics.json.
+Workdir: config.json, checkpoints/ (Orbax: model, train, config; `checkpoint.py`),
+metrics.jsonl + tensorboard/ (`metrics_log.MetricsWriter`), eval/metrics.json.
 """
 
 import json
@@ -28,67 +30,17 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from synergen_jax import files
+from synergen_jax import metrics_log
+from synergen_jax import preemption
+from synergen_jax import sharding
 from synergen_jax.model.vq.discriminator import PatchDiscriminator
-from synergen_jax.model.vq.tokenizer import (VQTokenizer, data_mesh, images_to_float,
-                                             init_compiler_options)
-from synergen_jax.training import (metrics_log, preemption, vq_checkpoint, vq_data, vq_eval,
-                                   vq_losses)
-
-
-# Fields of `train` the trainer reads; the optional ones default to "off" (Emu3's
-# objective), so experiment files written before they existed keep their meaning.
-_TRAIN_FIELDS = frozenset({
-    "steps", "lr", "warmup_steps", "final_lr_frac", "b1", "b2", "weight_decay", "grad_clip",
-    "l1_weight", "l2_weight", "codebook_weight", "commitment_weight", "usage_decay",
-    "restart_every", "restart_until", "restart_threshold", "disc", "log_every",
-    "checkpoint_every", "eval_every", "max_checkpoints"})
-_OPTIONAL_TRAIN_FIELDS = {
-    "foreground_weight": 0.0,  # extra weight of foreground pixels in the reconstruction loss
-    "gradient_weight": 0.0,  # weight of the image-gradient (edge sharpness) loss
-    "edge_weight": 0.0,  # extra weight of pixels next to colour edges in the same loss
-    "codebook_ema_decay": 0.0,  # 0: codebook learned by its loss (Emu3); else EMA decay
-    "codebook_ema_epsilon": 1e-5,  # Laplace smoothing of the EMA cluster sizes
-}
-
-
-def train_option(t: Any, name: str):
-  """An optional `train` field, or its default."""
-  return t.get(name, _OPTIONAL_TRAIN_FIELDS[name])
-
-
-def validate_config(config: Any) -> None:
-  """Raises ValueError naming the field when the experiment's `train` section is wrong."""
-  t = config.train
-  def fail(field, msg):
-    raise ValueError(f"VQ experiment field `train.{field}`: {msg}")
-
-  unknown = sorted(set(t.keys()) - _TRAIN_FIELDS - set(_OPTIONAL_TRAIN_FIELDS))
-  if unknown:
-    raise ValueError(f"VQ experiment: unknown `train` fields {unknown}; known fields are "
-                     f"{sorted(_TRAIN_FIELDS | set(_OPTIONAL_TRAIN_FIELDS))}")
-  missing = sorted(_TRAIN_FIELDS - set(t.keys()))
-  if missing:
-    raise ValueError(f"VQ experiment: missing `train` fields {missing}")
-  if t.steps < 1:
-    fail("steps", f"must be >= 1, got {t.steps}")
-  if t.restart_every < 1:
-    fail("restart_every", f"must be >= 1, got {t.restart_every}")
-  for name in ("l1_weight", "l2_weight", "codebook_weight", "commitment_weight"):
-    if t[name] < 0:
-      fail(name, f"must be >= 0, got {t[name]}")
-  if t.l1_weight == 0 and t.l2_weight == 0:
-    fail("l2_weight", "l1_weight and l2_weight are both 0: no reconstruction loss")
-  for name in ("foreground_weight", "edge_weight", "gradient_weight"):
-    value = train_option(t, name)
-    if not isinstance(value, (int, float)) or value < 0:
-      fail(name, f"must be a number >= 0 (0 = off), got {value!r}")
-  decay = train_option(t, "codebook_ema_decay")
-  if not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-    fail("codebook_ema_decay", f"must be in [0, 1) (0 = codebook learned by the codebook "
-         f"loss, as Emu3), got {decay!r}")
-  eps = train_option(t, "codebook_ema_epsilon")
-  if not isinstance(eps, (int, float)) or eps <= 0:
-    fail("codebook_ema_epsilon", f"must be > 0, got {eps!r}")
+from synergen_jax.model.vq.tokenizer import VQTokenizer, images_to_float, init_compiler_options
+from synergen_jax.experiment.errors import ConfigError
+from synergen_jax.vq_training import checkpoint as vq_checkpoint
+from synergen_jax.vq_training import data as vq_data
+from synergen_jax.vq_training import eval as vq_eval
+from synergen_jax.vq_training import losses as vq_losses
+from synergen_jax.vq_training.config import train_option, validate_config
 
 
 def make_optimizer(t: Any, lr: float) -> optax.GradientTransformation:
@@ -109,15 +61,16 @@ class VQTrainer:
     validate_config(config)
     self.config = config
     self.tok = VQTokenizer(config.model)
-    self.mesh = mesh or data_mesh()
+    # Data parallel: every device on the "data" axis (fsdp = tensor = 1).
+    self.mesh = mesh or sharding.make_mesh((-1, 1, 1))
     t = config.train
     self.ema_decay = float(train_option(t, "codebook_ema_decay"))
     self.fg_weight = float(train_option(t, "foreground_weight"))
     self.gradient_weight = float(train_option(t, "gradient_weight"))
     self.edge_weight = float(train_option(t, "edge_weight"))
     if config.data.batch_size % self.mesh.shape["data"]:
-      raise ValueError(f"data.batch_size {config.data.batch_size} must be divisible by the "
-                       f"{self.mesh.shape['data']} devices of the data axis")
+      raise ConfigError(f"data.batch_size {config.data.batch_size} must be divisible by the "
+                        f"{self.mesh.shape['data']} devices of the data axis")
     self.opt = make_optimizer(t, t.lr)
     self.use_disc = bool(t.disc.enabled)
     if self.use_disc:
@@ -268,17 +221,17 @@ class VQTrainer:
     """Trains to `train.steps` (resuming from workdir), evaluates, returns eval metrics.
 
     `stop_at` ends this call early at that step (after a checkpoint), as a preemption
-    would; calling again resumes.
+    would; calling again resumes. SIGTERM (preemption) saves a checkpoint at the current
+    step and raises `preemption.Preempted`, as the main trainer does.
     """
     cfg, t, d = self.config, self.config.train, self.config.data
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump(vq_checkpoint.config_to_json(cfg), f, indent=2)
     manager = vq_checkpoint.make_manager(workdir, t.max_checkpoints)
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
     val_images, val_scenes = vq_data.validation_set(d.eval_images, d.image_size, d.text_prob)
 
-    with jax.set_mesh(self.mesh):
+    with sharding.mesh_context(self.mesh):
       latest = manager.latest_step()
       if latest is not None:
         abstract_model, abstract_train = self.abstract_state()
@@ -287,33 +240,41 @@ class VQTrainer:
       else:
         model_vars, train = self.init()
       step = int(train["step"])
+      # Resumed: drops the logged rows of steps after the checkpoint (they rerun).
+      writer = metrics_log.MetricsWriter(workdir, resume_step=step)
       start_step, start = step, time.time()
-      metrics_log.drop_rows_after(metrics_path, step)  # steps after the checkpoint rerun
-      log = open(metrics_path, "a")
       eval_metrics = {}
       last = t.steps if stop_at is None else min(stop_at, t.steps)
-      while step < last:
-        images = vq_data.train_batch(step, d.batch_size, d.image_size, cfg.seed, d.text_prob)
-        model_vars, train, metrics = self.step(model_vars, train, images)
-        step += 1
-        preemption.signal_point("vq", step)  # test hook (no-op unless set)
-        if step % t.log_every == 0 or step == t.steps:
-          row = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          elapsed = time.time() - start
-          row.update(step=step, wall_s=elapsed,
-                     images_per_s=(step - start_step) * d.batch_size / max(elapsed, 1e-9))
-          log.write(json.dumps(row) + "\n")
-          log.flush()
-        if step % t.checkpoint_every == 0 or step == last:
-          vq_checkpoint.save(manager, step, model_vars, train, cfg)
-        if t.eval_every and step % t.eval_every == 0 and step != t.steps:
-          eval_metrics = self._evaluate(model_vars, val_images, val_scenes, step, log)
-      train_wall = time.time() - start
-      if step > start_step or not eval_metrics:
-        eval_metrics = self._evaluate(model_vars, val_images, val_scenes, step, log)
+      try:
+        with preemption.PreemptionWatcher() as watcher:
+          while step < last:
+            images = vq_data.train_batch(step, d.batch_size, d.image_size, cfg.seed, d.text_prob)
+            model_vars, train, metrics = self.step(model_vars, train, images)
+            step += 1
+            preemption.signal_point("vq", step)  # test hook (no-op unless set)
+            if step % t.log_every == 0 or step == t.steps:
+              row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+              elapsed = time.time() - start
+              row.update(wall_s=elapsed,
+                         images_per_s=(step - start_step) * d.batch_size / max(elapsed, 1e-9))
+              writer.write(step, row)
+            saved = step % t.checkpoint_every == 0 or step == last
+            if saved:
+              vq_checkpoint.save(manager, step, model_vars, train, cfg)
+            if watcher.should_stop(manager, step):
+              if not saved:
+                vq_checkpoint.save(manager, step, model_vars, train, cfg)
+              manager.wait_until_finished()
+              raise preemption.Preempted(step)
+            if t.eval_every and step % t.eval_every == 0 and step != t.steps:
+              eval_metrics = self._evaluate(model_vars, val_images, val_scenes, step, writer)
+          train_wall = time.time() - start
+          if step > start_step or not eval_metrics:
+            eval_metrics = self._evaluate(model_vars, val_images, val_scenes, step, writer)
+      finally:
+        writer.close()
       eval_metrics["train_wall_s"] = train_wall
       eval_metrics["steps_this_run"] = step - start_step
-      log.close()
     manager.wait_until_finished()
     manager.close()
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
@@ -321,12 +282,12 @@ class VQTrainer:
     files.write_json(path, {f"vq/{k}": v for k, v in eval_metrics.items()})  # a rerun trusts it
     return eval_metrics
 
-  def _evaluate(self, model_vars, images, scenes, step, log) -> dict:
+  def _evaluate(self, model_vars, images, scenes, step,
+                writer: metrics_log.MetricsWriter) -> dict:
     t0 = time.time()
     encode_batch = self.tok.batch_encoder(model_vars, self.mesh)
     m = vq_eval.evaluate(self.tok, model_vars, images, scenes,
                          batch_size=self.config.data.eval_batch_size, encode_batch=encode_batch)
     m["eval_s"] = time.time() - t0
-    log.write(json.dumps({"step": step, **{f"eval/{k}": v for k, v in m.items()}}) + "\n")
-    log.flush()
+    writer.write(step, m, prefix="eval/")
     return m
