@@ -45,7 +45,7 @@ from synergen_jax import sharding  # noqa: E402
 from synergen_jax import workdir  # noqa: E402
 from synergen_jax.inference.session import pad_prompts  # noqa: E402
 from synergen_jax.tokenizer import Tokenizer  # noqa: E402
-from synergen_jax.training import state as state_lib  # noqa: E402
+from synergen_jax.state import train_state as state_lib  # noqa: E402
 from synergen_jax.training import step as step_lib  # noqa: E402
 from synergen_jax.training import vq_code_init  # noqa: E402
 

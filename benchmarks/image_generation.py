@@ -18,7 +18,7 @@ from synergen_jax import sharding
 from synergen_jax.configs import models
 from synergen_jax.evaluation import timing
 from synergen_jax.inference.session import pad_prompts
-from synergen_jax.inference.sampling import SamplingConfig
+from synergen_jax.model.sampling import SamplingConfig
 from synergen_jax.model import ModelConfig
 
 

@@ -55,7 +55,8 @@ def measure(name: str, stage: str, batch: int, length: int, steps: int) -> dict:
   from synergen_jax import sharding
   from synergen_jax.model.synthetic import synthetic_task_batch
   from synergen_jax import experiment
-  from synergen_jax.training import flops, state as state_lib, step as step_lib
+  from synergen_jax.state import train_state as state_lib
+  from synergen_jax.training import flops, step as step_lib
   config = _model_config(name, length)
   mesh = sharding.make_mesh((1, -1, 1))
   n = jax.device_count()

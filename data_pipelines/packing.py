@@ -10,6 +10,11 @@
       [seq_len, ...] and padded with the schema's pad values (`batch.padding_struct`),
       plus segment_ids [seq_len] (1..k, 0 = pad) and positions [seq_len] (restart at 0
       in every segment). Built on grain's FirstFitPackIterDataset (checkpointable).
+  AttachSkipCounts(parent): attaches to every batch (under `COUNTS_KEY`) the skip counts
+      of the SkipCounting iterators upstream, summed, as of the moment the batch was made.
+      It runs in the thread that makes the batch, so the counts a batch carries do not
+      depend on how far a prefetch thread has run ahead: the consumer logs them per step
+      deterministically, also across a restore.
 The pipeline's `metrics()` reports packing efficiency per task (non-pad share of rows).
 """
 
@@ -18,6 +23,7 @@ import grain
 from synergen_jax import batch as batch_lib
 
 SKIP_KEY = "_skip"
+COUNTS_KEY = "_skip_counts"  # a batch's snapshot of the skip counts (AttachSkipCounts)
 TRUNCATED_KEY = "_truncated"  # set on examples cut to seq_len; counted, then removed
 
 
@@ -74,6 +80,57 @@ class SkipCountingIterDataset(grain.IterDataset):
 
   def __iter__(self) -> _SkipCountingIterator:
     return _SkipCountingIterator(self._parent.__iter__(), self._max_skips)
+
+
+def find_counters(it) -> list:
+  """The SkipCounting iterators inside an iterator chain (one per input stream)."""
+  seen, found = set(), []
+  stack = [it]
+  while stack:
+    node = stack.pop()
+    if id(node) in seen:
+      continue
+    seen.add(id(node))
+    if isinstance(node, _SkipCountingIterator):
+      found.append(node)
+      continue
+    for attr in ("_parents", "_parent", "_iterator", "_parent_iter"):
+      try:
+        child = getattr(node, attr, None)
+      except AssertionError:  # grain's `_parent` of a node with several parents
+        continue
+      if child is None:
+        continue
+      stack.extend(child if isinstance(child, (list, tuple)) else [child])
+  return found
+
+
+class _AttachSkipCountsIterator(grain.DatasetIterator):
+
+  def __init__(self, parent: grain.DatasetIterator):
+    super().__init__(parent)
+    self._counters = find_counters(parent)
+
+  def __next__(self):
+    batch = next(self._parent)
+    counts: dict[str, int] = {}
+    for counter in self._counters:
+      for reason, n in counter.counts.items():
+        counts[reason] = counts.get(reason, 0) + n
+    return dict(batch, **{COUNTS_KEY: counts})
+
+  def get_state(self):
+    return self._parent.get_state()
+
+  def set_state(self, state):
+    self._parent.set_state(state)
+
+
+class AttachSkipCounts(grain.IterDataset):
+  """Batches carry their skip-count snapshot (see module doc)."""
+
+  def __iter__(self) -> _AttachSkipCountsIterator:
+    return _AttachSkipCountsIterator(self._parent.__iter__())
 
 
 def _rename(row: dict) -> dict:

@@ -241,34 +241,11 @@ def task_dataset(config, tokenizer, fold, grid, task, split="train",
     bins = tcfg.packing_bins or stream_bs
     it = packing.pack_examples(it, tcfg.seq_len, bins, tokenizer.pad_id, seed=seed + 2)
     parts.append(it.batch(stream_bs, drop_remainder=True))
-  it = concat_streams(parts)
+  it = packing.AttachSkipCounts(concat_streams(parts))
   if config.prefetch_buffer:
     it = grain.experimental.ThreadPrefetchIterDataset(
         it, prefetch_buffer_size=int(config.prefetch_buffer))
   return it
-
-
-def _find_counters(it) -> list:
-  """The SkipCounting iterators inside a task iterator chain (one per input stream)."""
-  seen, found = set(), []
-  stack = [it]
-  while stack:
-    node = stack.pop()
-    if id(node) in seen:
-      continue
-    seen.add(id(node))
-    if isinstance(node, packing._SkipCountingIterator):  # pylint: disable=protected-access
-      found.append(node)
-      continue
-    for attr in ("_parents", "_parent", "_iterator", "_parent_iter"):
-      try:
-        child = getattr(node, attr, None)
-      except AssertionError:  # grain's `_parent` of a node with several parents
-        continue
-      if child is None:
-        continue
-      stack.extend(child if isinstance(child, (list, tuple)) else [child])
-  return found
 
 
 class TaskBatchIterator(grain.DatasetIterator):
@@ -283,6 +260,7 @@ class TaskBatchIterator(grain.DatasetIterator):
     super().__init__(list(self._its.values()))
     self._sharding = sharding
     self._stats = {t: {"rows": 0, "tokens": 0, "positions": 0, "examples": 0} for t in datasets}
+    self._skips = {t: {} for t in datasets}  # the last batch's skip-count snapshot
 
   def __iter__(self):
     return self
@@ -298,6 +276,9 @@ class TaskBatchIterator(grain.DatasetIterator):
     out = {}
     for task, it in self._its.items():
       batch = next(it)
+      if packing.COUNTS_KEY in batch:
+        batch = dict(batch)
+        self._skips[task] = batch.pop(packing.COUNTS_KEY)
       seg = batch["segment_ids"]
       s = self._stats[task]
       s["rows"] += seg.shape[0]
@@ -312,7 +293,8 @@ class TaskBatchIterator(grain.DatasetIterator):
 
   def get_state(self) -> dict:
     return {"tasks": {t: it.get_state() for t, it in self._its.items()},
-            "stats": {t: dict(s) for t, s in self._stats.items()}}
+            "stats": {t: dict(s) for t, s in self._stats.items()},
+            "skips": {t: dict(s) for t, s in self._skips.items()}}
 
   def set_state(self, state: dict) -> None:
     missing = set(self._its) - set(state.get("tasks", {}))
@@ -327,6 +309,7 @@ class TaskBatchIterator(grain.DatasetIterator):
             "train.input_streams and the process count must be those the checkpoint was "
             "written with") from None
       self._stats[t] = dict(state["stats"][t])
+      self._skips[t] = dict(state.get("skips", {}).get(t, {}))  # absent: older checkpoints
 
   def close(self) -> None:
     """Stops prefetch threads (also done when the iterator is garbage collected)."""
@@ -336,18 +319,34 @@ class TaskBatchIterator(grain.DatasetIterator):
       it.close()
     super().close()
 
-  def metrics(self) -> dict:
-    """Flat counters: {task}/packing_efficiency, /examples, /tokens, /skipped/{reason}."""
+  def counters(self) -> dict:
+    """Additive counters over the batches this process consumed so far (deterministic per
+    step, part of the iterator state): {task}/examples, /tokens, /positions and
+    /skipped/{reason} as of the last consumed batch (records a prefetch thread read ahead
+    are counted once their batch is consumed). Sum them over processes for a pod."""
     out = {}
-    for t, it in self._its.items():
+    for t in self._its:
       s = self._stats[t]
-      out[f"{t}/examples"] = s["examples"]
-      out[f"{t}/tokens"] = s["tokens"]
-      out[f"{t}/packing_efficiency"] = s["tokens"] / max(s["positions"], 1)
-      for counter in _find_counters(it):
-        for reason, n in counter.counts.items():
-          out[f"{t}/skipped/{reason}"] = out.get(f"{t}/skipped/{reason}", 0) + n
+      for k in ("examples", "tokens", "positions"):
+        out[f"{t}/{k}"] = s[k]
+      for reason, n in sorted(self._skips[t].items()):
+        out[f"{t}/skipped/{reason}"] = n
     return out
+
+  def metrics(self) -> dict:
+    """`metrics_from_counters(self.counters())`."""
+    return metrics_from_counters(self.counters())
+
+
+def metrics_from_counters(counters: dict) -> dict:
+  """{task}/examples, /tokens, /skipped/{reason} and /packing_efficiency (the non-pad
+  share of the rows) from `TaskBatchIterator.counters()` (of one or several processes)."""
+  out = {k: v for k, v in counters.items() if not k.endswith("/positions")}
+  for k, positions in counters.items():
+    if k.endswith("/positions"):
+      task = k[:-len("/positions")]
+      out[f"{task}/packing_efficiency"] = counters[f"{task}/tokens"] / max(positions, 1)
+  return out
 
 
 def make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None,

@@ -38,6 +38,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -174,9 +175,8 @@ def pretokenize(config, encode, split: str | None = None, devices=None) -> dict:
   """Pretokenizes one split of `config.source`; returns counts (see module doc)."""
   config_lib.validate(config)
   split = split or config.source.split
-  src_cfg = config.source.copy_and_resolve_references()
-  with src_cfg.unlocked():
-    src_cfg.split = split
+  src_cfg = ml_collections.ConfigDict(config.source.to_dict())  # a copy, also of a frozen one
+  src_cfg.split = split
   src = sources.open_raw_source(src_cfg)
   out_dir = os.path.expanduser(config.pretokenized_dir)
   os.makedirs(out_dir, exist_ok=True)

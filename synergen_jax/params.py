@@ -9,20 +9,17 @@ experts, so the vision experts are not counted twice.
 
 from absl import app
 from ml_collections import config_flags
-import jax
 
-from synergen_jax import sharding
-from synergen_jax.model import ModelConfig, SynerGenVL
+from synergen_jax import model_init
+from synergen_jax.model import ModelConfig
 from synergen_jax.model.param_groups import count_by_group
-from synergen_jax.training.state import init_fn
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 
 
 def parameter_counts(config: ModelConfig) -> dict[str, int]:
   # The trainer's own init trace (any attention kernel, any host).
-  params = sharding.abstract_variables(init_fn(SynerGenVL(config), config),
-                                       jax.random.key(0))["params"]
+  params = model_init.param_shapes(config)
   counts = count_by_group(params)
   total = counts["vision"] + counts["llm_attention"] + counts["llm"]
   return dict(counts, total=total, activated=total - counts["vision_ffn"])

@@ -36,11 +36,12 @@ import orbax.checkpoint as ocp
 
 from synergen_jax import experiment as experiment_lib
 from synergen_jax import files
+from synergen_jax import model_init
 from synergen_jax import params_io
 from synergen_jax import sharding
-from synergen_jax.model import ModelConfig, SynerGenVL
+from synergen_jax.model import ModelConfig
 from synergen_jax.tokenizer import Tokenizer
-from synergen_jax.training.state import StateSpec, abstract_params, with_shardings
+from synergen_jax.state.train_state import StateSpec
 from synergen_jax.vq_training import checkpoint as vq_checkpoint
 
 CONFIG_FILE = "config.json"
@@ -171,8 +172,8 @@ def restore_params(directory: str, model_config: ModelConfig,
                    mesh: jax.sharding.Mesh) -> Any:
   """A params checkpoint (params_io: a stage's final params, imported weights) onto
   `mesh`, whatever mesh wrote it."""
-  abstract, shardings = abstract_params(SynerGenVL(model_config), model_config, mesh)
-  return params_io.restore_params(directory, with_shardings(abstract, shardings))
+  abstract, shardings = model_init.abstract_params(model_config, mesh)
+  return params_io.restore_params(directory, model_init.with_shardings(abstract, shardings))
 
 
 def load_params(workdir: str, stage: str | None = None, step: int | None = None,

@@ -7,6 +7,7 @@ import pytest
 
 from data_pipelines import packing
 from data_pipelines import sequences
+from data_pipelines import text_pipeline
 from synergen_jax import batch as batch_lib
 from synergen_jax.configs import models
 from synergen_jax.inference import decoding, image_generation, session
@@ -14,7 +15,6 @@ from synergen_jax.model import ModelConfig
 from synergen_jax.model.dummy import dummy_batch
 from synergen_jax.model.synthetic import synthetic_task_batch
 from tests import model_utils
-from synergen_jax.training import text_data
 
 FOLD = (2, 2)
 MN = FOLD[0] * FOLD[1]
@@ -35,7 +35,7 @@ def _examples(tok):
       sequences.build_generation(tok, _grid(2), sequences.generation_prompt("a red square",
                                                                             False), FOLD),
       sequences.build_conversation(tok, None, [("Hi?", "red")], FOLD),
-      text_data.TextExample(tok, MN, 64)(("plain", "a red square")),
+      text_pipeline.TextExample(tok, MN, 64)(("plain", "a red square")),
   ]
 
 

@@ -19,7 +19,7 @@ from data_pipelines import scenes
 from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.evaluation import geneval, vqa
-from synergen_jax.inference.sampling import SamplingConfig
+from synergen_jax.model.sampling import SamplingConfig
 from synergen_jax.inference.session import InferenceSession, InputError
 from synergen_jax.model.vq import config as vq_config
 from synergen_jax.model.vq.tokenizer import VQTokenizer

@@ -11,7 +11,7 @@ import pytest
 from synergen_jax import image_grid
 from synergen_jax.inference.decoding import generate_text
 from synergen_jax.inference.image_generation import generate_image_codes, guided_logits
-from synergen_jax.inference.sampling import SamplingConfig, filter_logits, sample
+from synergen_jax.model.sampling import SamplingConfig, filter_logits, sample
 from synergen_jax.model import SynerGenVL
 from tests import model_utils as mu
 

@@ -27,7 +27,7 @@ from synergen_jax.inference import session
 from synergen_jax.model import ModelConfig
 from synergen_jax.tokenizer import Tokenizer
 from synergen_jax import experiment
-from synergen_jax.training import state as state_lib
+from synergen_jax.state import train_state as state_lib
 from synergen_jax.training import step as step_lib
 
 COLORS = ("red", "green", "blue", "yellow")

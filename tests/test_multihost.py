@@ -75,9 +75,11 @@ def _metrics(workdir, stage):
   with open(os.path.join(workdir, stage, "metrics.jsonl")) as f:
     rows = [json.loads(line) for line in f]
   train = [(r["step"], r["train/loss"], r["train/grad_norm"]) for r in rows if "train/loss" in r]
+  data = [{k: v for k, v in r.items() if k.startswith("data/")} for r in rows
+          if "train/loss" in r]
   with open(os.path.join(workdir, stage, "summary.json")) as f:
     validation = json.load(f)["validation"]
-  return train, validation
+  return train, validation, data
 
 
 def test_trainer_two_processes_match_one_process(tmp_path):
@@ -95,8 +97,12 @@ def test_trainer_two_processes_match_one_process(tmp_path):
   for p in procs:
     _finish(p, timeout=600)
   for stage in ("text", "stage1"):
-    train_m, val_m = _metrics(multi, stage)
-    train_s, val_s = _metrics(single, stage)
+    train_m, val_m, data_m = _metrics(multi, stage)
+    train_s, val_s, data_s = _metrics(single, stage)
+    # The data counters are of the global batch: summed over the two processes' streams.
+    assert data_m == data_s and all(d[f"data/{t}/examples"] > 0 for d in data_s
+                                    for t in (("text",) if stage == "text" else
+                                              ("understanding", "generation")))
     assert [r[0] for r in train_m] == [r[0] for r in train_s] == [2, 4]
     np.testing.assert_allclose([r[1:] for r in train_m], [r[1:] for r in train_s],
                                rtol=2e-5, atol=1e-6)

@@ -12,10 +12,10 @@ import pytest
 from synergen_jax.configs import models
 from synergen_jax.model import ModelConfig
 from synergen_jax import experiment
-from synergen_jax.training import freezing
-from synergen_jax.training import optimizer
+from synergen_jax.state import freezing
+from synergen_jax.state import optimizer
 from synergen_jax import preemption
-from synergen_jax.training import state as state_lib
+from synergen_jax.state import train_state as state_lib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from experiments import tiny  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 from synergen_jax import params_io
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.training import run as run_lib
-from synergen_jax.training import freezing
+from synergen_jax.state import freezing
 from synergen_jax import preemption
 
 LOSS_KEYS = ("train/loss", "train/text_loss", "train/image_loss", "train/grad_norm")

@@ -10,8 +10,8 @@ from synergen_jax.model import ModelConfig
 from synergen_jax.model.synthetic import synthetic_task_batch
 from synergen_jax.configs import models
 from synergen_jax import experiment
-from synergen_jax.training import freezing
-from synergen_jax.training import state as state_lib
+from synergen_jax.state import freezing
+from synergen_jax.state import train_state as state_lib
 from synergen_jax.training import step as step_lib
 
 GROUPS = ("vision", "llm_attention")  # stage 2: llm (embeddings, text FFN, norms) frozen

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import transformers
 
-from synergen_jax import params_io, sharding
+from synergen_jax import model_init, params_io, sharding
 from synergen_jax.configs import models
 from synergen_jax.model.param_groups import group_of
 from synergen_jax.weights import export_hf, hf_files, import_hf, import_llm, model_params
@@ -30,7 +30,7 @@ def imported(tmp_path_factory):
   summary = import_hf.import_to_checkpoint(hf_dir, experiment, str(tmp / "ckpt"))
   assert summary.family == "llama"
   mesh = sharding.make_mesh((2, 2, 2))
-  target, _ = model_params.abstract_params(config, mesh)
+  target = model_init.with_shardings(*model_init.abstract_params(config, mesh))
   params = params_io.restore_params(str(tmp / "ckpt"), target)
   return dict(tmp=tmp, model=model, hf_dir=hf_dir, experiment=experiment, config=config,
               params=params, mesh=mesh)
@@ -99,7 +99,8 @@ def test_stage1_training_keeps_text_logits_bit_identical(imported):
   """Two stage-1 steps (vision group only) move the vision parts, never the text path."""
   from synergen_jax.model.synthetic import synthetic_task_batch
   from synergen_jax import experiment
-  from synergen_jax.training import state as state_lib, step as step_lib
+  from synergen_jax.state import train_state as state_lib
+  from synergen_jax.training import step as step_lib
   c, mesh, params = imported["config"], imported["mesh"], imported["params"]
   opt = experiment.Optimizer.from_config(dict(warmup_steps=0, lr=1e-2))
   spec = state_lib.StateSpec(c, mesh, ("vision",), opt, total_steps=2)

@@ -12,18 +12,18 @@ import jax
 import ml_collections
 import numpy as np
 
+from data_pipelines import text_pipeline
 from synergen_jax import sharding
 from synergen_jax.model.losses import combine_task_losses
-from synergen_jax.training import text_data
 
 
 def text_batches(experiment, tokenizer, num_batches: int) -> list[dict]:
   """The first `num_batches` packed batches of `text_data.eval_split` (numpy, in order)."""
   t = ml_collections.ConfigDict(experiment.text_data.to_dict())
   t.prefetch_buffer = 0
-  it = text_data.make_text_pipeline(t, experiment.data.pretokenized_dir, tokenizer,
-                                    experiment.model.patch_size, split=t.eval_split,
-                                    sharding=None, train=False)
+  it = text_pipeline.make_text_pipeline(t, experiment.data.pretokenized_dir, tokenizer,
+                                        experiment.model.patch_size, split=t.eval_split,
+                                        sharding=None, train=False)
   out = []
   try:
     while len(out) < num_batches:

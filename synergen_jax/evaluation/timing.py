@@ -13,10 +13,10 @@ import time
 
 import jax
 
+from synergen_jax import model_init
 from synergen_jax import sharding
 from synergen_jax.inference.image_generation import generate_image_codes
 from synergen_jax.model import SynerGenVL
-from synergen_jax.training.state import init_fn
 
 
 def _timed(fn, repeats: int) -> float:
@@ -37,13 +37,7 @@ def no_fold_twin(model_config, mesh, seed: int = 0):
 
 def random_model(cfg, mesh, seed: int = 0):
   """(model, variables) of a config, randomly initialised on `mesh`."""
-  model = SynerGenVL(cfg)
-  init = init_fn(model, cfg)
-  _, shardings = sharding.abstract_and_shardings(init, mesh, jax.random.key(seed))
-  with sharding.mesh_context(mesh):
-    params = jax.jit(lambda k: init(k)["params"], out_shardings=shardings["params"])(
-        jax.random.key(seed))
-  return model, {"params": params}
+  return SynerGenVL(cfg), {"params": model_init.random_params(cfg, mesh, seed)}
 
 
 def fold_vs_no_fold(model, variables, prompt: dict, image_id: int, mesh, *, cfg_scale,

@@ -19,7 +19,7 @@ import ml_collections
 from synergen_jax.experiment import defaults, merged
 from synergen_jax.experiment.configdict import merge, resolve_workdir
 from synergen_jax.experiment.validation import check_fields
-from synergen_jax.inference.sampling import SamplingConfig
+from synergen_jax.model.sampling import SamplingConfig
 from synergen_jax.model.config import ModelConfig
 
 Frozen = ml_collections.FrozenConfigDict

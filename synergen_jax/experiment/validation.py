@@ -17,7 +17,7 @@ from data_pipelines import pretokenize
 from synergen_jax.experiment import defaults, merged
 from synergen_jax.experiment.configdict import check_known
 from synergen_jax.experiment.errors import ConfigError
-from synergen_jax.inference.sampling import SamplingConfig
+from synergen_jax.model.sampling import SamplingConfig
 from synergen_jax.model.config import ModelConfig
 from synergen_jax.model.param_groups import GROUPS
 

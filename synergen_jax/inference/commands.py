@@ -12,7 +12,7 @@ import os
 import numpy as np
 import PIL.Image
 
-from synergen_jax.inference.sampling import SamplingConfig
+from synergen_jax.model.sampling import SamplingConfig
 from synergen_jax.inference.session import InferenceSession, InputError, read_image
 
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from synergen_jax import batch as batch_lib
-from synergen_jax.inference.sampling import SamplingConfig, sample
+from synergen_jax.model.sampling import SamplingConfig, sample
 from synergen_jax.model.dummy import dummy_batch
 
 

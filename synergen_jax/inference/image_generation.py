@@ -19,7 +19,7 @@ from synergen_jax import batch as batch_lib
 from synergen_jax import image_grid
 from synergen_jax.inference.decoding import (init_llm_cache, last_hidden, llm_step,
                                              prompt_lengths)
-from synergen_jax.inference.sampling import SamplingConfig, sample
+from synergen_jax.model.sampling import SamplingConfig, sample
 
 
 def _head_init(model, h, codes):

@@ -30,7 +30,7 @@ from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.inference.decoding import generate_text
 from synergen_jax.inference.image_generation import generate_image_codes
-from synergen_jax.inference.sampling import SamplingConfig
+from synergen_jax.model.sampling import SamplingConfig
 from synergen_jax.model import ModelConfig, SynerGenVL
 
 PROMPT_BUCKET = 32

@@ -98,7 +98,7 @@ def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: st
   from synergen_jax import experiment
   from synergen_jax import sharding
   from synergen_jax.training import step as step_lib
-  from synergen_jax.training.state import StateSpec
+  from synergen_jax.state.train_state import StateSpec
 
   experiment.validate(exp, len(devices), check_files=False)
   attention = attention or exp.model.attention_backend

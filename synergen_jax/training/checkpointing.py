@@ -15,7 +15,7 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
-from synergen_jax.training.state import StateSpec, TrainState
+from synergen_jax.state.train_state import StateSpec, TrainState
 from synergen_jax.workdir import CONFIG, DATA, STATE
 
 

@@ -17,8 +17,8 @@ import ml_collections
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from data_pipelines import pipeline as mm_pipeline
+from data_pipelines import text_pipeline
 from synergen_jax import sharding
-from synergen_jax.training import text_data
 
 
 def _row_sharding(mesh):
@@ -31,15 +31,14 @@ def train_iterator(experiment, stage, tokenizer, mesh):
   pretokenized_dir = experiment.data.pretokenized_dir
   if stage.kind == "text":
     t = stage.text_data
-    return text_data.make_text_pipeline(t, pretokenized_dir, tokenizer,
-                                        model_config.patch_size, split=t.train_split,
-                                        sharding=_row_sharding(mesh), train=True,
-                                        num_streams=streams)
+    return text_pipeline.make_text_pipeline(
+        t, pretokenized_dir, tokenizer, model_config.patch_size, split=t.train_split,
+        sharding=_row_sharding(mesh), train=True, num_streams=streams)
   extra = {}
   if "text" in stage.tasks:  # text replay beside the vision tasks
     t = stage.text_data
-    docs = text_data.documents(t, pretokenized_dir, t.train_split)
-    extra["text"] = text_data.text_dataset(
+    docs = text_pipeline.documents(t, pretokenized_dir, t.train_split)
+    extra["text"] = text_pipeline.text_dataset(
         docs, tokenizer, model_config.patch_size, t, shuffle=True, num_epochs=None,
         process_index=jax.process_index(), process_count=jax.process_count(),
         num_streams=streams, sharding=_row_sharding(mesh))
@@ -96,10 +95,10 @@ class ValidationSets:
   def _build_text(self):
     t = ml_collections.ConfigDict(self.experiment.text_data.to_dict())
     t.prefetch_buffer = 0
-    it = text_data.make_text_pipeline(t, self.experiment.data.pretokenized_dir, self.tok,
-                                      self.model_config.patch_size, split=t.eval_split,
-                                      sharding=_row_sharding(self.mesh), train=False,
-                                      num_streams=self.streams)
+    it = text_pipeline.make_text_pipeline(
+        t, self.experiment.data.pretokenized_dir, self.tok, self.model_config.patch_size,
+        split=t.eval_split, sharding=_row_sharding(self.mesh), train=False,
+        num_streams=self.streams)
     self._cache["text"] = self._take(it, "text")
 
   def batches(self, names) -> list[dict]:

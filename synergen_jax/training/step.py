@@ -29,8 +29,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from synergen_jax import sharding
 from synergen_jax.model.losses import combine_task_losses
 from synergen_jax.model.synergen import target_weights
-from synergen_jax.training import freezing
-from synergen_jax.training.state import StateSpec, TrainState
+from synergen_jax.state import freezing
+from synergen_jax.state.train_state import StateSpec, TrainState
 
 
 def batch_shardings(mesh, tasks) -> dict:

@@ -12,6 +12,7 @@ raises `preemption.Preempted`.
 
 import dataclasses
 import functools
+import json
 import os
 import shutil
 import time
@@ -19,10 +20,14 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
+
+from data_pipelines import pipeline as mm_pipeline
 
 from synergen_jax import experiment as experiment_lib
 from synergen_jax import files
 from synergen_jax import metrics_log
+from synergen_jax import model_init
 from synergen_jax import params_io
 from synergen_jax import preemption
 from synergen_jax import sharding
@@ -34,7 +39,7 @@ from synergen_jax.training import data as data_lib
 from synergen_jax.training import flops as flops_lib
 from synergen_jax.training import step as step_lib
 from synergen_jax.training import vq_code_init
-from synergen_jax.training.state import StateSpec, with_shardings
+from synergen_jax.state.train_state import StateSpec
 
 
 @dataclasses.dataclass
@@ -121,7 +126,7 @@ def initial_params(ctx: RunContext, stage: str, spec: StateSpec):
   """The params `stage` starts from (`workdir.start_point`), in `spec`'s shardings."""
   exp = ctx.experiment
   start = workdir_lib.start_point(ctx.workdir, exp, stage)
-  target = with_shardings(spec.param_abstract, spec.param_shardings)
+  target = model_init.with_shardings(spec.param_abstract, spec.param_shardings)
   prev = start.previous_stage
   if prev is not None:
     if not workdir_lib.stage_done(ctx.workdir, prev):
@@ -161,6 +166,23 @@ def _interval_row(host: list[dict], timed: int, elapsed: float, spec: StateSpec,
     row["model_flops_per_step"] = step_flops
     row["mfu"] = flops_lib.mfu(step_flops / row["step_s"], peak, jax.device_count())
   return row
+
+
+def _data_metrics(data_iter) -> dict:
+  """The data iterator's counters (examples, tokens, packing efficiency, skipped records
+  per reason; since the stage started), summed over all processes' input streams."""
+  counters = data_iter.counters()
+  if jax.process_count() > 1:  # every process logs at the same steps
+    blob = np.frombuffer(json.dumps(counters).encode(), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.array([blob.size]))).reshape(-1)
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[:blob.size] = blob
+    total: dict = {}
+    for row, n in zip(np.asarray(multihost_utils.process_allgather(padded)), sizes):
+      for k, v in json.loads(bytes(row[:n]).decode()).items():
+        total[k] = total.get(k, 0) + v
+    counters = total
+  return mm_pipeline.metrics_from_counters(counters)
 
 
 def _write_final(ctx: RunContext, stage: str, params, summary: dict) -> None:
@@ -228,7 +250,8 @@ def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict |
           now = time.perf_counter()
           row = _interval_row(host, len(host) - untimed, now - t_mark, spec, peak, trainable)
           step_s = row.get("step_s", step_s)
-          writer.write(step, row, prefix="train/")
+          writer.write(step, {**{f"train/{k}": v for k, v in row.items()},
+                              **{f"data/{k}": v for k, v in _data_metrics(data_iter).items()}})
           eta = None if step_s is None else step_s * (st.steps - step)
           log(metrics_log.console_line(stage, step, st.steps, row, eta))
           interval, untimed, t_mark = [], 0, now

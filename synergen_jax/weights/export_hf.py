@@ -27,7 +27,7 @@ from absl import app, flags
 from ml_collections import config_flags
 from safetensors.numpy import save_file
 
-from synergen_jax import params_io, sharding
+from synergen_jax import model_init, params_io, sharding
 from synergen_jax.model import ModelConfig
 from synergen_jax.weights import hf_config, hf_files, hf_layout, internlm2_qkv, model_params
 
@@ -188,7 +188,7 @@ def export_checkpoint(params_dir: str, experiment, out_dir: str, like: str | Non
   config = ModelConfig.from_config_dict(model_cfg)
   family = family or ("qwen2" if config.qkv_bias else "llama")
   mesh = sharding.make_mesh(tuple(experiment.get("mesh", {}).get("shape", (1, -1, 1))))
-  target, _ = model_params.abstract_params(config, mesh)
+  target = model_init.with_shardings(*model_init.abstract_params(config, mesh))
   params = params_io.restore_params(params_dir, target)
   files = export_hf(params, config, out_dir, family, vocab, base, max_shard_bytes)
   if like:

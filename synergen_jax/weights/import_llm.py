@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synergen_jax import model_init
 from synergen_jax import sharding
 from synergen_jax.model import ModelConfig, SynerGenVL
 from synergen_jax.weights import hf_config, hf_files, hf_layout, model_params
@@ -143,7 +144,7 @@ def import_llm_params(hf_dir: str, config: ModelConfig, mesh: jax.sharding.Mesh,
     raise ValueError(f"new_token_init={new_token_init!r}: expected one of {NEW_TOKEN_INITS}")
   spec = hf_config.hf_llm_spec(hf_files.read_config(hf_dir))
   check_config(config, spec)
-  abstract_tree, _ = model_params.abstract_params(config, mesh)
+  abstract_tree = model_init.with_shardings(*model_init.abstract_params(config, mesh))
   abstract = model_params.flatten(abstract_tree)
   shapes = hf_layout.Shapes(config.embed_dim, config.num_heads, config.num_kv_heads,
                             config.head_dim)

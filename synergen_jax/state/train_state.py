@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from synergen_jax import model_init
 from synergen_jax import sharding
 from synergen_jax.model import ModelConfig, SynerGenVL
-from synergen_jax.model.dummy import dummy_batch
-from synergen_jax.training import freezing
-from synergen_jax.training import optimizer as optimizer_lib
+from synergen_jax.state import freezing
+from synergen_jax.state import optimizer as optimizer_lib
 
 
 @flax.struct.dataclass
@@ -40,39 +40,6 @@ class TrainState:
     return cls(step=d["step"], params=d["params"], opt_state=d["opt_state"])
 
 
-def init_fn(model: SynerGenVL, config: ModelConfig):
-  """key -> boxed variables of `model`, traced on an 8-token dummy batch. Parameters do
-  not depend on the attention kernel; tracing with the XLA one keeps the dummy batch
-  valid for every backend (splash needs 128-multiples) on any host."""
-  if config.attention_backend != "xla":
-    model = SynerGenVL(dataclasses.replace(config, attention_backend="xla"))
-  batch = dummy_batch(config, 1, 8)
-  return lambda key: model.init(key, batch)
-
-
-def abstract_params(model: SynerGenVL, config: ModelConfig, mesh) -> tuple[Any, Any]:
-  """(abstract unboxed params, their NamedShardings) of the model on `mesh`."""
-  abstract, shardings = sharding.abstract_and_shardings(
-      init_fn(model, config), mesh, jax.random.key(0))
-  return abstract["params"], shardings["params"]
-
-
-def with_shardings(abstract: Any, shardings: Any) -> Any:
-  """ShapeDtypeStructs carrying the given shardings (a restore target)."""
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                      abstract, shardings)
-
-
-@functools.lru_cache(maxsize=4)
-def _init_jit(config: ModelConfig, mesh, options: tuple[tuple[str, Any], ...] = ()):
-  """Jitted params init of a model on a mesh (compiled once per process)."""
-  model = SynerGenVL(config)
-  _, shardings = abstract_params(model, config, mesh)
-  init = init_fn(model, config)
-  return jax.jit(lambda key: sharding.unbox(init(key))["params"], out_shardings=shardings,
-                 compiler_options=dict(options) or None)
-
-
 @dataclasses.dataclass(eq=False)  # identity hash: specs are cached per process
 class StateSpec:
   """Model + optimizer + trainable groups + abstract state and shardings on a mesh."""
@@ -86,8 +53,8 @@ class StateSpec:
 
   def __post_init__(self):
     self.model = SynerGenVL(self.config)
-    self.param_abstract, self.param_shardings = abstract_params(self.model, self.config,
-                                                                self.mesh)
+    self.param_abstract, self.param_shardings = model_init.abstract_params(self.config,
+                                                                           self.mesh)
     train_abs, _ = freezing.split(self.param_abstract, self.trainable_groups)
     train_sh, _ = freezing.split(self.param_shardings, self.trainable_groups)
     if not jax.tree.leaves(train_abs):
@@ -109,7 +76,7 @@ class StateSpec:
     return freezing.split(params, self.trainable_groups)
 
   def abstract_with_shardings(self) -> TrainState:
-    return with_shardings(self.abstract, self.shardings)
+    return model_init.with_shardings(self.abstract, self.shardings)
 
   # ---- creating a state (jitted once per spec) --------------------------------------
   @functools.cached_property
@@ -128,10 +95,7 @@ class StateSpec:
 
   def init_params(self, seed: int) -> Any:
     """Freshly initialised params, created directly in their shardings."""
-    init = _init_jit(self.config, self.mesh,
-                     tuple(sorted((self.compiler_options or {}).items())))
-    with sharding.mesh_context(self.mesh):
-      return init(jax.random.key(seed))
+    return model_init.random_params(self.config, self.mesh, seed, self.compiler_options)
 
   def state_from_params(self, params: Any, vision_ffn_from_text: bool = False) -> TrainState:
     """Step-0 state around `params` (optimizer state for the trainable subtree only)."""
@@ -141,8 +105,7 @@ class StateSpec:
 
 def opt_state_bytes_for(config: ModelConfig, groups: Sequence[str], opt: Any) -> dict:
   """Optimizer-state and parameter bytes of training `groups`, from abstract shapes only."""
-  model = SynerGenVL(config)
-  params = sharding.abstract_variables(init_fn(model, config), jax.random.key(0))["params"]
+  params = model_init.param_shapes(config)
   trainable, frozen = freezing.split(params, groups)
   tx = optimizer_lib.make_optimizer(opt, 1000, trainable)
   opt_abs = jax.eval_shape(tx.init, trainable)
