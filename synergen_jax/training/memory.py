@@ -10,12 +10,13 @@ moments for far fewer parameters than instruction tuning (everything).
 from absl import app
 from ml_collections import config_flags
 
+from synergen_jax import experiment
+from synergen_jax.state import train_state as state
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file.")
 
 
 def stage_memory(config) -> list[dict]:
-  from synergen_jax import experiment
-  from synergen_jax.state import train_state as state
   if not config.stage_order:  # a base experiment that others build stages on
     return []
   exp = experiment.resolve(config)

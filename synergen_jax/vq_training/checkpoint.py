@@ -15,6 +15,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from synergen_jax.experiment.configdict import to_json
 from synergen_jax.model.vq.tokenizer import VQTokenizer, data_mesh
 
 MODEL, TRAIN, CONFIG = "model", "train", "config"
@@ -31,20 +32,6 @@ def make_manager(workdir: str, max_to_keep: int | None = 3) -> ocp.CheckpointMan
       item_names=(MODEL, TRAIN, CONFIG))
 
 
-def config_to_json(config: Any) -> dict:
-  """A ConfigDict as plain JSON types (tuples become lists)."""
-  if isinstance(config, (ml_collections.ConfigDict, ml_collections.FrozenConfigDict)):
-    config = config.to_dict()
-
-  def convert(x):
-    if isinstance(x, dict):
-      return {k: convert(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-      return [convert(v) for v in x]
-    return x
-  return convert(config)
-
-
 def model_config_from_json(model: dict) -> ml_collections.ConfigDict:
   """The VQ sizes of a saved config (lists back to tuples)."""
   return ml_collections.ConfigDict(
@@ -54,7 +41,7 @@ def model_config_from_json(model: dict) -> ml_collections.ConfigDict:
 def save(manager: ocp.CheckpointManager, step: int, model_vars: Any, train_state: Any | None,
          config: Any) -> None:
   """Asynchronously saves one step (call `manager.wait_until_finished()` before exiting)."""
-  items = {MODEL: ocp.args.StandardSave(model_vars), CONFIG: ocp.args.JsonSave(config_to_json(config))}
+  items = {MODEL: ocp.args.StandardSave(model_vars), CONFIG: ocp.args.JsonSave(to_json(config))}
   if train_state is not None:
     items[TRAIN] = ocp.args.StandardSave(train_state)
   manager.save(step, args=ocp.args.Composite(**items))
@@ -107,6 +94,6 @@ def load_tokenizer(workdir: str, step: int | None = None,
 def write_imported(workdir: str, model_config: Any, variables: Any, step: int = 0) -> None:
   """Writes imported (e.g. Emu3) variables as a VQ checkpoint without a `train` item."""
   manager = make_manager(workdir)
-  save(manager, step, variables, None, {"model": config_to_json(model_config)})
+  save(manager, step, variables, None, {"model": to_json(model_config)})
   manager.wait_until_finished()
   manager.close()

@@ -33,9 +33,10 @@ from synergen_jax import files
 from synergen_jax import metrics_log
 from synergen_jax import preemption
 from synergen_jax import sharding
+from synergen_jax.experiment.configdict import to_json
+from synergen_jax.experiment.errors import ConfigError
 from synergen_jax.model.vq.discriminator import PatchDiscriminator
 from synergen_jax.model.vq.tokenizer import VQTokenizer, images_to_float, init_compiler_options
-from synergen_jax.experiment.errors import ConfigError
 from synergen_jax.vq_training import checkpoint as vq_checkpoint
 from synergen_jax.vq_training import data as vq_data
 from synergen_jax.vq_training import eval as vq_eval
@@ -227,7 +228,7 @@ class VQTrainer:
     cfg, t, d = self.config, self.config.train, self.config.data
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(vq_checkpoint.config_to_json(cfg), f, indent=2)
+      json.dump(to_json(cfg), f, indent=2)
     manager = vq_checkpoint.make_manager(workdir, t.max_checkpoints)
     val_images, val_scenes = vq_data.validation_set(d.eval_images, d.image_size, d.text_prob)
 
