@@ -15,7 +15,9 @@ them with docs/DATA.md's webdataset example).
 Mesh: a TPU v5e-64 / v5p-64 slice, every chip on fsdp (batches are multiples of 64).
 TPU fit (docs/TPU_FIT.md, `python -m synergen_jax.tpu.aot --topology=v5e:8x8`): the ablation
 files call `tpu_target`: Pallas splash attention (on GPU:
---config.model.attention_backend=cudnn), full remat, and 8 rows per task per chip at a
+--config.model.attention_backend=cudnn), the MMoE's Pallas megablox grouped matmul
+(libtpu 0.0.52 expands `ragged_dot` into a dense matmul over both experts on v5e / v6e;
+on GPU: --config.model.mmoe_impl=sorted), full remat, and 8 rows per task per chip at a
 time for the two-task stages (gradient accumulation over 2 micro-batches: exact, the
 losses are sums), all 16 at once for the understanding-only ones.
 """
@@ -53,6 +55,7 @@ def tpu_target(config: ml_collections.ConfigDict,
   """Execution settings for the TPU v5e-64 target (model sizes and recipe unchanged):
   1024 rows / 64 chips = 16 per chip per task, in `grad_accum_steps` micro-batches."""
   config.model.attention_backend = "splash"
+  config.model.mmoe_impl = "gmm"
   config.model.remat_policy = "full"
   for name in config.stage_order:
     config.stages[name].grad_accum_steps = grad_accum_steps

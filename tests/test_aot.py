@@ -109,6 +109,24 @@ def test_hlo_stats_of_tpu_style_text():
   assert stats["collectives"]["all-reduce"] == {"count": 1, "bytes": 4096, "groups": ["?:4"]}
 
 
+GMM_HLO = """HloModule m
+
+ENTRY %main (x: bf16[512,128], w: bf16[2,128,256], g: s32[2]) -> bf16[512,256] {
+  %x = bf16[512,128]{1,0} parameter(0)
+  %w = bf16[2,128,256]{2,1,0} parameter(1)
+  %g = s32[2]{0} parameter(2)
+  ROOT %gmm.3 = bf16[512,256]{1,0:T(8,128)(2,1)} custom-call(%g, %x, %w), custom_call_target="tpu_custom_call", metadata={op_name="jit(step)/decoder/layers/block/mmoe/shard_map/jit(gmm)/pallas_call" stack_frame_id=1}, backend_config={"custom_call_config":{"body":"abc","cost_estimate":{"bytes_accessed":"734658560","flops":"33554432","remote_bytes_transferred":"0","transcendentals":"0"},"serialization_format":"1"}}
+}
+"""
+
+
+def test_hlo_stats_counts_megablox_kernels_from_their_cost_estimate():
+  """mmoe_impl="gmm": the Pallas megablox kernels carry their own FLOPs (2 M K N)."""
+  stats = hlo_stats.hlo_stats(GMM_HLO)
+  assert stats["kernel_flops"] == 2 * 512 * 128 * 256 == 33554432
+  assert stats["by_part"] == {"FFN experts (MMoE)": 33554432.0}
+
+
 def test_trip_count_falls_back_to_counting_once_when_unknown():
   text = TPU_HLO.replace("compare(%gte.0, %constant.24), direction=LT",
                          "compare(%gte.0, %gte.0), direction=LT")

@@ -73,3 +73,91 @@ def test_vision_experts_off_is_a_plain_ffn():
   p = v["params"]["text_ffn"]
   want = (jax.nn.silu(x @ p["gate"]) * (x @ p["up"])) @ p["down"]
   np.testing.assert_allclose(m.apply(v, x, is_image), want, rtol=1e-5, atol=1e-5)
+
+
+# The Pallas megablox path (impl="gmm"): on CPU its kernels run in interpret mode, so
+# these compare the very kernels the TPU runs (tiny shapes: interpret mode is slow).
+import functools  # noqa: E402
+
+import pytest  # noqa: E402
+
+from synergen_jax.model import mmoe as mmoe_lib  # noqa: E402
+
+
+@functools.lru_cache(maxsize=None)
+def _value_and_grads(e, f, impl, tiles):
+  """Jitted (gradients w.r.t. params and x, output), cached so cases share compiles."""
+  del tiles  # part of the cache key only (tests that change the kernel tiles)
+  mod = MMoE(e, f, impl=impl)
+
+  def loss(p, x, is_image, w):
+    y = mod.apply(p, x, is_image)
+    return jnp.sum(w * y), y
+
+  return jax.jit(jax.grad(loss, (0, 1), has_aux=True))
+
+
+def _check_gmm(x, is_image, v, e, f, atol=1e-5):
+  """gmm == reference: values, and gradients w.r.t. the input and both experts."""
+  w = jnp.asarray(np.random.default_rng(1).normal(size=x.shape), jnp.float32)
+  tiles = (mmoe_lib.GMM_TILE_ROWS, mmoe_lib.GMM_TILE_COLS)
+  (gp_ref, gx_ref), y_ref = _value_and_grads(e, f, "reference", tiles)(v, x, is_image, w)
+  (gp_gmm, gx_gmm), y_gmm = _value_and_grads(e, f, "gmm", tiles)(v, x, is_image, w)
+  errs = {"values": float(jnp.abs(y_gmm - y_ref).max()),
+          "d_x": float(jnp.abs(gx_gmm - gx_ref).max())}
+  for expert in ("text_ffn", "vision_ffn"):
+    for k in ("gate", "up", "down"):
+      errs[f"d_{expert}/{k}"] = float(jnp.abs(gp_gmm["params"][expert][k]
+                                              - gp_ref["params"][expert][k]).max())
+  print("gmm - reference, max abs:", errs)
+  assert max(errs.values()) <= atol, errs
+  return gp_gmm
+
+
+@pytest.mark.parametrize("frac_image", [0.4, 0.0, 1.0])  # mixed, all text, all image
+def test_gmm_equals_reference_values_and_gradients(frac_image):
+  x, _, v = _setup()
+  # 3 x 10 = 30 tokens: padded to the 32-row tile with zero rows (see _gmm_experts_local).
+  is_image = jnp.asarray(np.random.default_rng(2).random((3, 10)) < frac_image)
+  g = _check_gmm(x, is_image, v, E, F)
+  for expert, present in (("text_ffn", frac_image < 1), ("vision_ffn", frac_image > 0)):
+    got = float(jnp.abs(g["params"][expert]["gate"]).sum())
+    assert (got > 0) == present, (expert, got)
+
+
+def test_gmm_with_several_tiles_per_dim(monkeypatch):
+  """16-row tiles (30 tokens: 2 row tiles, the text/image boundary inside one, 2 pad
+  rows) and 128-wide model-dim tiles (embed 256: 2 tiles, mlp 384: 3), so the kernels
+  accumulate over contracting tiles and visit shared row tiles once per group."""
+  monkeypatch.setattr(mmoe_lib, "GMM_TILE_ROWS", 16)
+  monkeypatch.setattr(mmoe_lib, "GMM_TILE_COLS", 128)
+  e, f = 256, 384
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(3, 10, e)), jnp.float32)
+  is_image = jnp.asarray(rng.random((3, 10)) < 0.5)
+  v = nn.unbox(MMoE(e, f, impl="reference").init(jax.random.key(3), x, is_image))
+  _check_gmm(x, is_image, v, e, f, atol=1e-4)
+
+
+def test_gmm_under_a_mesh_runs_per_shard():
+  """The 8-fake-device mesh (data 2, fsdp 2, tensor 2): one shard_map manual over every
+  axis, rows split over data x fsdp (2 rows of 10 per shard: padded to 16)."""
+  from synergen_jax import sharding
+
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=(8, 10, E)), jnp.float32)
+  is_image = jnp.asarray(rng.random((8, 10)) < 0.5).at[:2].set(True).at[2:4].set(False)
+  v = nn.unbox(MMoE(E, F, impl="reference").init(jax.random.key(4), x, is_image))
+  with sharding.mesh_context(sharding.make_mesh((2, 2, 2))):
+    _check_gmm(x, is_image, v, E, F)
+
+
+def test_gmm_tiles_and_dim_errors():
+  assert mmoe_lib.gmm_col_tile(896) == 896 and mmoe_lib.gmm_col_tile(4864) == 256
+  assert mmoe_lib.gmm_col_tile(8192) == 1024 and mmoe_lib.gmm_col_tile(100) == 100
+  with pytest.raises(ValueError, match="model.mlp_dim = 1100"):
+    mmoe_lib.gmm_check_dims(896, 1100)
+  from synergen_jax.model.config import ModelConfig
+  with pytest.raises(ValueError, match="model.embed_dim = 1030"):
+    ModelConfig(embed_dim=1030, mmoe_impl="gmm")
+  ModelConfig(embed_dim=1030, mmoe_impl="sorted")  # only gmm has the constraint

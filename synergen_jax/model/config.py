@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from synergen_jax import image_grid
 
 ATTENTION_BACKENDS = ("xla", "cudnn", "splash")
-MMOE_IMPLS = ("sorted", "reference")
+MMOE_IMPLS = ("sorted", "reference", "gmm")  # gmm: Pallas megablox, for TPU (model/mmoe.py)
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 
 
@@ -96,6 +96,9 @@ class ModelConfig:
     need(self.attention_backend in ATTENTION_BACKENDS, "attention_backend",
          f"one of {ATTENTION_BACKENDS}")
     need(self.mmoe_impl in MMOE_IMPLS, "mmoe_impl", f"one of {MMOE_IMPLS}")
+    if self.mmoe_impl == "gmm" and self.vision_experts:
+      from synergen_jax.model import mmoe  # lazy: config stays free of flax / Pallas
+      mmoe.gmm_check_dims(self.embed_dim, self.mlp_dim)
     need(self.remat_policy in REMAT_POLICIES, "remat_policy", f"one of {REMAT_POLICIES}")
     need(self.dtype in ("float32", "bfloat16"), "dtype", "'float32' or 'bfloat16'")
     need(self.param_dtype in ("float32", "bfloat16"), "param_dtype",

@@ -4,18 +4,27 @@ Routing is hard: a folded image token (`is_image`) runs the vision expert, every
 token (text and all special tokens) the text expert. Both experts are SwiGLU FFNs of
 the same shape; attention and norms stay shared (in the decoder block).
 
-Two implementations with identical parameters:
+Three implementations with identical parameters:
 - `reference`: run both experts on every token and select (2x the FFN FLOPs).
 - `sorted`:    sort tokens by modality, run one grouped matmul (`jax.lax.ragged_dot`,
                which lowers to grouped-GEMM kernels on TPU/GPU) so each token runs only
                its own expert, then un-sort.
+- `gmm`:       the same sort, but the grouped matmuls are JAX's Pallas megablox kernels
+               (`gmm`, weight gradient `tgmm`). For TPUs whose libtpu expands
+               `ragged_dot` into a dense matmul over both experts (v5e, v6e with libtpu
+               0.0.52, docs/TPU_FIT.md). Off TPU the same kernels run in Pallas
+               interpret mode (slow: tests and checks only; use `sorted` on CPU / GPU).
 """
 
+import dataclasses
 import functools
+import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jax.experimental.pallas.ops.tpu.megablox import ops as megablox
 
 from synergen_jax.model.layers import default_kernel_init
 
@@ -83,31 +92,140 @@ def _sorted_experts_local(x, is_image, text_w, vision_w, dtype):
   return _permute(ys, inverse, order).reshape(batch, length, embed)
 
 
-def _sorted_experts(x, is_image, text_w, vision_w, dtype):
+# Megablox tiles: (rows, contracting, output) targets. Rows are padded to a multiple of
+# the row tile; the contracting and output tiles must divide embed_dim and mlp_dim.
+GMM_TILE_ROWS = 512
+GMM_TILE_COLS = 1024
+_LANES = 128  # a model-dim tile is the whole dim, or a multiple of the 128-lane width
+_ROW_ALIGN = 16  # a row tile below GMM_TILE_ROWS: multiple of the bf16 sublane tile
+
+
+def gmm_col_tile(dim: int, target: int | None = None) -> int | None:
+  """The megablox tile of a model dim (embed_dim or mlp_dim): the whole dim if it is at
+  most `target` (default GMM_TILE_COLS), else the largest multiple of 128 <= target
+  dividing it (None if none). E.g. Qwen2-0.5B: 896 -> 896, 4864 -> 256."""
+  target = target or GMM_TILE_COLS
+  if dim <= target:
+    return dim
+  for t in range(target // _LANES * _LANES, 0, -_LANES):
+    if dim % t == 0:
+      return t
+  return None
+
+
+def gmm_check_dims(embed_dim: int, mlp_dim: int, target: int | None = None) -> dict:
+  """{dim: tile} for both model dims; ValueError naming the field that has no tile."""
+  target = target or GMM_TILE_COLS
+  tiles = {}
+  for field, dim in (("embed_dim", embed_dim), ("mlp_dim", mlp_dim)):
+    t = gmm_col_tile(dim, target)
+    if t is None:
+      raise ValueError(
+          f"model.{field} = {dim}: mmoe_impl='gmm' (Pallas megablox) needs it <= {target} "
+          f"or divisible by a multiple of {_LANES} that is <= {target} (its kernel tile); "
+          "use mmoe_impl='sorted'")
+    tiles[dim] = t
+  return tiles
+
+
+@dataclasses.dataclass(frozen=True)
+class _GmmTiling:
+  """Megablox tiling lookup (m, k, n) -> (tm, tk, tn), hashable (a static argument).
+
+  The forward and the custom VJP's backward kernels (gmm with the transposed weight,
+  tgmm for the weight gradient) call it with their own (k, n), always among the two
+  model dims, so each model dim gets the same tile everywhere."""
+
+  tm: int
+  cols: tuple[tuple[int, int], ...]  # (dim, tile) pairs
+
+  def __call__(self, m, k, n):
+    cols = dict(self.cols)
+    return self.tm, cols[k], cols[n]
+
+
+def _gmm_platform_interpret() -> bool:
+  """Interpret mode unless the target is a TPU: the mesh's device platform under a mesh
+  (a compile-only TPU mesh on a CPU host lowers the real Mosaic kernel), else the
+  default backend (as `attention_ops.splash_attention` decides)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  device = None if mesh.empty else getattr(mesh, "abstract_device", None)
+  platform = getattr(device, "platform", None) or jax.default_backend()
+  return platform != "tpu"
+
+
+def _gmm_experts_local(x, is_image, text_w, vision_w, dtype, interpret):
+  """x: [batch, length, embed]; each token through its own expert via megablox gmm.
+
+  Padding: megablox needs the row count to be a multiple of the row tile, and every row
+  up to it must belong to a group (rows past the last group are never written). The
+  tokens are padded with zero rows routed to the last (vision) group, so they sort after
+  every real token: group sizes [text, image + pad] sum to the padded count. A zero row
+  gives a zero output (SwiGLU has no bias) and adds nothing to the weight gradients; the
+  pad rows are sliced off after un-sorting, so they get no cotangent either.
+  """
+  batch, length, embed = x.shape
+  tokens = batch * length
+  mlp = text_w[0].shape[1]
+  tm = min(GMM_TILE_ROWS, -(-tokens // _ROW_ALIGN) * _ROW_ALIGN)
+  rows = -(-tokens // tm) * tm
+  pad = rows - tokens
+  tiling = _GmmTiling(tm, tuple(sorted(gmm_check_dims(embed, mlp).items())))
+  flat = x.reshape(tokens, embed).astype(dtype)
+  img = is_image.reshape(-1)
+  if pad:
+    flat = jnp.concatenate([flat, jnp.zeros((pad, embed), dtype)])
+    img = jnp.concatenate([img, jnp.ones((pad,), img.dtype)])
+  order = jnp.argsort(img, stable=True)  # text, then image tokens, then the pad rows
+  inverse = jnp.argsort(order)
+  num_image = jnp.sum(img, dtype=jnp.int32)
+  group_sizes = jnp.stack([rows - num_image, num_image]).astype(jnp.int32)
+  xs = _permute(flat, order, inverse)
+  gate, up, down = (jnp.stack([t, v]).astype(dtype) for t, v in zip(text_w, vision_w))
+  gmm = functools.partial(megablox.gmm, group_sizes=group_sizes,
+                          preferred_element_type=dtype, tiling=tiling,
+                          interpret=interpret)
+  h = nn.silu(gmm(xs, gate)) * gmm(xs, up)  # [rows, mlp]
+  ys = gmm(h, down)  # [rows, embed]
+  return _permute(ys, inverse, order)[:tokens].reshape(batch, length, embed)
+
+
+def _sorted_experts(x, is_image, text_w, vision_w, dtype, impl="sorted"):
   """Sorts tokens within each data shard (not across the mesh) when a mesh is set.
 
   Under a mesh the sort + grouped matmul run in a `shard_map` that is manual over the
   batch mesh axes only: each shard sorts its own tokens (no all-to-all), expert
   weights are gathered over fsdp as any FSDP matmul would, and the tensor axis
-  stays automatic.
+  stays automatic. `impl="gmm"` runs the megablox kernels instead of `ragged_dot`;
+  a Mosaic kernel cannot be partitioned automatically, so its `shard_map` is manual
+  over every free mesh axis: rows split over the batch axes as before, the weights
+  whole on every device (gathered over fsdp; over a tensor axis > 1 every device of a
+  tensor group computes the same rows: no tensor parallelism for the FFN with `gmm`).
   """
+  if impl == "gmm":
+    local = functools.partial(_gmm_experts_local, dtype=dtype,
+                              interpret=_gmm_platform_interpret())
+  else:
+    local = functools.partial(_sorted_experts_local, dtype=dtype)
   mesh = jax.sharding.get_abstract_mesh()
-  batch_axes = nn.logical_to_mesh_axes(("activation_batch",))[0]
-  if batch_axes is not None and not mesh.empty:
-    names = (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes)
-    names = tuple(a for a in names if a in mesh.axis_names and mesh.shape[a] > 1)
-    shards = 1
-    for a in names:
-      shards *= mesh.shape[a]
-    if names and x.shape[0] % shards == 0:
-      spec = jax.sharding.PartitionSpec(names)
-      rep = jax.sharding.PartitionSpec()
-      fn = jax.shard_map(
-          functools.partial(_sorted_experts_local, dtype=dtype), mesh=mesh,
-          in_specs=(spec, spec, rep, rep), out_specs=spec, axis_names=set(names),
-          check_vma=False)
-      return fn(x, is_image, text_w, vision_w)
-  return _sorted_experts_local(x, is_image, text_w, vision_w, dtype)
+  if mesh.empty:
+    return local(x, is_image, text_w, vision_w)
+  batch_axes = nn.logical_to_mesh_axes(("activation_batch",))[0] or ()
+  names = (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes)
+  names = tuple(a for a in names if a in mesh.axis_names and mesh.shape[a] > 1)
+  if x.shape[0] % math.prod(mesh.shape[a] for a in names):
+    names = ()
+  manual = set(names)
+  if impl == "gmm":
+    manual = {a for a, t in zip(mesh.axis_names, mesh.axis_types)
+              if t != jax.sharding.AxisType.Manual}
+  if not manual:
+    return local(x, is_image, text_w, vision_w)
+  spec = jax.sharding.PartitionSpec(names or None)
+  rep = jax.sharding.PartitionSpec()
+  fn = jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, rep, rep), out_specs=spec,
+                     axis_names=manual, check_vma=False)
+  return fn(x, is_image, text_w, vision_w)
 
 
 class MMoE(nn.Module):
@@ -130,4 +248,4 @@ class MMoE(nn.Module):
       y_text = _swiglu(x, *text_w, self.dtype)
       y_vision = _swiglu(x, *vision_w, self.dtype)
       return jnp.where(is_image[..., None], y_vision, y_text)
-    return _sorted_experts(x, is_image, text_w, vision_w, self.dtype)
+    return _sorted_experts(x, is_image, text_w, vision_w, self.dtype, self.impl)

@@ -11,7 +11,8 @@ gives 0 for Pallas kernels (custom calls). `hlo_stats` walks the compiled, parti
 computation, fusion and call, while-loop bodies multiplied by their trip counts
 (`hlo.trip_count`), Mosaic kernels estimated from their shapes (splash attention, causal
 block-sparse: the forward does 2 matmuls, the dq kernel 3, the dkv kernel 4; XLA's
-grouped matmul for `ragged_dot`, which is how the MMoE runs on TPU), and every
+grouped matmul for `ragged_dot`, which is how the MMoE runs on TPU; the megablox `gmm` /
+`tgmm` kernels of `mmoe_impl="gmm"` from their own cost estimate), and every
 collective with its bytes, counted as often as it runs. FLOPs are also split by model
 part (`model_part`, from the op names XLA keeps). Element-wise work is not counted (the
 analytic count in `flops.py` counts matmuls only, too).
@@ -160,7 +161,17 @@ def _kernel_flops(ins: Instr, comp: Computation, block: int) -> tuple[float, str
     rows = floats[0][0]
     other = floats[1] if len(out[0][1]) == 3 else out[0][1]  # weight gradient: [G, K, N]
     return 2.0 * math.prod(floats[0]) * math.prod(other) / max(rows, 1), model_part(ins.attrs)
+  if ins.name.startswith(_MEGABLOX):
+    # Pallas megablox grouped matmul (mmoe_impl="gmm"): the kernel's own cost estimate,
+    # 2 M K N (every row meets one group's matrix), kept in its backend config.
+    est = re.search(r"cost_estimate[^{]*\{([^}]*)\}", ins.attrs)
+    m = re.search(r'flops[\\"]*:[\\"]*([0-9.e+]+)', est.group(1)) if est else None
+    if m:
+      return float(m.group(1)), model_part(ins.attrs)
   return None
+
+
+_MEGABLOX = ("gmm", "tgmm")  # jax.experimental.pallas.ops.tpu.megablox kernels
 
 
 # Parts of SynerGenVL by the op_name XLA keeps from the trace (first match wins).
