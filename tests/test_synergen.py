@@ -12,6 +12,7 @@ import pytest
 
 from synergen_jax.model import ModelConfig, SynerGenVL
 from synergen_jax.model.losses import chunked_cross_entropy, combine_task_losses
+from synergen_jax.model.synergen import target_weights
 from tests import model_utils as mu
 
 
@@ -183,6 +184,53 @@ def test_zero_patch_budget_skips_the_head_and_counts_what_it_skipped(setup):
   a, c = mu.apply(config, v, u), jax.jit(lambda v, b: model.apply(v, b, max_gen_patches=0))(v, u)
   for key in ("text_nll", "image_nll", "image_weight", "image_patches_dropped"):
     np.testing.assert_allclose(c[key], a[key], rtol=1e-6)
+
+
+def _text_targets_per_row(b) -> np.ndarray:
+  pair = (b["segment_ids"][:, 1:] == b["segment_ids"][:, :-1]) & (b["segment_ids"][:, 1:] > 0)
+  return ((b["text_target"][:, 1:] > 0) & pair).sum(axis=1)
+
+
+@pytest.mark.parametrize("task", ["understanding", "generation"])
+def test_lm_head_on_a_text_target_budget_equals_every_position(setup, task):
+  """With a per-row budget that holds every text target, the LM head on the gathered
+  targets gives the loss sums and gradients of the LM head on every position."""
+  config, _, v = setup
+  b = mu.batch(config, task)
+  budget = int(_text_targets_per_row(b).max())
+  assert budget > 0
+  full_cfg, budget_cfg = config, dataclasses.replace(config, max_text_targets=budget)
+
+  def loss(cfg, params):
+    out = SynerGenVL(cfg).apply({"params": params}, b)
+    return out["text_nll"] + 2.0 * out["image_nll"], out
+
+  (lf, of), gf = jax.jit(jax.value_and_grad(functools.partial(loss, full_cfg), has_aux=True))(
+      v["params"])
+  (lb, ob), gb = jax.jit(jax.value_and_grad(functools.partial(loss, budget_cfg),
+                                            has_aux=True))(v["params"])
+  np.testing.assert_allclose(lb, lf, rtol=1e-5)
+  for key in ("text_nll", "text_weight", "text_correct", "image_nll", "image_weight"):
+    np.testing.assert_allclose(ob[key], of[key], rtol=1e-5, err_msg=key)
+  assert float(ob["text_targets_dropped"]) == 0.0 == float(of["text_targets_dropped"])
+  jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=2e-4, atol=1e-6), gb, gf)
+
+
+def test_text_target_buffer_overflow_is_counted_and_weighed_like_target_weights(setup):
+  config, _, v = setup
+  b = mu.batch(config, "understanding")
+  per_row = _text_targets_per_row(b)
+  budget = int(per_row.min()) - 1
+  assert budget > 0
+  small = dataclasses.replace(config, max_text_targets=budget)
+  out = mu.apply(small, v, b)
+  assert float(out["text_targets_dropped"]) == float(np.maximum(per_row - budget, 0).sum())
+  text_w, _ = target_weights(b, small.max_gen_patches, budget)
+  np.testing.assert_allclose(out["text_weight"], text_w, rtol=1e-6)
+  np.testing.assert_allclose(out["text_weight"], budget * b["tokens"].shape[0], rtol=1e-6)
+  # A call-time budget of 0 is every position, whatever the config says.
+  every = jax.jit(lambda v, b: SynerGenVL(small).apply(v, b, max_text_targets=0))(v, b)
+  np.testing.assert_allclose(every["text_nll"], mu.apply(config, v, b)["text_nll"], rtol=1e-6)
 
 
 def test_full_model_kv_cache_decode_equals_forward(setup):

@@ -42,7 +42,8 @@ def _loss_sums(model):
   # Batches stay whole (replicated): evaluation runs on any device count, whatever the
   # batch size; params keep their shardings.
   return jax.jit(lambda params, batch: model.apply({"params": params}, batch,
-                                                   max_gen_patches=0))
+                                                   max_gen_patches=0,
+                                                   max_text_targets=0))
 
 
 def metrics(model, mesh, params, batches: list[dict]) -> dict:

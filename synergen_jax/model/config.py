@@ -68,6 +68,10 @@ class ModelConfig:
   image_loss_weight: float = 2.0
   loss_chunk_size: int = 128
   max_gen_patches: int = 16  # static per-row buffer of image targets for the head
+  # Static per-row buffer of text targets the LM head runs on in understanding and
+  # generation rows (0 = every position, as text-only rows always do); targets beyond
+  # it are dropped and counted (`{task}/text_targets_dropped`).
+  max_text_targets: int = 0
   # Execution.
   attention_backend: str = "xla"
   remat_policy: str = "none"
@@ -86,6 +90,7 @@ class ModelConfig:
               "loss_chunk_size", "max_gen_patches"):
       need(getattr(self, f) > 0, f, "a positive integer")
     need(self.fold_init_scale > 0, "fold_init_scale", "> 0")
+    need(self.max_text_targets >= 0, "max_text_targets", ">= 0 (0 = every position)")
     need(self.num_new_tokens >= 4, "num_new_tokens", ">= 4 (<boi>, <eoi>, <UNCOND>, <img>)")
     need(self.num_heads % self.num_kv_heads == 0, "num_kv_heads",
          f"a divisor of num_heads = {self.num_heads}")

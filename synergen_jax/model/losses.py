@@ -86,4 +86,6 @@ def combine_task_losses(task_outputs: dict[str, dict[str, jax.Array]],
         f"{task}/image_codes": out["image_weight"],
         f"{task}/image_patches_dropped": out["image_patches_dropped"],
     })
+    if "text_targets_dropped" in out:
+      metrics[f"{task}/text_targets_dropped"] = out["text_targets_dropped"]
   return loss, metrics

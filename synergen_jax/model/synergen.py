@@ -11,8 +11,14 @@ contract"):
 `image_codes[t]` is predicted from the hidden state at t-1 by the unfolding head with
 weight `image_target[t]`. A target never crosses a segment boundary: pairs (t-1, t)
 from different segments, or padding, get weight 0 whatever the batch says.
-`target_weights(batch, max_gen_patches)` gives the text and image weight sums the model
-counts, from the batch alone (the trainer normalises accumulated gradients by them).
+`target_weights(batch, max_gen_patches, max_text_targets)` gives the text and image
+weight sums the model counts, from the batch alone (the trainer normalises accumulated
+gradients by them).
+
+Both output heads run only where they are needed when given a static per-row budget:
+the unfolding head on the (at most `max_gen_patches`) image-target patches of a row, the
+LM head, with `max_text_targets` > 0, on the (at most that many) text-target positions
+instead of every position. Targets beyond a budget are dropped and counted.
 """
 
 import flax.linen as nn
@@ -34,12 +40,17 @@ def target_pair_mask(segment_ids: jax.Array) -> jax.Array:
   return jnp.pad(valid, ((0, 0), (1, 0)))  # position 0 is never a target
 
 
-def target_weights(batch: dict, max_gen_patches: int) -> tuple[jax.Array, jax.Array]:
+def target_weights(batch: dict, max_gen_patches: int,
+                   max_text_targets: int = 0) -> tuple[jax.Array, jax.Array]:
   """(text, image) target-weight sums of one task batch, exactly as SynerGenVL counts
   them: no target across a segment boundary; image targets beyond the per-row buffer of
-  `max_gen_patches` patches are dropped; each image target counts its m*n codes."""
+  `max_gen_patches` patches are dropped, text targets beyond `max_text_targets` (if
+  > 0) too; each image target counts its m*n codes."""
   pair = target_pair_mask(batch["segment_ids"])
-  text = jnp.sum((batch["text_target"] * pair)[:, 1:])
+  t_next = (batch["text_target"] * pair)[:, 1:]
+  if max_text_targets > 0:
+    t_next = t_next * (jnp.cumsum(t_next > 0, axis=1) <= max_text_targets)
+  text = jnp.sum(t_next)
   w_next = (batch["image_target"] * pair)[:, 1:]  # [batch, length-1]
   in_buffer = jnp.cumsum(w_next > 0, axis=1) <= max_gen_patches
   mn = batch["image_codes"].shape[-1]
@@ -123,12 +134,15 @@ class SynerGenVL(nn.Module):
     return self.unfold_head.logits(head_hidden)
 
   # ---- training forward -------------------------------------------------------
-  def __call__(self, batch, max_gen_patches: int | None = None):
+  def __call__(self, batch, max_gen_patches: int | None = None,
+               max_text_targets: int | None = None):
     """Loss sums and counts of one task batch (see `losses.combine_task_losses`).
 
     `max_gen_patches` overrides the config's per-row buffer of image targets for this
     call (static); 0 skips the unfolding head entirely (e.g. understanding batches,
-    which have no image targets).
+    which have no image targets). `max_text_targets` overrides the config's per-row
+    buffer of text targets (static); 0 runs the LM head on every position (text-only
+    rows, where every token is a target).
     """
     c = self.config
     hidden = self.hidden_states(batch)  # [batch, length, embed]
@@ -139,8 +153,20 @@ class SynerGenVL(nn.Module):
     text_w = (batch["text_target"] * pair)[:, 1:]
     text_w = jnp.pad(text_w, ((0, 0), (0, 1)))
     text_t = jnp.pad(batch["tokens"][:, 1:], ((0, 0), (0, 1)))
+    text_budget = c.max_text_targets if max_text_targets is None else max_text_targets
+    text_dropped = jnp.zeros((), jnp.float32)
+    text_h = hidden
+    if text_budget > 0:  # gather the target positions of each row into a static buffer
+      idx = jax.vmap(lambda r: jnp.nonzero(r > 0, size=text_budget, fill_value=0)[0])(
+          text_w)  # [batch, K]
+      count = jnp.sum(text_w > 0, axis=1)  # [batch]
+      in_buffer = jnp.arange(text_budget)[None, :] < count[:, None]
+      text_h = jnp.take_along_axis(hidden, idx[..., None], axis=1)  # [batch, K, embed]
+      text_t = jnp.take_along_axis(text_t, idx, axis=1)
+      text_w = jnp.take_along_axis(text_w, idx, axis=1) * in_buffer
+      text_dropped = jnp.sum(jnp.maximum(count - text_budget, 0)).astype(jnp.float32)
     w_text = self.text_output_matrix()
-    text = chunked_cross_entropy(hidden, text_t, text_w,
+    text = chunked_cross_entropy(text_h, text_t, text_w,
                                  lambda h: _project(h, w_text, c.compute_dtype),
                                  c.loss_chunk_size)
 
@@ -156,6 +182,7 @@ class SynerGenVL(nn.Module):
         "image_nll": image["nll"], "image_weight": image["weight"],
         "image_correct": image["correct"],
         "image_patches_dropped": image["dropped"],
+        "text_targets_dropped": text_dropped,
     }
 
   def _image_loss(self, hidden, batch, pair, budget):

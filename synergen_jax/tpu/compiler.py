@@ -118,6 +118,7 @@ def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: st
       "trainable": list(st.trainable), "attention": attention,
       "remat": model.remat_policy, "grad_accum_steps": accum,
       "loss_chunk_size": model.loss_chunk_size, "max_gen_patches": model.max_gen_patches,
+      "max_text_targets": model.max_text_targets, "mmoe_impl": model.mmoe_impl,
       "tasks": {t: {"rows": r, "length": l, "rows_per_device": r // batch_parallel / accum}
                 for t, (r, l) in shapes.items()},
   }

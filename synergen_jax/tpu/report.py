@@ -37,7 +37,8 @@ def format_report(r: dict) -> str:
     lines.append(f"  estimate: compute {e['compute_s']:.3f}s at {e['peak_flops'] / 1e12:.0f} "
                  f"TFLOP/s, collectives {e['collective_bytes'] / 2 ** 30:.2f} GiB ~ "
                  f"{e['ici_s']:.3f}s at ICI bandwidth -> step >= {e['step_s']:.3f}s, "
-                 f"MFU <= {e['mfu']:.1%}")
+                 f"MFU <= {e['mfu']:.1%}; collectives not overlapped: step "
+                 f"{_serial(r)[0]:.3f}s, MFU {_serial(r)[1]:.1%}")
   parts = f.get("compiled_by_part_per_device", {})
   if parts:
     ana = f.get("analytic_by_part", {})
@@ -52,23 +53,40 @@ def format_report(r: dict) -> str:
   return "\n".join(lines)
 
 
+def _serial(r: dict) -> tuple[float, float]:
+  """(step s, MFU) with the collectives not overlapped (also for reports written before
+  the estimate carried them)."""
+  e = r["estimate"]
+  step = e.get("step_s_serial", e["compute_s"] + e["ici_s"])
+  return step, r["flops"]["analytic_total"] / max(step * e["peak_flops"] * r["devices"], 1e-9)
+
+
 TABLE_HEADER = (
     "| experiment | stage | topology (chips) | mesh (data, fsdp, tensor) | rows/device x "
-    "micro-batches | remat | HBM/device GiB (of) | compile s | FLOPs/step compiled | "
-    "analytic | compiled/analytic | step s (bound) | est. MFU (bound) |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    "micro-batches | remat | HBM/device GiB (limit) | fits | compile s | FLOPs/step compiled | "
+    "analytic | compiled/analytic | step s (bound / not overlapped) | est. MFU (bound) | "
+    "est. MFU (collectives not overlapped) |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def table_row(r: dict) -> str:
   f, m = r["flops"], r["memory"]
   rows = " / ".join(f"{v['rows_per_device']:g}" for v in r["tasks"].values())
   mesh = ", ".join(str(v) for v in r["mesh"].values())
-  mfu = f"{r['estimate']['mfu']:.0%}" if "estimate" in r else "n/a"
-  step = f"{r['estimate']['step_s']:.2f}" if "estimate" in r else "n/a"
+  if "estimate" in r:
+    step_serial, mfu_serial = _serial(r)
+    mfu = f"{r['estimate']['mfu']:.0%}"
+    step = f"{r['estimate']['step_s']:.2f} / {step_serial:.2f}"
+    serial = f"{mfu_serial:.0%}"
+  else:
+    mfu = step = serial = "n/a"
+  limit = (1 - r.get("headroom", 0.1)) * r["hbm_bytes"]
+  fits = "yes" if r.get("fits", True) else "**no**"
   return (f"| {r['experiment']} | {r['stage']} | {r['topology']} ({r['devices']}) | {mesh} | "
           f"{rows} x {r['grad_accum_steps']} | {r['remat']} | {_g(m['total_bytes'])} "
-          f"({_g(r['hbm_bytes'])}) | {r['compile_s']:.0f} | {f['compiled_total']:.3g} | "
-          f"{f['analytic_total']:.3g} | {f['compiled_over_analytic']:.2f} | {step} | {mfu} |")
+          f"({_g(limit)}) | {fits} | {r['compile_s']:.0f} | {f['compiled_total']:.3g} | "
+          f"{f['analytic_total']:.3g} | {f['compiled_over_analytic']:.2f} | {step} | {mfu} | "
+          f"{serial} |")
 
 
 def render(paths) -> str:
