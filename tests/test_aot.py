@@ -127,6 +127,27 @@ def test_hlo_stats_counts_megablox_kernels_from_their_cost_estimate():
   assert stats["by_part"] == {"FFN experts (MMoE)": 33554432.0}
 
 
+SPLASH_BWD_HLO = """HloModule m
+
+ENTRY %main (q: f32[2,512,128], k: f32[512,128]) -> f32[512,128] {
+  %q = f32[2,512,128]{2,1,0} parameter(0)
+  %k = f32[512,128]{1,0} parameter(1)
+  %splash_mqa_dkv_segmented_no_residuals.1 = (f32[128,128]{1,0}, f32[128,128]{1,0}, f32[512,128]{1,0}, f32[512,128]{1,0}) custom-call(%q, %k, %k), custom_call_target="tpu_custom_call", backend_config={"custom_call_config": {"body": "a"}}
+  %splash_mqa_dkv_segmented_no_residuals.2 = (f32[128,128]{1,0}, f32[128,128]{1,0}, f32[4,2,512,128]{3,2,1,0}, f32[512,128]{1,0}, f32[512,128]{1,0}) custom-call(%q, %k, %k), custom_call_target="tpu_custom_call", backend_config={"custom_call_config": {"body": "b"}}
+  ROOT %copy = f32[512,128]{1,0} copy(%k)
+}
+"""
+
+
+def test_splash_backward_kernels_are_counted_fused_or_not():
+  """A dk/dv kernel is 4 matmuls; the fused backward's (it also writes dq per kv block,
+  an extra output) is 5. Causal over 4 blocks of 128: 5/8 of the full product."""
+  stats = hlo_stats.hlo_stats(SPLASH_BWD_HLO, splash_block=128)
+  one = 2 * (2 * 512 * 128) * 512 * (5 / 8)
+  assert stats["attention_flops"] == 4 * one + 5 * one
+  assert stats["attention_kernels"] == 2
+
+
 def test_trip_count_falls_back_to_counting_once_when_unknown():
   text = TPU_HLO.replace("compare(%gte.0, %constant.24), direction=LT",
                          "compare(%gte.0, %gte.0), direction=LT")

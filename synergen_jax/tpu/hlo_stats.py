@@ -129,7 +129,8 @@ def _dot_flops(ins: Instr, comp: Computation) -> float:
   return 2.0 * math.prod(out[0][1]) * contraction
 
 
-# Matmuls per kernel of Pallas splash attention (forward; backward dq and dkv kernels).
+# Matmuls per kernel of Pallas splash attention (forward; backward dq and dkv kernels;
+# a fused backward is one dkv kernel of 5, told apart by its extra dq output).
 _SPLASH_MATMULS = (("splash_mqa_fwd", 2), ("splash_mha_fwd", 2), ("splash_mqa_dq", 3),
                    ("splash_mha_dq", 3), ("splash_mqa_dkv", 4), ("splash_mha_dkv", 4))
 
@@ -151,6 +152,8 @@ def _kernel_flops(ins: Instr, comp: Computation, block: int) -> tuple[float, str
   floats = _float_operands(ins, comp)
   matmuls = next((n for prefix, n in _SPLASH_MATMULS if ins.name.startswith(prefix)), None)
   if matmuls is not None and len(floats) >= 2:
+    if matmuls == 4 and len(arrays(ins.shape)) >= 5:
+      matmuls = 5  # the fused backward: the dk/dv kernel also writes dq (per kv block)
     q, k = floats[0], floats[1]
     kv_len = k[-2]
     nb = max(1, math.ceil(kv_len / block))
