@@ -49,6 +49,29 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
 )
 
 
+def resolve_mesh_shape(shape: Sequence[int], num_devices: int,
+                       axis_names: Sequence[str] = MESH_AXES) -> tuple[int, ...]:
+  """`shape` with its -1 (at most one) replaced by what the other sizes leave of
+  `num_devices`; ValueError naming the numbers if the sizes cannot make that many."""
+  shape = [int(s) for s in shape]
+  if len(shape) != len(axis_names):
+    raise ValueError(f"mesh shape {tuple(shape)} must have one size per axis {tuple(axis_names)}")
+  if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
+    raise ValueError(f"mesh shape {tuple(shape)}: sizes must be positive, with at most one -1")
+  known = math.prod(s for s in shape if s != -1)
+  if -1 in shape:
+    if num_devices % known:
+      raise ValueError(
+          f"mesh shape {tuple(shape)}: the fixed sizes ({known}) do not divide the "
+          f"{num_devices} devices")
+    shape[shape.index(-1)] = num_devices // known
+  if math.prod(shape) != num_devices:
+    raise ValueError(
+        f"mesh shape {tuple(shape)} has {math.prod(shape)} devices but "
+        f"{num_devices} are present; expected sizes multiplying to {num_devices}")
+  return tuple(shape)
+
+
 def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None,
               axis_names: Sequence[str] = MESH_AXES) -> jax.sharding.Mesh:
   """Mesh of `shape` over the devices; one entry may be -1 (takes the rest).
@@ -57,22 +80,7 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None,
   Raises ValueError naming `mesh` if the sizes do not multiply to the device count.
   """
   devices = list(devices if devices is not None else jax.devices())
-  shape = [int(s) for s in shape]
-  if len(shape) != len(axis_names):
-    raise ValueError(f"mesh shape {tuple(shape)} must have one size per axis {tuple(axis_names)}")
-  if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
-    raise ValueError(f"mesh shape {tuple(shape)}: sizes must be positive, with at most one -1")
-  known = math.prod(s for s in shape if s != -1)
-  if -1 in shape:
-    if len(devices) % known:
-      raise ValueError(
-          f"mesh shape {tuple(shape)}: the fixed sizes ({known}) do not divide the "
-          f"{len(devices)} devices")
-    shape[shape.index(-1)] = len(devices) // known
-  if math.prod(shape) != len(devices):
-    raise ValueError(
-        f"mesh shape {tuple(shape)} has {math.prod(shape)} devices but "
-        f"{len(devices)} are present; expected sizes multiplying to {len(devices)}")
+  shape = list(resolve_mesh_shape(shape, len(devices), axis_names))
   axis_types = (jax.sharding.AxisType.Auto,) * len(axis_names)
   slices = len({getattr(d, "slice_index", 0) for d in devices})
   if slices > 1:

@@ -1,10 +1,17 @@
-"""MMoE: sorted (each token runs only its expert) == reference, values and gradients; routing."""
+"""MMoE: sorted (each token runs only its expert) == reference, values and gradients; routing.
+The Pallas megablox path (impl="gmm") == reference too, its kernels in interpret mode."""
+
+import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from synergen_jax import sharding
+from synergen_jax.model import mmoe as mmoe_lib
+from synergen_jax.model.config import ModelConfig
 from synergen_jax.model.mmoe import MMoE
 
 E, F = 16, 32
@@ -77,11 +84,6 @@ def test_vision_experts_off_is_a_plain_ffn():
 
 # The Pallas megablox path (impl="gmm"): on CPU its kernels run in interpret mode, so
 # these compare the very kernels the TPU runs (tiny shapes: interpret mode is slow).
-import functools  # noqa: E402
-
-import pytest  # noqa: E402
-
-from synergen_jax.model import mmoe as mmoe_lib  # noqa: E402
 
 
 @functools.lru_cache(maxsize=None)
@@ -142,8 +144,6 @@ def test_gmm_with_several_tiles_per_dim(monkeypatch):
 def test_gmm_under_a_mesh_runs_per_shard():
   """The 8-fake-device mesh (data 2, fsdp 2, tensor 2): one shard_map manual over every
   axis, rows split over data x fsdp (2 rows of 10 per shard: padded to 16)."""
-  from synergen_jax import sharding
-
   rng = np.random.default_rng(4)
   x = jnp.asarray(rng.normal(size=(8, 10, E)), jnp.float32)
   is_image = jnp.asarray(rng.random((8, 10)) < 0.5).at[:2].set(True).at[2:4].set(False)
@@ -157,7 +157,6 @@ def test_gmm_tiles_and_dim_errors():
   assert mmoe_lib.gmm_col_tile(8192) == 1024 and mmoe_lib.gmm_col_tile(100) == 100
   with pytest.raises(ValueError, match="model.mlp_dim = 1100"):
     mmoe_lib.gmm_check_dims(896, 1100)
-  from synergen_jax.model.config import ModelConfig
   with pytest.raises(ValueError, match="model.embed_dim = 1030"):
     ModelConfig(embed_dim=1030, mmoe_impl="gmm")
   ModelConfig(embed_dim=1030, mmoe_impl="sorted")  # only gmm has the constraint

@@ -41,5 +41,4 @@ from synergen_jax.experiment.defaults import (EVAL_SETS, MULTIMODAL_TASKS, STAGE
 from synergen_jax.experiment.errors import ConfigError
 from synergen_jax.experiment.resolved import (Eval, Experiment, Optimizer, Stage, Train,
                                               resolve)
-from synergen_jax.experiment.validation import (check_fields, check_tokenizer, mesh_shape,
-                                                validate)
+from synergen_jax.experiment.validation import check_fields, check_tokenizer, validate

@@ -45,9 +45,8 @@ def eval_(config) -> ml_collections.ConfigDict:
                config.get("eval", None) or ml_collections.ConfigDict(), "config.eval")
 
 
-def stage_tasks(config, name: str) -> tuple[str, ...]:
-  """The task batches a stage's train step consumes."""
-  st = stage(config, name)
+def stage_tasks(st) -> tuple[str, ...]:
+  """The task batches the train step of a merged stage (`stage(config, name)`) consumes."""
   if st.kind == "text":
     return ("text",)
   return tuple(st.tasks) or defaults.MULTIMODAL_TASKS

@@ -179,7 +179,7 @@ class Experiment:
 
 def _stage(config, name: str) -> Stage:
   st = merged.stage(config, name)
-  return _typed(Stage, st, name=name, tasks=merged.stage_tasks(config, name),
+  return _typed(Stage, st, name=name, tasks=merged.stage_tasks(st),
                 trainable=tuple(st.trainable),
                 optimizer=Optimizer.from_config(st.optimizer),
                 data=Frozen(merged.stage_data(config, name)),

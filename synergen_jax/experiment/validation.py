@@ -6,7 +6,6 @@
   check_tokenizer(model, tokenizer)      the tokenizer's id layout against the model
 """
 
-import math
 import os
 from typing import Any
 
@@ -14,6 +13,7 @@ import ml_collections
 
 from data_pipelines import config as data_config_lib
 from data_pipelines import pretokenize
+from synergen_jax import sharding
 from synergen_jax.experiment import defaults, merged
 from synergen_jax.experiment.configdict import check_known
 from synergen_jax.experiment.errors import ConfigError
@@ -115,24 +115,14 @@ def check_fields(config) -> ModelConfig:
   return model
 
 
-def mesh_shape(shape, num_devices: int) -> tuple[int, int, int]:
-  """config.mesh.shape with its -1 resolved for `num_devices` (errors name the field)."""
-  shape = [int(s) for s in shape]
-  known = math.prod(s for s in shape if s != -1)
-  _need(shape.count(-1) <= 1 and all(s > 0 or s == -1 for s in shape), "mesh.shape",
-        f"{tuple(shape)}: sizes must be positive with at most one -1")
-  _need(num_devices % known == 0 if -1 in shape else known == num_devices, "mesh.shape",
-        f"{tuple(shape)} does not divide the {num_devices} devices")
-  if -1 in shape:
-    shape[shape.index(-1)] = num_devices // known
-  return tuple(shape)
-
-
 def validate(experiment, num_devices: int, check_files: bool = True) -> None:
   """A resolved Experiment against `num_devices` (mesh, batch splits over the mesh, the
   micro-batches and the input streams) and, with `check_files`, the datasets and the
   tokenizer it reads. Raises ConfigError naming the field."""
-  shape = mesh_shape(experiment.mesh_shape, num_devices)
+  try:
+    shape = sharding.resolve_mesh_shape(experiment.mesh_shape, num_devices)
+  except ValueError as e:
+    raise ConfigError(f"config.mesh.shape: {e}") from None
   batch_parallel = shape[0] * shape[1]
   streams = experiment.train.input_streams
   for st in experiment.stages:

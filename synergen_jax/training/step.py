@@ -39,17 +39,12 @@ def batch_shardings(mesh, tasks) -> dict:
   return {t: s for t in tasks}
 
 
-def head_budgets(task: str) -> dict:
-  """Per-row target buffers of a task's call (None = the model config's): only
-  generation batches run the unfolding head; text-only rows run the LM head on every
-  position (every token is a target)."""
-  return {"max_gen_patches": None if task == "generation" else 0,
-          "max_text_targets": 0 if task == "text" else None}
-
-
-def _text_budget(config, task: str) -> int:
-  b = head_budgets(task)["max_text_targets"]
-  return config.max_text_targets if b is None else b
+def head_budgets(config, task: str) -> dict:
+  """Per-row target buffers of a task (the model call's and `target_weights`' static
+  arguments): only generation batches run the unfolding head; text-only rows run the LM
+  head on every position (every token is a target)."""
+  return {"max_gen_patches": config.max_gen_patches if task == "generation" else 0,
+          "max_text_targets": 0 if task == "text" else config.max_text_targets}
 
 
 def batch_counts(batches: dict) -> dict:
@@ -79,7 +74,7 @@ def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
   k = int(grad_accum_steps)
 
   def task_outputs(params, batches):
-    return {t: model.apply({"params": params}, b, **head_budgets(t))
+    return {t: model.apply({"params": params}, b, **head_budgets(spec.config, t))
             for t, b in batches.items()}
 
   def grads_full(trainable, frozen, batches):
@@ -91,8 +86,7 @@ def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
     return grads, outs
 
   def grads_accumulated(trainable, frozen, batches):
-    weights = [target_weights(b, spec.config.max_gen_patches, _text_budget(spec.config, t))
-               for t, b in batches.items()]
+    weights = [target_weights(b, **head_budgets(spec.config, t)) for t, b in batches.items()]
     text_w = jnp.maximum(sum(w[0] for w in weights), 1e-8)
     image_w = jnp.maximum(sum(w[1] for w in weights), 1e-8)
     micro = {t: _micro(b, k) for t, b in batches.items()}
@@ -141,7 +135,7 @@ def make_eval_step(spec: StateSpec, tasks, compiler_options: dict | None = None)
   model = spec.model
 
   def sums(params, batches):
-    return {t: model.apply({"params": params}, b, **head_budgets(t))
+    return {t: model.apply({"params": params}, b, **head_budgets(spec.config, t))
             for t, b in batches.items()}
 
   return jax.jit(sums, in_shardings=(spec.param_shardings, batch_shardings(spec.mesh, tasks)),

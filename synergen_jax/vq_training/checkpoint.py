@@ -12,10 +12,9 @@ import os
 from typing import Any
 
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 
-from synergen_jax.experiment.configdict import to_json
+from synergen_jax.experiment.configdict import from_json, to_json
 from synergen_jax.model.vq.tokenizer import VQTokenizer, data_mesh
 
 MODEL, TRAIN, CONFIG = "model", "train", "config"
@@ -30,12 +29,6 @@ def make_manager(workdir: str, max_to_keep: int | None = 3) -> ocp.CheckpointMan
       checkpoint_dir(workdir),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
       item_names=(MODEL, TRAIN, CONFIG))
-
-
-def model_config_from_json(model: dict) -> ml_collections.ConfigDict:
-  """The VQ sizes of a saved config (lists back to tuples)."""
-  return ml_collections.ConfigDict(
-      {k: tuple(v) if isinstance(v, list) else v for k, v in model.items()})
 
 
 def save(manager: ocp.CheckpointManager, step: int, model_vars: Any, train_state: Any | None,
@@ -81,7 +74,7 @@ def load_tokenizer(workdir: str, step: int | None = None,
   if step is None:
     raise FileNotFoundError(f"no VQ checkpoint in {checkpoint_dir(workdir)}")
   config = manager.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
-  tok = VQTokenizer(model_config_from_json(config["model"]))
+  tok = VQTokenizer(from_json(config["model"]))
   if sharding is None:
     sharding = jax.sharding.NamedSharding(data_mesh(), jax.sharding.PartitionSpec())
   abstract = jax.tree_util.tree_map(
