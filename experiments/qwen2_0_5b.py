@@ -61,6 +61,12 @@ def tpu_target(config: ml_collections.ConfigDict,
   # leaves (captions of ~12 packed pairs per row fit; overflow is logged as
   # {task}/text_targets_dropped).
   config.model.max_text_targets = 512
+  # Cross-entropy gradients in the forward pass: no logit recompute, output matrices
+  # gathered once per micro-batch, no weight gradient for a frozen LM head.
+  # Chunks of 256 positions: the fused loss holds a chunk's f32 logits and their
+  # gradient at once (8 rows x 512 x 151,944 would be 2 x 2.3 GiB).
+  config.model.loss_impl = "fused"
+  config.model.loss_chunk_size = 256
   config.model.remat_policy = "full"
   for name in config.stage_order:
     config.stages[name].grad_accum_steps = grad_accum_steps

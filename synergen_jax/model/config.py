@@ -15,6 +15,9 @@ from synergen_jax import image_grid
 ATTENTION_BACKENDS = ("xla", "cudnn", "splash")
 MMOE_IMPLS = ("sorted", "reference", "gmm")  # gmm: Pallas megablox, for TPU (model/mmoe.py)
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+# chunked: autodiff of the chunked loss (logits recomputed in the backward pass);
+# fused: gradients in the forward pass, no frozen weight gradient (model/fused_cross_entropy.py)
+LOSS_IMPLS = ("chunked", "fused")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +70,7 @@ class ModelConfig:
   # Loss.
   image_loss_weight: float = 2.0
   loss_chunk_size: int = 128
+  loss_impl: str = "chunked"
   max_gen_patches: int = 16  # static per-row buffer of image targets for the head
   # Static per-row buffer of text targets the LM head runs on in understanding and
   # generation rows (0 = every position, as text-only rows always do); targets beyond
@@ -104,6 +108,7 @@ class ModelConfig:
     if self.mmoe_impl == "gmm" and self.vision_experts:
       from synergen_jax.model import mmoe  # lazy: config stays free of flax / Pallas
       mmoe.gmm_check_dims(self.embed_dim, self.mlp_dim)
+    need(self.loss_impl in LOSS_IMPLS, "loss_impl", f"one of {LOSS_IMPLS}")
     need(self.remat_policy in REMAT_POLICIES, "remat_policy", f"one of {REMAT_POLICIES}")
     need(self.dtype in ("float32", "bfloat16"), "dtype", "'float32' or 'bfloat16'")
     need(self.param_dtype in ("float32", "bfloat16"), "param_dtype",

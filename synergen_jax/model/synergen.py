@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from synergen_jax.model.config import ModelConfig
 from synergen_jax.model.decoder import Decoder
 from synergen_jax.model.folding import TokenFold
+from synergen_jax.model.fused_cross_entropy import fused_cross_entropy
 from synergen_jax.model.layers import default_kernel_init
 from synergen_jax.model.losses import chunked_cross_entropy
 from synergen_jax.model.unfold_head import UnfoldHead
@@ -119,11 +120,16 @@ class SynerGenVL(nn.Module):
                         decode=decode)
 
   # ---- output side ------------------------------------------------------------
-  def text_output_matrix(self):
-    """[embed, vocab_size + num_new_tokens]: tied (embeddings) or the untied heads."""
+  def text_output_matrices(self):
+    """([embed, vocab_size], [embed, num_new_tokens]): tied (embeddings) or the untied
+    heads; separate parameters, so a stage can freeze the first and train the second."""
     if self.config.tie_embeddings:
-      return jnp.concatenate([self.text_embed, self.new_token_embed], axis=0).T
-    return jnp.concatenate([self.lm_head, self.new_token_head], axis=1)
+      return self.text_embed.T, self.new_token_embed.T
+    return self.lm_head, self.new_token_head
+
+  def text_output_matrix(self):
+    """[embed, vocab_size + num_new_tokens]."""
+    return jnp.concatenate(self.text_output_matrices(), axis=1)
 
   def text_logits(self, hidden):
     """[..., embed] -> [..., vocab_size + num_new_tokens] logits (compute dtype)."""
@@ -165,10 +171,8 @@ class SynerGenVL(nn.Module):
       text_t = jnp.take_along_axis(text_t, idx, axis=1)
       text_w = jnp.take_along_axis(text_w, idx, axis=1) * in_buffer
       text_dropped = jnp.sum(jnp.maximum(count - text_budget, 0)).astype(jnp.float32)
-    w_text = self.text_output_matrix()
-    text = chunked_cross_entropy(text_h, text_t, text_w,
-                                 lambda h: _project(h, w_text, c.compute_dtype),
-                                 c.loss_chunk_size)
+    with jax.named_scope("text_head_loss"):  # the LM head's part in compiled HLO
+      text = self._cross_entropy(text_h, text_t, text_w, self.text_output_matrices())
 
     budget = c.max_gen_patches if max_gen_patches is None else max_gen_patches
     if budget > 0:
@@ -184,6 +188,17 @@ class SynerGenVL(nn.Module):
         "image_patches_dropped": image["dropped"],
         "text_targets_dropped": text_dropped,
     }
+
+  def _cross_entropy(self, hidden, targets, weights, matrices):
+    """Sums of the CE of `hidden @ concat(matrices)` (`config.loss_impl`)."""
+    c = self.config
+    if c.loss_impl == "fused":
+      return fused_cross_entropy(hidden, targets, weights, matrices, c.loss_chunk_size,
+                                 c.compute_dtype)
+    matrix = jnp.concatenate(matrices, axis=1) if len(matrices) > 1 else matrices[0]
+    return chunked_cross_entropy(hidden, targets, weights,
+                                 lambda h: _project(h, matrix, c.compute_dtype),
+                                 c.loss_chunk_size)
 
   def _image_loss(self, hidden, batch, pair, budget):
     """Teacher-forced unfolding head over the image-target patches only.
@@ -206,9 +221,7 @@ class SynerGenVL(nn.Module):
     head_hidden = self.unfold_head(h_prev.reshape(b * k, -1), codes.reshape(b * k, mn))
     head_hidden = head_hidden.reshape(b, k * mn, -1)  # [batch, K*m*n, head_embed]
     code_w = jnp.repeat(weight, mn, axis=1)  # [batch, K*m*n]
-    w_code = self.unfold_head.classifier_matrix()
-    out = chunked_cross_entropy(head_hidden, codes.reshape(b, k * mn), code_w,
-                                lambda h: _project(h, w_code, c.compute_dtype),
-                                c.loss_chunk_size)
+    out = self._cross_entropy(head_hidden, codes.reshape(b, k * mn), code_w,
+                              (self.unfold_head.classifier_matrix(),))
     out["dropped"] = jnp.sum(jnp.maximum(count - budget, 0)).astype(jnp.float32)
     return out

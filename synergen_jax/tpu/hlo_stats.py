@@ -180,7 +180,8 @@ _MEGABLOX = ("gmm", "tgmm")  # jax.experimental.pallas.ops.tpu.megablox kernels
 # Parts of SynerGenVL by the op_name XLA keeps from the trace (first match wins).
 _PARTS = (("unfold_head", "unfold head"), ("_image_loss/", "head classifier (codebook)"),
           ("/mmoe/", "FFN experts (MMoE)"), ("/attention/", "attention projections"),
-          ("/fold/", "token fold MLP"), ("d,dv->", "LM head (vocabulary)"))
+          ("/fold/", "token fold MLP"), ("text_head_loss/", "LM head (vocabulary)"),
+          ("d,dv->", "LM head (vocabulary)"))
 
 
 def model_part(attrs: str) -> str:
