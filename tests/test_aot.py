@@ -127,6 +127,35 @@ def test_hlo_stats_counts_megablox_kernels_from_their_cost_estimate():
   assert stats["by_part"] == {"FFN experts (MMoE)": 33554432.0}
 
 
+# The weight gradients of mmoe_impl="gmm" with the text expert frozen (one tgmm over the
+# vision group, [1, K, N]), with the vision expert frozen, and with both trained.
+TGMM_HLO = """HloModule m
+
+ENTRY %main (x: bf16[128,512], g: bf16[512,256], s: s32[2]) -> bf16[1,128,256] {
+  %x = bf16[128,512]{1,0} parameter(0)
+  %g = bf16[512,256]{1,0} parameter(1)
+  %s = s32[2]{0} parameter(2)
+  %tgmm.1 = bf16[1,128,256]{2,1,0} custom-call(%s, %x, %g), custom_call_target="tpu_custom_call", metadata={op_name="jit(step)/transpose(jvp(decoder))/layers/block/mmoe/shard_map/vision_expert_wgrad/jit(tgmm)/pallas_call"}, backend_config={"custom_call_config":{"body":"a","cost_estimate":{"bytes_accessed":"1","flops":"33554432","transcendentals":"0"}}}
+  %tgmm.2 = bf16[1,128,256]{2,1,0} custom-call(%s, %x, %g), custom_call_target="tpu_custom_call", metadata={op_name="jit(step)/transpose(jvp(decoder))/layers/block/mmoe/shard_map/text_expert_wgrad/jit(tgmm)/pallas_call"}, backend_config={"custom_call_config":{"body":"b","cost_estimate":{"bytes_accessed":"1","flops":"33554432","transcendentals":"0"}}}
+  ROOT %tgmm.3 = bf16[2,128,256]{2,1,0} custom-call(%s, %x, %g), custom_call_target="tpu_custom_call", metadata={op_name="jit(step)/transpose(jvp(decoder))/layers/block/mmoe/shard_map/jit(tgmm)/pallas_call"}, backend_config={"custom_call_config":{"body":"c","cost_estimate":{"bytes_accessed":"1","flops":"33554432","transcendentals":"0"}}}
+}
+"""
+
+
+def test_hlo_stats_counts_a_one_expert_weight_gradient_at_its_share_of_rows():
+  """A one-group tgmm visits only its expert's rows (a run-time count): the vision one
+  counts image_fraction of its all-rows estimate, the text one the rest; a two-group
+  tgmm counts in full."""
+  full = 2 * 512 * 128 * 256
+  for frac in (0.75, 0.25):
+    stats = hlo_stats.hlo_stats(TGMM_HLO, image_fraction=frac)
+    assert stats["kernel_flops"] == frac * full + (1 - frac) * full + full == 2 * full
+    assert stats["by_part"] == {"FFN experts (MMoE)": 2.0 * full}
+  only_vision = TGMM_HLO.replace("text_expert_wgrad/", "vision_expert_wgrad/")
+  assert hlo_stats.hlo_stats(only_vision, image_fraction=0.75)["kernel_flops"] == 2.5 * full
+  assert hlo_stats.hlo_stats(only_vision, image_fraction=0.25)["kernel_flops"] == 1.5 * full
+
+
 SPLASH_BWD_HLO = """HloModule m
 
 ENTRY %main (q: f32[2,512,128], k: f32[512,128]) -> f32[512,128] {

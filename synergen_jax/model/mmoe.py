@@ -10,23 +10,28 @@ Three implementations with identical parameters:
                which lowers to grouped-GEMM kernels on TPU/GPU) so each token runs only
                its own expert, then un-sort.
 - `gmm`:       the same sort, but the grouped matmuls are JAX's Pallas megablox kernels
-               (`gmm`, weight gradient `tgmm`). For TPUs whose libtpu expands
+               (`gmm`, weight gradient `tgmm`, only for the experts being trained:
+               `_expert_gmm`). For TPUs whose libtpu expands
                `ragged_dot` into a dense matmul over both experts (v5e, v6e with libtpu
                0.0.52, docs/TPU_FIT.md). Off TPU the same kernels run in Pallas
                interpret mode (slow: tests and checks only; use `sorted` on CPU / GPU).
 """
 
+import contextlib
 import dataclasses
 import functools
+import importlib
 import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jax.experimental.pallas.ops.tpu.megablox import ops as megablox
-
 from synergen_jax.model.layers import default_kernel_init
+
+# The megablox kernels without their custom VJP (`_expert_gmm` brings its own). Imported
+# by module name: the package's `gmm` attribute is the custom-VJP op, not this module.
+megablox = importlib.import_module("jax.experimental.pallas.ops.tpu.megablox.gmm")
 
 
 class ExpertWeights(nn.Module):
@@ -154,6 +159,87 @@ def _gmm_platform_interpret() -> bool:
   return platform != "tpu"
 
 
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class _Perturbed:
+  """Which inputs of `_expert_gmm` are differentiated: a static residual (no leaves), so
+  the backward knows at trace time which kernels to run (and the kernels' dtype, for
+  their gradients, as the kernels themselves are saved only when lhs needs them)."""
+
+  lhs: bool
+  text: bool
+  vision: bool
+  kernel_dtype: jnp.dtype
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _expert_gmm(lhs, text_kernel, vision_kernel, group_sizes, tiling, interpret):
+  """lhs rows [0, group_sizes[0]) @ text_kernel, the rest @ vision_kernel (megablox gmm).
+
+  lhs: [rows, k] sorted by expert (text rows first); kernels [k, n] in lhs's dtype (the
+  output's too); group_sizes: int32 [2] summing to rows. Unlike megablox's own
+  `ops.gmm`, whose VJP runs `tgmm` for every group, the weight gradient is computed only
+  for the kernels being differentiated: a training stage that freezes the text expert
+  closes over it (no tangent), and its tgmm would be MXU work thrown away.
+  """
+  return megablox.gmm(lhs, jnp.stack([text_kernel, vision_kernel]), group_sizes,
+                      lhs.dtype, tiling, interpret=interpret)  # [rows, n]
+
+
+def _expert_gmm_fwd(lhs, text_kernel, vision_kernel, group_sizes, tiling, interpret):
+  """symbolic_zeros: every array argument (not tiling, interpret) comes as a
+  CustomVJPPrimal (.value, .perturbed); only what the backward of the perturbed inputs
+  reads is saved."""
+  x, gs = lhs.value, group_sizes.value
+  rhs = jnp.stack([text_kernel.value, vision_kernel.value])  # [2, k, n]
+  need = _Perturbed(lhs.perturbed, text_kernel.perturbed, vision_kernel.perturbed,
+                    rhs.dtype)
+  out = megablox.gmm(x, rhs, gs, x.dtype, tiling, interpret=interpret)  # [rows, n]
+  res = (x if need.text or need.vision else None, rhs if need.lhs else None, gs, need)
+  return out, res
+
+
+def _wgrad_groups(need: _Perturbed) -> tuple[int, int, str | None]:
+  """(first group, number of groups, named scope) of the one tgmm over the perturbed
+  experts. The scope names a single-group tgmm in the compiled HLO's op_name, so
+  `hlo_stats` can count the rows it visits rather than its all-rows cost estimate."""
+  if need.text and need.vision:
+    return 0, 2, None
+  if need.vision:
+    return 1, 1, "vision_expert_wgrad"
+  return 0, 1, "text_expert_wgrad"
+
+
+def _expert_wgrad(x, grad, group_sizes, need, tiling, interpret):
+  """(d text_kernel, d vision_kernel), None for a kernel not differentiated: one tgmm
+  whose grid visits only the row tiles of the perturbed groups."""
+  first, count, scope = _wgrad_groups(need)
+  with jax.named_scope(scope) if scope else contextlib.nullcontext():
+    g = megablox.tgmm(x.swapaxes(0, 1), grad, group_sizes, need.kernel_dtype, tiling,
+                      jnp.int32(first), count, interpret=interpret)  # [count, k, n]
+  if count == 2:
+    return g[0], g[1]
+  return (g[0], None) if need.text else (None, g[0])
+
+
+def _expert_gmm_bwd(tiling, interpret, res, grad):
+  """Input gradient gmm(grad, kernels^T) as megablox's own VJP; weight gradients only
+  for the perturbed kernels (`_expert_wgrad`); None (a zero) for the rest."""
+  x, rhs, group_sizes, need = res
+  if isinstance(grad, jax.custom_derivatives.SymbolicZero):
+    return None, None, None, None
+  d_lhs = d_text = d_vision = None
+  if need.lhs:
+    d_lhs = megablox.gmm(grad, rhs, group_sizes, grad.dtype, tiling, transpose_rhs=True,
+                         interpret=interpret)  # [rows, k]
+  if need.text or need.vision:
+    d_text, d_vision = _expert_wgrad(x, grad, group_sizes, need, tiling, interpret)
+  return d_lhs, d_text, d_vision, None
+
+
+_expert_gmm.defvjp(_expert_gmm_fwd, _expert_gmm_bwd, symbolic_zeros=True)
+
+
 def _gmm_experts_local(x, is_image, text_w, vision_w, dtype, interpret):
   """x: [batch, length, embed]; each token through its own expert via megablox gmm.
 
@@ -181,10 +267,11 @@ def _gmm_experts_local(x, is_image, text_w, vision_w, dtype, interpret):
   num_image = jnp.sum(img, dtype=jnp.int32)
   group_sizes = jnp.stack([rows - num_image, num_image]).astype(jnp.int32)
   xs = _permute(flat, order, inverse)
-  gate, up, down = (jnp.stack([t, v]).astype(dtype) for t, v in zip(text_w, vision_w))
-  gmm = functools.partial(megablox.gmm, group_sizes=group_sizes,
-                          preferred_element_type=dtype, tiling=tiling,
-                          interpret=interpret)
+  gate, up, down = ((t.astype(dtype), v.astype(dtype)) for t, v in zip(text_w, vision_w))
+
+  def gmm(lhs, kernels):
+    return _expert_gmm(lhs, *kernels, group_sizes, tiling, interpret)
+
   h = nn.silu(gmm(xs, gate)) * gmm(xs, up)  # [rows, mlp]
   ys = gmm(h, down)  # [rows, embed]
   return _permute(ys, inverse, order)[:tokens].reshape(batch, length, embed)

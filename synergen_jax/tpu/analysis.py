@@ -79,7 +79,7 @@ def analyze(report: dict, hlo_text: str, model) -> dict:
   """Fills report["flops"], ["collectives"] and ["estimate"] from the compiled module's
   text (also for a saved report and HLO file: `--reanalyze`)."""
   from synergen_jax.training import flops
-  stats = hlo_stats.hlo_stats(hlo_text, SPLASH_BLOCK)
+  stats = hlo_stats.hlo_stats(hlo_text, SPLASH_BLOCK, report["image_fraction"])
   n = report["devices"]
   shapes = {t: (v["rows"], v["length"]) for t, v in report["tasks"].items()}
   counts = capacity_counts(model, shapes, report["image_fraction"])

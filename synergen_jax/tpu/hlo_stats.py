@@ -12,7 +12,8 @@ computation, fusion and call, while-loop bodies multiplied by their trip counts
 (`hlo.trip_count`), Mosaic kernels estimated from their shapes (splash attention, causal
 block-sparse: the forward does 2 matmuls, the dq kernel 3, the dkv kernel 4; XLA's
 grouped matmul for `ragged_dot`, which is how the MMoE runs on TPU; the megablox `gmm` /
-`tgmm` kernels of `mmoe_impl="gmm"` from their own cost estimate), and every
+`tgmm` kernels of `mmoe_impl="gmm"` from their own cost estimate, a one-expert weight
+gradient scaled to that expert's rows: `_megablox_row_share`), and every
 collective with its bytes, counted as often as it runs. FLOPs are also split by model
 part (`model_part`, from the op names XLA keeps). Element-wise work is not counted (the
 analytic count in `flops.py` counts matmuls only, too).
@@ -145,10 +146,11 @@ def _float_operands(ins: Instr, comp: Computation) -> list[tuple[int, ...]]:
   return out
 
 
-def _kernel_flops(ins: Instr, comp: Computation, block: int) -> tuple[float, str] | None:
+def _kernel_flops(ins: Instr, comp: Computation, block: int,
+                  image_fraction: float) -> tuple[float, str] | None:
   """(FLOPs, part) of a Mosaic kernel (tpu_custom_call), estimated from its shapes:
   splash attention (block-causal) and XLA's grouped matmul for `ragged_dot`
-  (2 M K N: every row meets one group's matrix)."""
+  (2 M K N: every row meets one group's matrix); megablox from its cost estimate."""
   floats = _float_operands(ins, comp)
   matmuls = next((n for prefix, n in _SPLASH_MATMULS if ins.name.startswith(prefix)), None)
   if matmuls is not None and len(floats) >= 2:
@@ -170,11 +172,30 @@ def _kernel_flops(ins: Instr, comp: Computation, block: int) -> tuple[float, str
     est = re.search(r"cost_estimate[^{]*\{([^}]*)\}", ins.attrs)
     m = re.search(r'flops[\\"]*:[\\"]*([0-9.e+]+)', est.group(1)) if est else None
     if m:
-      return float(m.group(1)), model_part(ins.attrs)
+      share = _megablox_row_share(ins.attrs, image_fraction)
+      return share * float(m.group(1)), model_part(ins.attrs)
   return None
 
 
 _MEGABLOX = ("gmm", "tgmm")  # jax.experimental.pallas.ops.tpu.megablox kernels
+
+
+def _megablox_row_share(attrs: str, image_fraction: float) -> float:
+  """The share of its cost estimate (2 M K N over all M rows) a megablox kernel runs.
+
+  A one-group tgmm (the weight gradient of one expert, the other frozen: mmoe's
+  `_expert_gmm`, under the named scope `vision_expert_wgrad` / `text_expert_wgrad`)
+  visits only its group's row tiles, a count known at run time only. It is taken as
+  `image_fraction` of the rows for the vision expert and the rest for the text expert:
+  the share of image tokens the analytic profile (`analysis.capacity_counts`) assumes
+  per row (text-only rows, the pad rows and a row tile shared by both groups aside).
+  """
+  name = _op_name(attrs)
+  if "vision_expert_wgrad" in name:
+    return image_fraction
+  if "text_expert_wgrad" in name:
+    return 1.0 - image_fraction
+  return 1.0
 
 
 # Parts of SynerGenVL by the op_name XLA keeps from the trace (first match wins).
@@ -184,10 +205,15 @@ _PARTS = (("unfold_head", "unfold head"), ("_image_loss/", "head classifier (cod
           ("d,dv->", "LM head (vocabulary)"))
 
 
+def _op_name(attrs: str) -> str:
+  """An instruction's metadata op_name (the trace's name stack), "" if none."""
+  m = re.search(r'op_name="([^"]*)"', attrs)
+  return m.group(1) if m else ""
+
+
 def model_part(attrs: str) -> str:
   """Which part of the model an instruction belongs to, from its metadata op_name."""
-  m = re.search(r'op_name="([^"]*)"', attrs)
-  name = m.group(1) if m else ""
+  name = _op_name(attrs)
   return next((part for key, part in _PARTS if key in name), "other")
 
 
@@ -207,7 +233,8 @@ def _group_size(attrs: str) -> tuple[str, int] | None:
   return None
 
 
-def _computation_stats(comps, name: str, memo: dict, block: int) -> Stats:
+def _computation_stats(comps, name: str, memo: dict, block: int,
+                       image_fraction: float) -> Stats:
   if name in memo:
     return memo[name]
   memo[name] = Stats()  # guards against cycles
@@ -228,17 +255,18 @@ def _computation_stats(comps, name: str, memo: dict, block: int) -> Stats:
       inner = Stats()
       for c in (body, cond):
         if c in comps:
-          inner.add(_computation_stats(comps, c, memo, block))
+          inner.add(_computation_stats(comps, c, memo, block, image_fraction))
       st.add(inner, n)
     elif op == "conditional":
       names = re.findall(r"%([^\s,{}]+)", (re.search(r"branch_computations=\{([^}]*)\}",
                                                        ins.attrs) or [None, ""])[1])
       names += [attr(ins.attrs, k) for k in ("true_computation", "false_computation")]
-      branches = [_computation_stats(comps, c, memo, block) for c in names if c in comps]
+      branches = [_computation_stats(comps, c, memo, block, image_fraction)
+                  for c in names if c in comps]
       if branches:
         st.add(max(branches, key=lambda s: s.flops))
     elif op == "custom-call" and 'custom_call_target="tpu_custom_call"' in ins.attrs:
-      k = _kernel_flops(ins, comp, block)
+      k = _kernel_flops(ins, comp, block, image_fraction)
       if k is not None:
         st.kernel_flops += k[0]
         st.by_part[k[1]] += k[0]
@@ -262,13 +290,17 @@ def _computation_stats(comps, name: str, memo: dict, block: int) -> Stats:
       callee = attr(ins.attrs, key)
       if callee in comps and op not in COLLECTIVES and base not in COLLECTIVES and op not in (
           "reduce", "reduce-window", "scatter", "select-and-scatter", "sort", "map"):
-        st.add(_computation_stats(comps, callee, memo, block))
+        st.add(_computation_stats(comps, callee, memo, block, image_fraction))
   memo[name] = st
   return st
 
 
-def hlo_stats(text: str, splash_block: int = 128) -> dict:
+def hlo_stats(text: str, splash_block: int = 128, image_fraction: float = 0.75) -> dict:
   """Per-device statistics of one execution of a compiled HLO module (see module doc).
+
+  `image_fraction`: the share of rows that are image tokens, as the analytic profile
+  assumes (`analysis.capacity_counts`, the report's "image_fraction"); it scales the
+  megablox weight gradient of one expert (`_megablox_row_share`).
 
   Returns {"matmul_flops", "kernel_flops" (of which "attention_flops"), "flops",
   "attention_kernels",
@@ -278,7 +310,7 @@ def hlo_stats(text: str, splash_block: int = 128) -> dict:
   comps, entry = parse_module(text)
   if not entry:
     raise ValueError("no ENTRY computation in the HLO text")
-  st = _computation_stats(comps, entry, {}, splash_block)
+  st = _computation_stats(comps, entry, {}, splash_block, image_fraction)
   return {
       "matmul_flops": st.matmul_flops,
       "kernel_flops": st.kernel_flops,
