@@ -1,6 +1,7 @@
 """MMoE: sorted (each token runs only its expert) == reference, values and gradients; routing.
 The Pallas megablox path (impl="gmm") == reference too, its kernels in interpret mode."""
 
+import collections
 import functools
 
 import flax.linen as nn
@@ -274,6 +275,48 @@ def test_gmm_computes_the_weight_gradient_of_trained_experts_only(trained, group
     assert {"scan", "shard_map"} <= set(outer), outer
     assert any(o.startswith(("remat", "checkpoint")) for o in outer), outer
     assert (scope in stack) if scope else "expert_wgrad" not in stack, stack
+
+
+def _matmuls(jaxpr) -> collections.Counter:
+  """Matmul primitives (dot_general, ragged_dot_general, Pallas calls) in a jaxpr and the
+  jaxprs nested in it."""
+  count = collections.Counter()
+  for eqn in jaxpr.eqns:
+    if "dot" in eqn.primitive.name or eqn.primitive.name == "pallas_call":
+      count[eqn.primitive.name] += 1
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      count.update(_matmuls(sub))
+  return count
+
+
+@pytest.mark.parametrize("impl", ["reference", "sorted", "gmm"])
+def test_remat_policies_that_keep_the_ffn_outputs_recompute_no_ffn_matmul(impl):
+  """The backward of a remat'ed, scanned decoder (traced under the 8-device mesh): with
+  `qkv_ffn` / `ffn` the FFN's grouped matmuls (ragged_dot / megablox kernels) are not
+  recomputed, as without remat; `full` recomputes gate and up; `qkv_ffn` recomputes
+  fewer XLA matmuls than `full` (only the attention's)."""
+  def counts(policy):
+    dec = Decoder(2, dict(num_heads=2, num_kv_heads=1, head_dim=8, mlp_dim=32,
+                          rope_theta=1e4, norm_eps=1e-6, mmoe_impl=impl),
+                  remat_policy=policy)
+    x = jnp.ones((4, 8, E))
+    pos = jnp.broadcast_to(jnp.arange(8), (4, 8))
+    seg = jnp.ones((4, 8), jnp.int32)
+    is_image = jnp.arange(32).reshape(4, 8) % 2 == 0
+    params = nn.unbox(jax.eval_shape(dec.init, jax.random.key(0), x, pos, seg, is_image))
+    loss = lambda p, x: jnp.sum(dec.apply(p, x, pos, seg, is_image))
+    with sharding.mesh_context(sharding.make_mesh((2, 2, 2))):
+      return _matmuls(jax.make_jaxpr(jax.grad(loss))(params, x).jaxpr)
+
+  none, full, qkv_ffn, ffn = (counts(p) for p in ("none", "full", "qkv_ffn", "ffn"))
+  grouped = "dot_general" if impl == "reference" else (
+      "pallas_call" if impl == "gmm" else "ragged_dot_general")
+  if impl != "reference":
+    assert full[grouped] == none[grouped] + 2  # gate and up recomputed
+    assert qkv_ffn[grouped] == ffn[grouped] == none[grouped]
+    assert none["dot_general"] < qkv_ffn["dot_general"] < ffn["dot_general"] <= full["dot_general"]
+  else:
+    assert none[grouped] < qkv_ffn[grouped] < ffn[grouped] < full[grouped]
 
 
 def test_gmm_tiles_and_dim_errors():

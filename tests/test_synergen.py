@@ -277,7 +277,9 @@ def test_remat_and_attention_backend_do_not_change_gradients(setup):
 
   loss0, g0 = grads(config)
   for cfg in (dataclasses.replace(config, remat_policy="full"),
-              dataclasses.replace(config, remat_policy="dots", mmoe_impl="reference")):
+              dataclasses.replace(config, remat_policy="dots", mmoe_impl="reference"),
+              dataclasses.replace(config, remat_policy="qkv_ffn"),
+              dataclasses.replace(config, remat_policy="ffn", mmoe_impl="reference")):
     loss, g = grads(cfg)
     np.testing.assert_allclose(loss, loss0, rtol=1e-6)
     jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-4, atol=2e-5), g, g0)

@@ -12,6 +12,7 @@ Two modes:
 """
 
 import flax.linen as nn
+from jax.ad_checkpoint import checkpoint_name
 import jax
 import jax.numpy as jnp
 
@@ -40,6 +41,8 @@ class Attention(nn.Module):
               use_bias=self.qkv_bias, name="key", **kw)(x)
     v = Dense((self.num_kv_heads, self.head_dim), ("embed", "kv_heads", "head_dim"),
               use_bias=self.qkv_bias, name="value", **kw)(x)
+    # Named for the remat policies that keep them (decoder.REMAT_POLICIES).
+    q, k, v = (checkpoint_name(t, n) for t, n in ((q, "q_proj"), (k, "k_proj"), (v, "v_proj")))
     q = apply_rope(q, positions, self.rope_theta)  # [batch, length, heads, head_dim]
     k = apply_rope(k, positions, self.rope_theta)  # [batch, length, kv_heads, head_dim]
     q = nn.with_logical_constraint(

@@ -14,7 +14,7 @@ from synergen_jax import image_grid
 
 ATTENTION_BACKENDS = ("xla", "cudnn", "splash")
 MMOE_IMPLS = ("sorted", "reference", "gmm")  # gmm: Pallas megablox, for TPU (model/mmoe.py)
-REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch", "qkv_ffn", "ffn")  # decoder.py
 # chunked: autodiff of the chunked loss (logits recomputed in the backward pass);
 # fused: gradients in the forward pass, no frozen weight gradient (model/fused_cross_entropy.py)
 LOSS_IMPLS = ("chunked", "fused")

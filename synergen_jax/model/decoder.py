@@ -14,10 +14,18 @@ from synergen_jax.model.mmoe import MMoE
 
 _ACT = ("activation_batch", "activation_length", "activation_embed")
 
+# What the backward pass of a block keeps from its forward pass (the rest is recomputed):
+# full: nothing but the block input; dots / dots_no_batch: XLA matmul outputs (not the
+# Pallas kernels': megablox gmm, splash); qkv_ffn: the q/k/v projections and the FFN's
+# gate / up outputs by name, whatever computes them (+ 2 x mlp + q/k/v widths per token
+# per layer of HBM); ffn: only the gate / up outputs.
 REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
     "dots": jax.checkpoint_policies.checkpoint_dots,
     "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    "qkv_ffn": jax.checkpoint_policies.save_only_these_names(
+        "q_proj", "k_proj", "v_proj", "ffn_gate", "ffn_up"),
+    "ffn": jax.checkpoint_policies.save_only_these_names("ffn_gate", "ffn_up"),
 }
 
 

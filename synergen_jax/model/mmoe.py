@@ -26,6 +26,7 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from synergen_jax.model.layers import default_kernel_init
 
@@ -54,8 +55,14 @@ class ExpertWeights(nn.Module):
 
 def _swiglu(x, gate, up, down, dtype):
   x = x.astype(dtype)
-  h = nn.silu(x @ gate.astype(dtype)) * (x @ up.astype(dtype))
-  return h @ down.astype(dtype)
+  g, u = _named_gate_up(x @ gate.astype(dtype), x @ up.astype(dtype))
+  return (nn.silu(g) * u) @ down.astype(dtype)
+
+
+def _named_gate_up(gate_out, up_out):
+  """The FFN's gate and up outputs [..., mlp], named for the remat policies that keep
+  them (decoder.REMAT_POLICIES: the FFN backward then needs no recomputed matmul)."""
+  return checkpoint_name(gate_out, "ffn_gate"), checkpoint_name(up_out, "ffn_up")
 
 
 @jax.custom_vjp
@@ -91,8 +98,9 @@ def _sorted_experts_local(x, is_image, text_w, vision_w, dtype):
   group_sizes = jnp.stack([img.shape[0] - num_image, num_image]).astype(jnp.int32)
   xs = _permute(flat, order, inverse)
   gate, up, down = (jnp.stack([t, v]).astype(dtype) for t, v in zip(text_w, vision_w))
-  h = nn.silu(jax.lax.ragged_dot(xs, gate, group_sizes)) * jax.lax.ragged_dot(
-      xs, up, group_sizes)  # [tokens, mlp]
+  g, u = _named_gate_up(jax.lax.ragged_dot(xs, gate, group_sizes),
+                        jax.lax.ragged_dot(xs, up, group_sizes))
+  h = nn.silu(g) * u  # [tokens, mlp]
   ys = jax.lax.ragged_dot(h, down, group_sizes)  # [tokens, embed]
   return _permute(ys, inverse, order).reshape(batch, length, embed)
 
@@ -272,7 +280,8 @@ def _gmm_experts_local(x, is_image, text_w, vision_w, dtype, interpret):
   def gmm(lhs, kernels):
     return _expert_gmm(lhs, *kernels, group_sizes, tiling, interpret)
 
-  h = nn.silu(gmm(xs, gate)) * gmm(xs, up)  # [rows, mlp]
+  g, u = _named_gate_up(gmm(xs, gate), gmm(xs, up))
+  h = nn.silu(g) * u  # [rows, mlp]
   ys = gmm(h, down)  # [rows, embed]
   return _permute(ys, inverse, order)[:tokens].reshape(batch, length, embed)
 
