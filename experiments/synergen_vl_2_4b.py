@@ -10,11 +10,12 @@ Batch sizes are rounded to multiples of 256 (the batch is sharded over every chi
 Mesh: every chip on the fsdp axis; written for a TPU v5p-512 slice (256 chips):
   --config.mesh.shape="(1,256,1)" or any (data, fsdp, tensor) whose data*fsdp divides the
   batches. Generation rows stay 4,096 long (a 512 px image is ~300 tokens) with a head
-  budget of 4,096 patches per row, so no generation target is dropped.
+  budget of 3,840 patches per row (the most a row can hold), so no generation target is dropped.
 TPU fit (docs/TPU_FIT.md, `python -m synergen_jax.tpu.aot --topology=v5:8x8x4`): one row per
 task per chip at a time: gradient accumulation over 27 / 20 / 7 micro-batches (exact: the
-losses are sums, so the step's gradient is the full batch's), full remat in the LLM,
-Pallas splash attention (on GPU: --config.model.attention_backend=cudnn).
+losses are sums, so the step's gradient is the full batch's), remat keeping the q/k/v
+projections and FFN gate/up outputs, Pallas splash attention and megablox MMoE (on GPU:
+--config.model.attention_backend=cudnn --config.model.mmoe_impl=sorted).
 Starts from imported InternLM2-1.8B weights (W/pretrained, see synergen_jax.weights):
   python -m synergen_jax.train --config=experiments/synergen_vl_2_4b.py --workdir=W
 Data: pretokenized Emu3-VQ shards per stage (data_pipelines.pretokenize with the
@@ -59,9 +60,22 @@ def _data(pretokenized: str, seq_len: int, und_batch: int, gen_batch: int,
 
 def get_config() -> ml_collections.ConfigDict:
   config = experiment.base_config(models.synergen_vl_2_4b())
-  config.model.max_gen_patches = 4096
+  # A generation example is a caption, <boi>, 256 folded image tokens and <eoi>: a
+  # 4,096-token row holds at most 15 of them, so at most 15 x 256 = 3,840 image targets
+  # (`max_gen_patches`: no target is ever dropped; 4,096 ran the head on 256 patches that
+  # can never be targets).
+  config.model.max_gen_patches = 3840
   config.model.attention_backend = "splash"
-  config.model.remat_policy = "full"
+  # TPU execution (docs/TPU_FIT.md, "Effect of each change"): the MMoE on megablox gmm
+  # (weight gradients only for the trained expert), the LM head on at most 2,048 text
+  # targets per row (overflow logged as {task}/text_targets_dropped), the cross-entropy
+  # gradients in its forward pass (no frozen LM-head weight gradient, the output matrices
+  # gathered once per micro-batch), and a remat policy that keeps the q/k/v projections
+  # and the FFN gate / up outputs (4 GiB per 4,096-token row; HBM to spare on v5p).
+  config.model.mmoe_impl = "gmm"
+  config.model.max_text_targets = 2048
+  config.model.loss_impl = "fused"
+  config.model.remat_policy = "qkv_ffn"
   config.mesh.shape = (1, -1, 1)
   config.tokenizer = "{workdir}/pretrained/tokenizer.model"
   config.init_params = "{workdir}/pretrained/params"

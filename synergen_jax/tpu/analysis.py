@@ -19,8 +19,9 @@ SPLASH_BLOCK = 128
 def capacity_counts(config, shapes: dict, image_fraction: float) -> dict:
   """Analytic-FLOP counts of full rows: per task `(rows, length)`, every position real and
   one example per row (causal attention over the whole row, which is what the kernel
-  computes), every text position a text target, `image_fraction` of each row image
-  tokens; generation rows have that many image targets, at most `max_gen_patches`."""
+  computes), every text position a text target (at most `max_text_targets` per
+  multimodal row), `image_fraction` of each row image tokens; generation rows have that
+  many image targets, at most `max_gen_patches`."""
   counts = {}
   for task, (rows, length) in shapes.items():
     images = 0 if task == "text" else int(round(image_fraction * length))
@@ -29,7 +30,10 @@ def capacity_counts(config, shapes: dict, image_fraction: float) -> dict:
     counts[f"{task}/tokens"] = float(rows * length)
     counts[f"{task}/image_positions"] = float(rows * images)
     counts[f"{task}/context_sum"] = float(rows * length * (length + 1) / 2)
-    counts[f"{task}/text_tokens"] = float(rows * (length - images - 1))
+    text = length - images - 1
+    if task != "text" and config.max_text_targets > 0:
+      text = min(text, config.max_text_targets)  # the model drops (and counts) the rest
+    counts[f"{task}/text_tokens"] = float(rows * text)
     counts[f"{task}/image_codes"] = float(
         rows * images * config.patch_size if task == "generation" else 0)
   return counts
