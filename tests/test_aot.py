@@ -323,3 +323,18 @@ def test_multislice_mesh_puts_the_data_axis_across_slices():
   with pytest.raises(ValueError, match="multiple of 2"):
     sharding.make_mesh((1, -1, 1), devices)
   assert math.prod(mesh.shape.values()) == 8
+
+
+def test_multislice_estimate_adds_the_cross_slice_gradient_reduction():
+  """2 slices of 64 v5e chips, 1 GiB of trainable f32 gradients: every chip all-reduces
+  its 1/64 shard with the other slice over DCN (a ring moves 2 (S-1)/S of it) at 25 Gbps;
+  one slice has nothing to reduce across slices."""
+  chip = hardware.chip_named("v5e")
+  moved, seconds = analysis.dcn_seconds(2.0 ** 30, 128, 2, chip.dcn_bytes_per_s)
+  assert moved == 2 * (1 / 2) * 2.0 ** 30 / 64
+  assert seconds == moved / (25e9 / 8)
+  assert analysis.dcn_seconds(2.0 ** 30, 64, 1, chip.dcn_bytes_per_s) == (0.0, 0.0)
+  est = analysis.step_estimates(1e15, compute_s=1.0, ici_s=0.5, peak_flops=1e15, devices=1,
+                                dcn_s=2.0)
+  assert est["step_s"] == 2.0 and est["step_s_serial"] == 3.5
+  assert est["mfu"] == 0.5 and abs(est["mfu_serial"] - 1 / 3.5) < 1e-12

@@ -103,7 +103,7 @@ def main(argv):
           exp, stage, devices, topology=_TOPOLOGY.value, attention=_ATTENTION.value,
           headroom=_HEADROOM.value, hbm_bytes=_HBM_GIB.value * 2 ** 30,
           image_fraction=_IMAGE_FRACTION.value, require_fit=False, name=name,
-          hlo_out=_HLO_OUT.value, config_file=config_file)
+          hlo_out=_HLO_OUT.value, config_file=config_file, num_slices=_SLICES.value)
     except (experiment.ConfigError, fit.FitError, ValueError) as e:
       print(f"error: {e}", file=sys.stderr, flush=True)
       status = max(status, 3 if isinstance(e, fit.FitError) else 2)

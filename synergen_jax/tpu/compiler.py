@@ -88,7 +88,7 @@ def stage_shapes(stage) -> dict:
 def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: str = "",
                   headroom: float = 0.1, hbm_bytes: float = 0.0, image_fraction: float = 0.75,
                   require_fit: bool = True, name: str = "", hlo_out: str = "",
-                  config_file: str = "") -> dict:
+                  config_file: str = "", num_slices: int = 1) -> dict:
   """Compiles `stage`'s train step for `devices`; returns the report (see the
   CLI's doc, `synergen_jax.tpu.aot`).
 
@@ -98,6 +98,7 @@ def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: st
   from synergen_jax import experiment
   from synergen_jax import sharding
   from synergen_jax.training import step as step_lib
+  from synergen_jax.state import freezing
   from synergen_jax.state.train_state import StateSpec
 
   experiment.validate(exp, len(devices), check_files=False)
@@ -124,6 +125,10 @@ def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: st
   }
   options = exp.train.compiler_options
   spec = StateSpec(model, mesh, st.trainable, st.optimizer, st.steps, options)
+  # What a multi-slice step reduces across slices (analysis.dcn_seconds).
+  report["num_slices"] = num_slices
+  report["trainable_param_bytes"] = float(freezing.num_bytes(
+      freezing.split(spec.param_abstract, st.trainable)[0]))
   train_step = step_lib.make_train_step(spec, tasks, accum, options)
   batches = _abstract_batches(model, mesh, shapes)
   what = (f"stage {stage!r} on {report['topology']} ({len(devices)} x "

@@ -36,7 +36,10 @@ def format_report(r: dict) -> str:
     e = r["estimate"]
     lines.append(f"  estimate: compute {e['compute_s']:.3f}s at {e['peak_flops'] / 1e12:.0f} "
                  f"TFLOP/s, collectives {e['collective_bytes'] / 2 ** 30:.2f} GiB ~ "
-                 f"{e['ici_s']:.3f}s at ICI bandwidth -> step >= {e['step_s']:.3f}s, "
+                 f"{e['ici_s']:.3f}s at ICI bandwidth"
+                 + (f", cross-slice gradients {e['dcn_bytes'] / 2 ** 30:.2f} GiB ~ "
+                    f"{e['dcn_s']:.3f}s at DCN bandwidth" if e.get("dcn_s") else "")
+                 + f" -> step >= {e['step_s']:.3f}s, "
                  f"MFU <= {e['mfu']:.1%}; collectives not overlapped: step "
                  f"{_serial(r)[0]:.3f}s, MFU {_serial(r)[1]:.1%}")
   parts = f.get("compiled_by_part_per_device", {})
@@ -57,7 +60,7 @@ def _serial(r: dict) -> tuple[float, float]:
   """(step s, MFU) with the collectives not overlapped (also for reports written before
   the estimate carried them)."""
   e = r["estimate"]
-  step = e.get("step_s_serial", e["compute_s"] + e["ici_s"])
+  step = e.get("step_s_serial", e["compute_s"] + e["ici_s"] + e.get("dcn_s", 0.0))
   return step, r["flops"]["analytic_total"] / max(step * e["peak_flops"] * r["devices"], 1e-9)
 
 
