@@ -217,6 +217,21 @@ def sharded_init(init_fn: Callable[..., Any], mesh: jax.sharding.Mesh, *args,
   return variables, shardings
 
 
+def batch_mesh_axes(batch: int) -> tuple[str, ...]:
+  """The axes of the active mesh (size > 1) that a batch of `batch` rows is split over
+  (the logical `activation_batch` axis), for a `shard_map` manual over them; () without
+  a mesh or when the rows do not divide over them (the caller then runs unsharded)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return ()
+  axes = nn.logical_to_mesh_axes(("activation_batch",))[0] or ()
+  names = (axes,) if isinstance(axes, str) else tuple(axes)
+  names = tuple(a for a in names if a in mesh.axis_names and mesh.shape[a] > 1)
+  if batch % math.prod(mesh.shape[a] for a in names):
+    return ()
+  return names
+
+
 def batch_sharding(mesh: jax.sharding.Mesh, batch: Any) -> Any:
   """NamedShardings for a batch tree: leading (batch) dim over ("data", "fsdp")."""
   def one(x):

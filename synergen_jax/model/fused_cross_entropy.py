@@ -27,11 +27,11 @@ only the forward chunks run. Returns sums, like `chunked_cross_entropy`.
 """
 
 import functools
-import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from synergen_jax import sharding
 
 
 def _chunks(x: jax.Array, chunk: int) -> jax.Array:
@@ -105,23 +105,9 @@ def _local(hidden, targets, weights, matrices, chunk, dtype, with_grads):
   return nll, correct, _unchunk(d_h), d_mats
 
 
-def _batch_axes(batch: int) -> tuple[str, ...]:
-  """Mesh axes the batch is split over (as the MMoE's shard_map), () without a mesh or
-  when the batch does not divide over them."""
-  mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty:
-    return ()
-  axes = nn.logical_to_mesh_axes(("activation_batch",))[0] or ()
-  names = (axes,) if isinstance(axes, str) else tuple(axes)
-  names = tuple(a for a in names if a in mesh.axis_names and mesh.shape[a] > 1)
-  if batch % math.prod(mesh.shape[a] for a in names):
-    return ()
-  return names
-
-
 def _run(hidden, targets, weights, matrices, chunk, dtype, with_grads):
   """`_local` on every batch shard; sums and weight gradients reduced over shards."""
-  names = _batch_axes(hidden.shape[0])
+  names = sharding.batch_mesh_axes(hidden.shape[0])
   if not names:
     return _local(hidden, targets, weights, matrices, chunk, dtype, with_grads)
   P = jax.sharding.PartitionSpec

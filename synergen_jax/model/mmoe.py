@@ -21,13 +21,13 @@ import contextlib
 import dataclasses
 import functools
 import importlib
-import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from synergen_jax import sharding
 from synergen_jax.model.layers import default_kernel_init
 
 # The megablox kernels without their custom VJP (`_expert_gmm` brings its own). Imported
@@ -306,11 +306,7 @@ def _sorted_experts(x, is_image, text_w, vision_w, dtype, impl="sorted"):
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
     return local(x, is_image, text_w, vision_w)
-  batch_axes = nn.logical_to_mesh_axes(("activation_batch",))[0] or ()
-  names = (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes)
-  names = tuple(a for a in names if a in mesh.axis_names and mesh.shape[a] > 1)
-  if x.shape[0] % math.prod(mesh.shape[a] for a in names):
-    names = ()
+  names = sharding.batch_mesh_axes(x.shape[0])
   manual = set(names)
   if impl == "gmm":
     manual = {a for a, t in zip(mesh.axis_names, mesh.axis_types)
