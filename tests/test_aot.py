@@ -338,3 +338,22 @@ def test_multislice_estimate_adds_the_cross_slice_gradient_reduction():
                                 dcn_s=2.0)
   assert est["step_s"] == 2.0 and est["step_s_serial"] == 3.5
   assert est["mfu"] == 0.5 and abs(est["mfu_serial"] - 1 / 3.5) < 1e-12
+
+
+def test_loss_hbm_bytes_count_every_class_of_the_head_budgets():
+  """Text head on min(length, max_text_targets) positions of multimodal rows and every
+  position of text rows; the image head on max_gen_patches x m*n codes of generation
+  rows; bytes per logit by loss implementation."""
+  import dataclasses
+  from synergen_jax.model import ModelConfig
+  model = dataclasses.replace(ModelConfig(), max_text_targets=10, max_gen_patches=4,
+                              loss_impl="fused")
+  report = {"grad_accum_steps": 2, "tasks": {
+      "understanding": {"rows_per_device": 3, "length": 64},
+      "generation": {"rows_per_device": 1, "length": 64},
+      "text": {"rows_per_device": 1, "length": 32}}}
+  v, k, mn = model.total_vocab, model.codebook_size, model.patch_size
+  logits = 2 * (3 * 10 * v + 1 * 10 * v + 1 * 4 * mn * k + 1 * 32 * v)
+  assert analysis.loss_hbm_bytes(model, report) == 18 * logits
+  chunked = dataclasses.replace(model, loss_impl="chunked")
+  assert analysis.loss_hbm_bytes(chunked, report) == 30 * logits

@@ -82,6 +82,31 @@ def dcn_seconds(trainable_bytes: float, devices: int, slices: int,
   return moved, moved / dcn_bytes_per_s
 
 
+# HBM bytes per logit of the cross-entropy's element-wise work (the logits are produced
+# and consumed by matmuls; what lies between is memory-bound). fused: f32 logits written,
+# read by the log-sum-exp and again by softmax - onehot, bf16 gradient written and read
+# by the two gradient matmuls: 4 + 4 + 4 + 2 + 2 x 2. chunked (autodiff under
+# jax.checkpoint): the forward's 4 + 4 + 4 (lse, target / argmax), its recompute in the
+# backward pass 4 + 4, and the gradient 4 (read) + 2 + 2 x 2.
+LOSS_BYTES_PER_LOGIT = {"fused": 18, "chunked": 30}
+
+
+def loss_hbm_bytes(model, report: dict) -> float:
+  """HBM bytes per device per step of the losses' element-wise work: every class of
+  every position each output head runs on (the text-target / image-target budgets),
+  times `LOSS_BYTES_PER_LOGIT`. Neither MFU estimate includes its time."""
+  per_logit = LOSS_BYTES_PER_LOGIT[model.loss_impl]
+  logits = 0.0
+  for task, t in report["tasks"].items():
+    rows = t["rows_per_device"] * report["grad_accum_steps"]
+    text = t["length"] if task == "text" or model.max_text_targets <= 0 else min(
+        t["length"], model.max_text_targets)
+    logits += rows * text * model.total_vocab
+    if task == "generation":
+      logits += rows * model.max_gen_patches * model.patch_size * model.codebook_size
+  return logits * per_logit
+
+
 def step_estimates(analytic: float, compute_s: float, ici_s: float, peak_flops: float,
                    devices: int, dcn_s: float = 0.0) -> dict:
   """Step time and MFU two ways: `step_s` / `mfu`, the bound (matmuls at peak, the
@@ -131,9 +156,11 @@ def analyze(report: dict, hlo_text: str, model) -> dict:
     comm_s = moved / chip.ici_bytes_per_s
     dcn_bytes, dcn_s = dcn_seconds(report.get("trainable_param_bytes", 0.0), n,
                                    report.get("num_slices", 1), chip.dcn_bytes_per_s)
+    loss_bytes = loss_hbm_bytes(model, report)
     report["estimate"] = {
         "peak_flops": chip.peak_flops, "compute_s": compute_s, "collective_bytes": comm_bytes,
         "ici_s": comm_s, "dcn_bytes": dcn_bytes, "dcn_s": dcn_s,
+        "loss_hbm_bytes": loss_bytes, "loss_hbm_s": loss_bytes / chip.hbm_bytes_per_s,
         **step_estimates(analytic, compute_s, comm_s, chip.peak_flops, n, dcn_s)}
   return report
 

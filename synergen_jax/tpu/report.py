@@ -42,6 +42,10 @@ def format_report(r: dict) -> str:
                  + f" -> step >= {e['step_s']:.3f}s, "
                  f"MFU <= {e['mfu']:.1%}; collectives not overlapped: step "
                  f"{_serial(r)[0]:.3f}s, MFU {_serial(r)[1]:.1%}")
+    if "loss_hbm_s" in e:
+      lines.append(f"  the losses' element-wise work: {e['loss_hbm_bytes'] / 2 ** 30:.1f} GiB of "
+                   f"HBM traffic ~ {e['loss_hbm_s']:.3f}s ({e['loss_hbm_s'] / e['step_s']:.1%} "
+                   "of the bound step; in neither MFU)")
   parts = f.get("compiled_by_part_per_device", {})
   if parts:
     ana = f.get("analytic_by_part", {})
