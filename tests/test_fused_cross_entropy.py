@@ -74,6 +74,11 @@ def test_fused_under_a_mesh_reduces_over_the_batch_shards():
   _check((0, 1, 2), mesh_shape=(2, 2, 2), batch=8)
   h, m0, m1, t, w = _data()
   with sharding.mesh_context(sharding.make_mesh((2, 2, 2))):
+    # Without jax.grad (evaluation): the forward-only chunks, sums reduced over shards.
+    got = jax.jit(lambda h: _fused(h, m0, m1, t, w, 4))(h)
+    want = jax.jit(lambda h: _chunked(h, m0, m1, t, w, 4))(h)
+    for k in ("nll", "weight", "correct"):
+      np.testing.assert_allclose(got[k], want[k], rtol=1e-5, err_msg=k)
     f = jax.grad(lambda h, m1: _fused(h, m0, m1, t, w, 4)["nll"], argnums=(0, 1))
     jaxpr = jax.make_jaxpr(f)(h, m1).jaxpr
   (fwd,) = _eqns(jaxpr, "shard_map")  # the gradient pass is the shard_map's scan
