@@ -121,17 +121,20 @@ def test_frozen_matrix_gets_no_weight_gradient_matmul():
   assert sorted(frozen) == sorted([(4, 4, V0 + V1), (4, 4, D), (D, V1)])
 
 
-@pytest.mark.parametrize("trainable", [("vision",), ("vision", "llm_attention", "llm")])
-def test_model_loss_impl_fused_equals_chunked(trainable):
+@pytest.mark.parametrize("trainable,tied", [(("vision",), False),
+                                           (("vision", "llm_attention", "llm"), False),
+                                           (("vision",), True)])
+def test_model_loss_impl_fused_equals_chunked(trainable, tied):
   """SynerGenVL with loss_impl="fused" (both heads, a text-target budget) == "chunked":
   loss sums and the gradients of the trainable subtree, for a stage that freezes the LLM
-  (frozen LM head, trainable new-token rows) and one that trains everything."""
+  (frozen LM head, trainable new-token rows), one that trains everything, and tied
+  embeddings (the output matrices are the transposed embedding tables)."""
   import dataclasses
   from synergen_jax.model import SynerGenVL
   from synergen_jax.state import freezing
   from tests import model_utils as mu
 
-  base = mu.tiny_config(max_text_targets=24)
+  base = mu.tiny_config(max_text_targets=24, tie_embeddings=tied)
   b = mu.batch(base, "generation", seed=3)
   params = mu.init(base, b)["params"]
   tr, fr = freezing.split(params, trainable)
