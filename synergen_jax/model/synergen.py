@@ -128,8 +128,11 @@ class SynerGenVL(nn.Module):
     return self.lm_head, self.new_token_head
 
   def text_output_matrix(self):
-    """[embed, vocab_size + num_new_tokens]."""
-    return jnp.concatenate(self.text_output_matrices(), axis=1)
+    """[embed, vocab_size + num_new_tokens], one array (what `loss_impl="chunked"` and
+    `text_logits` project with)."""
+    if self.config.tie_embeddings:
+      return jnp.concatenate([self.text_embed, self.new_token_embed], axis=0).T
+    return jnp.concatenate([self.lm_head, self.new_token_head], axis=1)
 
   def text_logits(self, hidden):
     """[..., embed] -> [..., vocab_size + num_new_tokens] logits (compute dtype)."""
@@ -171,8 +174,12 @@ class SynerGenVL(nn.Module):
       text_t = jnp.take_along_axis(text_t, idx, axis=1)
       text_w = jnp.take_along_axis(text_w, idx, axis=1) * in_buffer
       text_dropped = jnp.sum(jnp.maximum(count - text_budget, 0)).astype(jnp.float32)
+    # The fused loss takes the LM head and the new-token rows apart (a frozen LM head
+    # then gets no weight gradient); the chunked loss projects with one matrix.
+    matrices = (self.text_output_matrices() if c.loss_impl == "fused"
+                else (self.text_output_matrix(),))
     with jax.named_scope("text_head_loss"):  # the LM head's part in compiled HLO
-      text = self._cross_entropy(text_h, text_t, text_w, self.text_output_matrices())
+      text = self._cross_entropy(text_h, text_t, text_w, matrices)
 
     budget = c.max_gen_patches if max_gen_patches is None else max_gen_patches
     if budget > 0:
@@ -195,7 +202,7 @@ class SynerGenVL(nn.Module):
     if c.loss_impl == "fused":
       return fused_cross_entropy(hidden, targets, weights, matrices, c.loss_chunk_size,
                                  c.compute_dtype)
-    matrix = jnp.concatenate(matrices, axis=1) if len(matrices) > 1 else matrices[0]
+    (matrix,) = matrices
     return chunked_cross_entropy(hidden, targets, weights,
                                  lambda h: _project(h, matrix, c.compute_dtype),
                                  c.loss_chunk_size)
