@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from synergen_jax import sharding
+from synergen_jax.model.losses import chunk_sums
 
 
 def _chunks(x: jax.Array, chunk: int) -> jax.Array:
@@ -62,17 +63,10 @@ def _local(hidden, targets, weights, matrices, chunk, dtype, with_grads):
   hs, ts, ws = _chunks(hidden, chunk), _chunks(targets, chunk), _chunks(weights, chunk)
   zero = jnp.zeros((), jnp.float32)
 
-  def sums(logits, t, w):
-    lse = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, t[..., None], axis=-1)[..., 0]
-    nll = jnp.sum(w * (lse - target_logit))
-    correct = jnp.sum(w * (jnp.argmax(logits, axis=-1) == t))
-    return nll, correct, lse
-
   if with_grads is None:
     def fwd_body(carry, xs):
       h, t, w = xs
-      nll, correct, _ = sums(_logits(h, matrix, dtype), t, w)
+      nll, correct, _ = chunk_sums(_logits(h, matrix, dtype), t, w)
       return (carry[0] + nll, carry[1] + correct), None
 
     (nll, correct), _ = jax.lax.scan(fwd_body, (zero, zero), (hs, ts, ws))
@@ -88,7 +82,7 @@ def _local(hidden, targets, weights, matrices, chunk, dtype, with_grads):
     nll_acc, correct_acc, d_acc = carry
     h, t, w = xs
     logits = _logits(h, matrix, dtype)
-    nll, correct, lse = sums(logits, t, w)
+    nll, correct, lse = chunk_sums(logits, t, w)
     probs = jnp.exp(logits - lse[..., None])
     onehot = jax.nn.one_hot(t, logits.shape[-1], dtype=jnp.float32)
     d_logits = ((probs - onehot) * w[..., None]).astype(dtype)  # [batch, chunk, vocab]

@@ -11,6 +11,16 @@ import jax
 import jax.numpy as jnp
 
 
+def chunk_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array):
+  """One chunk's float32 logits [..., vocab] against int targets / weights [...]:
+  (sum w * -log p(target), sum w * [argmax == target], logsumexp [...])."""
+  lse = jax.nn.logsumexp(logits, axis=-1)
+  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  nll = jnp.sum(weights * (lse - target_logit))
+  correct = jnp.sum(weights * (jnp.argmax(logits, axis=-1) == targets))
+  return nll, correct, lse
+
+
 def chunked_cross_entropy(
     hidden: jax.Array,
     targets: jax.Array,
@@ -43,10 +53,7 @@ def chunked_cross_entropy(
   @jax.checkpoint
   def one_chunk(h, t, w):
     logits = logits_fn(h).astype(jnp.float32)  # [batch, chunk, vocab]
-    lse = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, t[..., None], axis=-1)[..., 0]
-    nll = jnp.sum(w * (lse - target_logit))
-    correct = jnp.sum(w * (jnp.argmax(logits, axis=-1) == t))
+    nll, correct, _ = chunk_sums(logits, t, w)
     return nll, correct
 
   def body(carry, xs):

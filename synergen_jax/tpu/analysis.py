@@ -95,16 +95,15 @@ def loss_hbm_bytes(model, report: dict) -> float:
   """HBM bytes per device per step of the losses' element-wise work: every class of
   every position each output head runs on (the text-target / image-target budgets),
   times `LOSS_BYTES_PER_LOGIT`. Neither MFU estimate includes its time."""
-  per_logit = LOSS_BYTES_PER_LOGIT[model.loss_impl]
+  from synergen_jax.training import step
   logits = 0.0
   for task, t in report["tasks"].items():
     rows = t["rows_per_device"] * report["grad_accum_steps"]
-    text = t["length"] if task == "text" or model.max_text_targets <= 0 else min(
-        t["length"], model.max_text_targets)
+    budgets = step.head_budgets(model, task)  # what the train step gives the model
+    text = min(t["length"], budgets["max_text_targets"] or t["length"])
     logits += rows * text * model.total_vocab
-    if task == "generation":
-      logits += rows * model.max_gen_patches * model.patch_size * model.codebook_size
-  return logits * per_logit
+    logits += rows * budgets["max_gen_patches"] * model.patch_size * model.codebook_size
+  return logits * LOSS_BYTES_PER_LOGIT[model.loss_impl]
 
 
 def step_estimates(analytic: float, compute_s: float, ici_s: float, peak_flops: float,
