@@ -45,6 +45,7 @@ setuptools.setup(
             "synergen-evaluate=synergen_jax.evaluate:run",
             "synergen-generate=synergen_jax.generate:run",
             "synergen-answer=synergen_jax.answer:run",
+            "synergen-score=synergen_jax.score:run",
         ],
     },
 )
