@@ -15,6 +15,16 @@ Restores the params onto the present devices (any mesh wrote them) and writes W/
 What is measured (question counts, prompts, samples, CFG scale, sampling) comes from
 the experiment's `eval` section (`synergen_jax/experiment/defaults.py`); the flags below
 override it for one run.
+
+A standard benchmark instead (docs/EVALUATION.md: layouts, prompts, scoring):
+
+  python -m synergen_jax.evaluate --workdir=W --benchmark=NAME --benchmark_data=PATH \
+      [--limit=N] [--out=DIR (default W/eval/NAME)] [--prompt=VARIANT] \
+      [--normalization=...] [--pope_parse=...] [--batch_size=B]
+
+NAME: vqav2, textvqa, gqa, pope, mme, mmbench, mmmu. Writes predictions.jsonl (appended
+as answers are made; a rerun skips what is done), the EvalAI result JSON (vqav2,
+textvqa), metrics.json and report.md, and prints the metrics.
 """
 
 import json
@@ -33,6 +43,19 @@ _VQ_DIR = flags.DEFINE_string("vq_dir", None, "VQ tokenizer workdir (default: "
 _OUT = flags.DEFINE_string("out", None, "Output directory (default: W/eval).")
 _PARTS = flags.DEFINE_list("parts", ["vqa", "gen", "text", "timing"],
                            "What to evaluate: vqa, gen, text, timing.")
+_BENCHMARK = flags.DEFINE_string("benchmark", None, "Standard benchmark to run instead of the "
+                                 "scene-world evaluation: vqav2, textvqa, gqa, pope, mme, "
+                                 "mmbench, mmmu.")
+_BENCHMARK_DATA = flags.DEFINE_string("benchmark_data", None, "Directory holding the "
+                                      "benchmark's files (docs/EVALUATION.md).")
+_LIMIT = flags.DEFINE_integer("limit", None, "Only the first N questions of --benchmark.")
+_PROMPT = flags.DEFINE_string("prompt", None, "Prompt variant of --benchmark (default: "
+                              "lmms-eval's; docs/EVALUATION.md).")
+_NORMALIZATION = flags.DEFINE_string("normalization", None, "Answer normalisation variant "
+                                     "(vqav2: official | lmms_eval; gqa: lmms_eval | "
+                                     "vlmevalkit).")
+_POPE_PARSE = flags.DEFINE_string("pope_parse", None, "POPE yes/no parsing: lmms_eval "
+                                  "(default) | llava | vlmevalkit.")
 _OVERRIDES = {
     "vqa_questions": flags.DEFINE_integer("vqa_questions", None, "eval.vqa_questions"),
     "gen_prompts": flags.DEFINE_integer("gen_prompts", None, "eval.gen_prompts"),
@@ -51,6 +74,9 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
+  if _BENCHMARK.value:
+    _run_benchmark()
+    return
   try:
     from synergen_jax.evaluation.run import run_evaluation
     metrics = run_evaluation(_WORKDIR.value, _STAGE.value, _STEP.value, _VQ_DIR.value,
@@ -64,6 +90,23 @@ def main(argv):
                       "gen/overall", "gen/single_object", "text/perplexity",
                       "text/start/perplexity", "gen/speedup") if k in metrics]
   print(json.dumps({k: metrics[k] for k in keys}, indent=2))
+
+
+def _run_benchmark():
+  if not _BENCHMARK_DATA.value:
+    raise app.UsageError("--benchmark needs --benchmark_data")
+  from synergen_jax.evaluation.benchmarks import runner
+  from synergen_jax.inference.session import InputError
+  options = {"prompt": _PROMPT.value, "normalization": _NORMALIZATION.value,
+             "pope_convention": _POPE_PARSE.value}
+  try:
+    metrics = runner.run(_WORKDIR.value, _BENCHMARK.value, _BENCHMARK_DATA.value, _OUT.value,
+                         _LIMIT.value, options, _STAGE.value, _STEP.value, _VQ_DIR.value,
+                         _OVERRIDES["batch_size"].value)
+  except (FileNotFoundError, ValueError, InputError) as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
+  print(json.dumps(metrics, sort_keys=True))
 
 
 def run():

@@ -3,7 +3,13 @@
   python -m synergen_jax.generate --workdir=W --prompt="A red circle on a dark background." \
       --out=img.png [--samples=4] [--cfg_scale=7.5] [--seed=0] [--temperature=1.0]
 
-With --samples > 1 the images are written side by side. Exit status 2 with a message
+With --samples > 1 the images are written side by side.
+
+GenEval (docs/EVALUATION.md): every prompt of GenEval's evaluation_metadata.jsonl, in
+GenEval's own layout (D/00000/metadata.jsonl, D/00000/samples/0000.png, ...), ready for
+the official detector-based scorer; resumable:
+
+  python -m synergen_jax.generate --workdir=W --geneval_metadata=FILE --outdir=D --samples=4 Exit status 2 with a message
 on stderr for bad input (empty prompt, prompt longer than the context, missing workdir).
 """
 
@@ -26,6 +32,12 @@ _CFG = flags.DEFINE_float("cfg_scale", None, "Guidance scale (default: config.ev
 _TEMPERATURE = flags.DEFINE_float("temperature", None, "Sampling temperature (0 = greedy).")
 _TOP_K = flags.DEFINE_integer("top_k", None, "Top-k filter (0 = off).")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_GENEVAL = flags.DEFINE_string("geneval_metadata", None, "GenEval's evaluation_metadata.jsonl: "
+                               "generate for every prompt into --outdir.")
+_OUTDIR = flags.DEFINE_string("outdir", None, "GenEval output folder (with "
+                              "--geneval_metadata).")
+_GENEVAL_PROMPTS = flags.DEFINE_integer("geneval_prompts", 0, "Only the first N GenEval "
+                                        "prompts (0 = all).")
 
 
 def main(argv):
@@ -35,6 +47,9 @@ def main(argv):
   from synergen_jax.inference.session import InputError
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
+  if _GENEVAL.value:
+    _geneval()
+    return
   try:
     path = generate_png(_WORKDIR.value, _PROMPT.value, _OUT.value, _SAMPLES.value, _SEED.value,
                     _CFG.value, _TEMPERATURE.value, _TOP_K.value, _STAGE.value, _STEP.value,
@@ -43,6 +58,35 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
   print(path)
+
+
+def _geneval():
+  import json
+  import os
+  from synergen_jax.evaluation.benchmarks import geneval_generate
+  from synergen_jax.model.sampling import SamplingConfig
+  from synergen_jax.inference.session import InferenceSession, InputError
+  if not _OUTDIR.value:
+    raise app.UsageError("--geneval_metadata needs --outdir")
+  if not os.path.isfile(_GENEVAL.value):
+    print(f"error: --geneval_metadata {_GENEVAL.value!r} is not a file", file=sys.stderr)
+    sys.exit(2)
+  try:
+    session = InferenceSession.load(_WORKDIR.value, _STAGE.value, _STEP.value, _VQ_DIR.value,
+                                    batch_size=_SAMPLES.value)
+    e = session.experiment.eval  # the same defaults as generate_png
+    scale = e.cfg_scale if _CFG.value is None else _CFG.value
+    sampling = SamplingConfig(
+        temperature=e.gen_temperature if _TEMPERATURE.value is None else _TEMPERATURE.value,
+        top_k=e.gen_top_k if _TOP_K.value is None else _TOP_K.value, top_p=e.gen_top_p)
+    out = geneval_generate.write_images(session, _GENEVAL.value, _OUTDIR.value,
+                                        _SAMPLES.value, _SEED.value,
+                                        float(scale) if scale > 0 else None, sampling,
+                                        _GENEVAL_PROMPTS.value)
+  except (InputError, FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
+  print(json.dumps(out))
 
 
 def run():

@@ -13,16 +13,20 @@ training captions (`data_pipelines.scene_text.captions`):
   color_attr      2 objects with  same as single_object               both (shape, colour)
                   2 colours                                           pairs bound correctly
 
-`gen/overall` is the mean of the category scores (GenEval's overall).
+`gen/overall` is the mean of the category scores (GenEval's overall). Each category is
+GenEval metadata (`clauses`) judged by GenEval's rule engine
+(`benchmarks.geneval_rules`) on the pixel scene scorer's detections (`SceneDetector`).
 
   prompts(scene_graphs, per_category) -> [{"category", "prompt", "scene"}]
   other_prompt_index(items) -> for each prompt, another prompt of its category (the
                                prompt-dependence control: that prompt's image)
+  clauses(category, scene) -> GenEval metadata {tag, include, exclude}
   correct(category, image, scene) -> bool
 """
 
 from data_pipelines import scene_scorer
 from data_pipelines import scene_text
+from synergen_jax.evaluation.benchmarks import geneval_rules
 
 CATEGORIES = ("single_object", "two_objects", "counting", "colors", "position", "color_attr")
 
@@ -71,29 +75,65 @@ def other_prompt_index(items: list[dict]) -> list[int]:
   return out
 
 
-def correct(category: str, image, scene: dict) -> bool:
-  found = scene_scorer.score_image(image)
+class SceneDetector:
+  """The scene world's pixel scorer (`scene_scorer.score_image`) as a GenEval detector
+  (`benchmarks.geneval_rules.Detector`). Every recovered object is reported, with score
+  1.0, under several class names, so GenEval's clauses can ask for what the scene
+  captions name: "object", its shape ("circle"), "<colour> object", "<colour> <shape>"
+  and "<colour> <shape> in the <3 x 3 region>"."""
+
+  def detect(self, image) -> dict:
+    out: dict[str, list] = {}
+    for f in scene_scorer.score_image(image):
+      det = geneval_rules.Detection(box=tuple(f["box"]), score=1.0, color=f["color"])
+      for name in ("object", f["shape"], f"{f['color']} object",
+                   f"{f['color']} {f['shape']}",
+                   f"{f['color']} {f['shape']} in the {f['region']}"):
+        out.setdefault(name, []).append(det)
+    return out
+
+  def colors(self, image, detections, class_name) -> list:
+    del image, class_name
+    return [d.color for d in detections]
+
+
+def _counted(names) -> list[dict]:
+  counts: dict[str, int] = {}
+  for n in names:
+    counts[n] = counts.get(n, 0) + 1
+  return [{"class": n, "count": c} for n, c in counts.items()]
+
+
+def clauses(category: str, scene: dict) -> dict:
+  """The GenEval metadata ({tag, include, exclude}) a scene prompt of `category` asks for:
+
+    single_object, color_attr  one "<colour> <shape>" per object
+    two_objects                each shape, as many times as the scene has it
+    counting                   "object" >= n and not >= n + 1 (GenEval's counting form)
+    colors                     a "<colour> object"
+    position                   each "<colour> <shape> in the <region>" (the captions
+                               name absolute 3 x 3 regions, not GenEval's relations)
+  """
   objs = scene["objects"]
-  if category == "single_object" or category == "color_attr":
-    return scene_scorer.match_fraction(found, scene) == 1.0
-  if category == "colors":
-    return any(f["color"] == objs[0]["color"] for f in found)
-  if category == "two_objects":
-    shapes = [f["shape"] for f in found]
-    return all(shapes.count(o["shape"]) >= sum(p["shape"] == o["shape"] for p in objs)
-               for o in objs)
-  if category == "counting":
-    return len(found) == len(objs)
-  if category == "position":
-    used = set()
-    for o in objs:
-      hit = next((j for j, f in enumerate(found) if j not in used and f["shape"] == o["shape"]
-                  and f["color"] == o["color"] and f["region"] == o["region"]), None)
-      if hit is None:
-        return False
-      used.add(hit)
-    return True
-  raise ValueError(f"unknown GenEval category {category!r}; known: {CATEGORIES}")
+  if category in ("single_object", "color_attr"):
+    include = _counted(f"{o['color']} {o['shape']}" for o in objs)
+  elif category == "colors":
+    include = [{"class": f"{objs[0]['color']} object", "count": 1}]
+  elif category == "two_objects":
+    include = _counted(o["shape"] for o in objs)
+  elif category == "counting":
+    return {"tag": category, "include": [{"class": "object", "count": len(objs)}],
+            "exclude": [{"class": "object", "count": len(objs) + 1}]}
+  elif category == "position":
+    include = _counted(f"{o['color']} {o['shape']} in the {o['region']}" for o in objs)
+  else:
+    raise ValueError(f"unknown GenEval category {category!r}; known: {CATEGORIES}")
+  return {"tag": category, "include": include, "exclude": []}
+
+
+def correct(category: str, image, scene: dict) -> bool:
+  """GenEval's rule engine on the scene detector's findings."""
+  return geneval_rules.evaluate_image(SceneDetector(), image, clauses(category, scene))[0]
 
 
 def score(items: list[dict], images, prefix: str = "gen") -> dict:
