@@ -23,6 +23,9 @@ the training examples (a wide gap = memorised images, not learnt shapes). The nu
 how many examples the skill costs with the LLM out of the way: a lower bound on what the
 demo's recipe must show the model (benchmarks/grounding_probe.py measures the LLM itself).
 `--shift=K` moves each training image by up to K codes in x and y (background code fill).
+`--slot_shared` starts the fold's fc1 slot-shared (model.fold_slot_shared_init).
+`--cell=C --max_objects=M` render the in-cell world (data_pipelines/scenes.py placement);
+the default (0, 4) is the free world.
 """
 
 import argparse
@@ -39,7 +42,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from data_pipelines import scene_palette, scenes  # noqa: E402
+from data_pipelines import augment, scene_palette, scenes  # noqa: E402
 from synergen_jax import image_grid, sharding  # noqa: E402
 from synergen_jax.model.folding import TokenFold  # noqa: E402
 from synergen_jax import experiment  # noqa: E402
@@ -53,11 +56,12 @@ ANSWERS = SHAPES + COLORS
 TRAIN_EVAL = 1000
 
 
-def render(task: str, split: str, count: int, image_size: int):
+def render(task: str, split: str, count: int, image_size: int, cell: int = 0,
+           max_objects: int = 4):
   """(images uint8 [N, S, S, 3], examples [(image index, name id, answer id)])."""
   images, examples, seed = [], [], 0
   while len(images) < count:
-    scene = scenes.sample_scene(seed, image_size, split)
+    scene = scenes.sample_scene(seed, image_size, split, cell=cell, max_objects=max_objects)
     seed += 1
     objects = scene["objects"]
     if task == "shape":
@@ -76,23 +80,12 @@ def render(task: str, split: str, count: int, image_size: int):
   return np.stack(images), np.asarray(examples, np.int32)
 
 
-def shifted(codes: np.ndarray, k: int, rng) -> np.ndarray:
-  """[B, h, w] each moved by up to k codes in x and y; the corner code fills the gap."""
-  b, h, w = codes.shape
-  out = np.empty_like(codes)
-  for i in range(b):
-    dy, dx = rng.integers(-k, k + 1, size=2)
-    canvas = np.full((h + 2 * k, w + 2 * k), codes[i, 0, 0])
-    canvas[k:k + h, k:k + w] = codes[i]
-    out[i] = canvas[k + dy:k + dy + h, k + dx:k + dx + w]
-  return out
-
-
 class Reader(nn.Module):
   """TokenFold as the model builds it + the smallest reader for the task."""
   task: str
   layers: int
   model_config: object
+  slot_shared: bool = False
 
   @nn.compact
   def __call__(self, codes, names):  # codes [B, h, w]; names [B]
@@ -101,7 +94,7 @@ class Reader(nn.Module):
     patches = image_grid.fold_grid(codes, m, n)  # [B, P, m*n]
     p = patches.shape[1]
     x = TokenFold(c.codebook_size, c.code_embed_dim, tuple(c.tile_grid), (m, n), c.embed_dim,
-                  init_scale=c.fold_init_scale, name="fold")(
+                  init_scale=c.fold_init_scale, slot_shared=self.slot_shared, name="fold")(
                       patches, jnp.broadcast_to(jnp.arange(p), patches.shape[:2]))  # [B, P, d]
     if self.task == "shape":
       return nn.Dense(len(ANSWERS))(nn.LayerNorm()(x.mean(axis=1)))
@@ -125,6 +118,9 @@ def main():
   p.add_argument("--lr", type=float, default=1e-3)
   p.add_argument("--layers", type=int, default=1, help="--task=named: transformer blocks")
   p.add_argument("--shift", type=int, default=0)
+  p.add_argument("--slot_shared", action="store_true", help="fc1 starts slot-shared")
+  p.add_argument("--cell", type=int, default=0, help="0 = free world; else in-cell")
+  p.add_argument("--max_objects", type=int, default=4)
   p.add_argument("--eval_every", type=int, default=100)
   p.add_argument("--seed", type=int, default=0)
   args = p.parse_args()
@@ -138,16 +134,17 @@ def main():
   t0 = time.time()
   data = {}
   for split, count in (("train", args.scenes), ("validation", args.val_scenes)):
-    images, examples = render(args.task, split, count, size)
+    images, examples = render(args.task, split, count, size, args.cell, args.max_objects)
     codes = np.concatenate([np.asarray(encode(images[i:i + 256]))
                             for i in range(0, len(images), 256)])
     data[split] = (codes, examples)
-  print(json.dumps({"task": args.task, "train_images": args.scenes,
+  print(json.dumps({"task": args.task, "train_images": args.scenes, "shift": args.shift,
+                    "slot_shared": args.slot_shared, "cell": args.cell,
                     "train_examples": len(data["train"][1]),
                     "val_examples": len(data["validation"][1]),
                     "data_s": round(time.time() - t0, 1)}), flush=True)
 
-  reader = Reader(args.task, args.layers, model_config)
+  reader = Reader(args.task, args.layers, model_config, args.slot_shared)
   codes, examples = data["train"]
   params = sharding.unbox(reader.init(jax.random.PRNGKey(args.seed), codes[:2],
                                       examples[:2, 1])["params"])
@@ -186,7 +183,7 @@ def main():
     pick = examples[rng.integers(len(examples), size=args.batch)]
     batch_codes = codes[pick[:, 0]]
     if args.shift:
-      batch_codes = shifted(batch_codes, args.shift, rng)
+      batch_codes = augment.shift_codes(batch_codes, args.shift, rng)
     t = time.time()
     params, opt_state, loss = train_step(params, opt_state, batch_codes, pick[:, 1], pick[:, 2])
     losses.append(float(loss))

@@ -21,7 +21,10 @@ the image changes; a model that answers from the question's wording does not.
 
 `--code_init=codebook` starts the VQ-code tables from the VQ codebook first
 (`vq_code_init.from_codebook`, what `stages.X.code_embed_from_vq` does);
-`--vision_lr_mult=K` trains the vision group (code tables, fold MLP, vision FFNs, head)
+`--slot_shared` starts the fold's fc1 slot-shared (`model.fold_slot_shared_init`: the
+text stage never trains the fold, so its fc1 is the init, made slot-shared here);
+`--shift=K` moves each training row's code grid by up to K whole codes
+(`data_pipelines.augment.shift_codes`); `--vision_lr_mult=K` trains the vision group (code tables, fold MLP, vision FFNs, head)
 at K times the learning rate (`optimizer.group_lr_mult`).
 """
 
@@ -40,13 +43,14 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data_pipelines import pretokenize, records, sequences  # noqa: E402
+from data_pipelines import augment, pretokenize, records, sequences  # noqa: E402
 from synergen_jax import sharding  # noqa: E402
 from synergen_jax import workdir  # noqa: E402
 from synergen_jax.inference.session import pad_prompts  # noqa: E402
 from synergen_jax.tokenizer import Tokenizer  # noqa: E402
 from synergen_jax.state import train_state as state_lib  # noqa: E402
 from synergen_jax.training import step as step_lib  # noqa: E402
+from synergen_jax.model import folding  # noqa: E402
 from synergen_jax.training import vq_code_init  # noqa: E402
 
 EVAL_QUESTIONS = 1024
@@ -92,6 +96,8 @@ def main():
   p.add_argument("--code_init", choices=("random", "codebook"), default="random")
   p.add_argument("--vision_lr_mult", type=float, default=1.0, help="learning-rate factor "
                  "of the vision group (optimizer.group_lr_mult.vision)")
+  p.add_argument("--slot_shared", action="store_true", help="fold fc1 starts slot-shared")
+  p.add_argument("--shift", type=int, default=0, help="whole-code shift augmentation")
   p.add_argument("--seed", type=int, default=0)
   args = p.parse_args()
 
@@ -113,6 +119,9 @@ def main():
   if args.code_init == "codebook":
     params = vq_code_init.from_codebook(params, vq_code_init.codebook_of(config.vq_tokenizer),
                                         args.seed)
+  if args.slot_shared:
+    fc1 = params["fold"]["fc1"]
+    fc1["kernel"] = folding.share_slots(fc1["kernel"], mn)
   sft = config.stage("sft").optimizer
   opt = dataclasses.replace(
       sft, lr=args.lr, schedule="constant", warmup_steps=20, weight_decay=0.0,
@@ -165,8 +174,9 @@ def main():
     for step in range(1, args.steps + 1):
       pool = single if step <= args.single_object_steps else train
       picks = [pool[i] for i in rng.integers(len(pool), size=args.batch)]
-      rows = [sequences.build_understanding(tok, c, q, a, fold, config.data.system_prompt)
-              for c, q, a, _, _ in picks]
+      rows = [sequences.build_understanding(
+          tok, augment.shift_codes(c, args.shift, rng) if args.shift else c, q, a, fold,
+          config.data.system_prompt) for c, q, a, _, _ in picks]
       batch = pad_prompts(rows, len(rows), tok.pad_id, mn, args.seq_len, with_targets=True)
       t = time.time()
       state, metrics = train_step(state, {"understanding": batch})

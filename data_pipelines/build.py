@@ -1,7 +1,8 @@
 """Builds the embedded dataset, its text-only split and the demo tokenizer.
 
   python -m data_pipelines.build --data_dir=data/tfds [--image_size=64]
-      [--train_size=8000] [--eval_size=500] [--tokenizer=data/tokenizer/synergen.model]
+      [--train_size=8000] [--eval_size=500] [--cell=0] [--max_objects=4]
+      [--tokenizer=data/tokenizer/synergen.model]
       [--vocab_size=1024] [--pretokenize_dir=DIR]   # DIR: also pretokenize with the
                                                     # fixed mean-colour quantiser
 
@@ -20,24 +21,30 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "TFDS data dir")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "image size in pixels")
 _TRAIN = flags.DEFINE_integer("train_size", 8000, "records in the train split")
 _EVAL = flags.DEFINE_integer("eval_size", 500, "records in validation/test/compositional")
+_CELL = flags.DEFINE_integer("cell", 0, "placement: 0 = free, else objects centred in "
+                             "cell x cell pixel cells (VQ downsampling x fold)")
+_MAX_OBJECTS = flags.DEFINE_integer("max_objects", 4, "most objects per scene (1-4)")
 _TOKENIZER = flags.DEFINE_string("tokenizer", "data/tokenizer/synergen.model",
                                  "where to write the trained SentencePiece model ('' = skip)")
 _VOCAB = flags.DEFINE_integer("vocab_size", 1024, "SentencePiece vocabulary bound")
 _PRETOK = flags.DEFINE_string("pretokenize_dir", "", "also pretokenize (mean-colour codes)")
 
 
-def build_scenes(data_dir: str, image_size: int, train_size: int, eval_size: int):
-  """Prepares synergen_scenes; returns the builder."""
+def build_scenes(data_dir: str, image_size: int, train_size: int, eval_size: int,
+                 cell: int = 0, max_objects: int = 4):
+  """Prepares synergen_scenes (named by `tfds_scenes.config_name`); returns the builder."""
   from data_pipelines import tfds_scenes
   sizes = {"train": train_size, "validation": eval_size, "test": eval_size,
            "compositional": eval_size}
   config = None
   for predefined in tfds_scenes.SynergenScenes.BUILDER_CONFIGS:
-    if predefined.image_size == image_size and predefined.split_sizes == sizes:
+    if (predefined.image_size == image_size and predefined.split_sizes == sizes
+        and predefined.cell == cell and predefined.max_objects == max_objects):
       config = predefined.name  # a predefined config is named, not passed
   if config is None:
-    config = tfds_scenes.scene_config(image_size, sizes,
-                                      name=f"{image_size}px_{train_size}_{eval_size}")
+    config = tfds_scenes.scene_config(
+        image_size, sizes, cell=cell, max_objects=max_objects,
+        name=tfds_scenes.config_name(image_size, train_size, eval_size, cell, max_objects))
   builder = tfds_scenes.SynergenScenes(config=config, data_dir=data_dir,
                                        file_format="array_record")
   builder.download_and_prepare()
@@ -72,7 +79,8 @@ def main(argv):
   from synergen_jax.tokenizer import Tokenizer
   report = {}
   t0 = time.time()
-  scenes_b = build_scenes(_DATA_DIR.value, _IMAGE_SIZE.value, _TRAIN.value, _EVAL.value)
+  scenes_b = build_scenes(_DATA_DIR.value, _IMAGE_SIZE.value, _TRAIN.value, _EVAL.value,
+                          _CELL.value, _MAX_OBJECTS.value)
   report["scenes_name"] = f"synergen_scenes/{scenes_b.builder_config.name}"
   report["scenes_build_s"] = round(time.time() - t0, 2)
   t1 = time.time()

@@ -32,6 +32,10 @@ Fields (all read by `pretokenize.py` and `pipeline.py`; nothing else reads them)
   und_qa_turns           question/answer turns per understanding example: distinct
                          questions about the same image in one multi-turn conversation
                          (as LLaVA data has; fewer when they would not fit seq_len)
+  und_type_weights       question mix: ((type, weight), ...) pairs, questions drawn in
+                         proportion to their type's weight (a type not listed: never);
+                         () = every question of a record equally likely. E.g. the
+                         demo's binding stage asks colour and shape only
   overlong               "drop" | "truncate" examples longer than the task's seq_len
   seed, shuffle, num_epochs (None = repeat forever)
   understanding / generation: batch_size (global, per task), seq_len,
@@ -72,6 +76,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.cfg_dropout = 0.1
   c.und_caption_prob = 0.3
   c.und_qa_turns = 1
+  c.und_type_weights = ()
   c.overlong = "drop"
   c.seed = 0
   c.shuffle = True
@@ -104,6 +109,11 @@ def validate(config) -> None:
     raise ValueError(f"data.und_caption_prob must be in [0, 1], got {config.und_caption_prob}")
   if int(config.get("und_qa_turns", 1)) < 1:
     raise ValueError(f"data.und_qa_turns must be >= 1, got {config.und_qa_turns}")
+  for pair in config.get("und_type_weights", ()):
+    if (len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], (int, float))
+        or pair[1] < 0):
+      raise ValueError(f"data.und_type_weights must be (question type, weight >= 0) pairs, "
+                       f"got {pair!r} in {tuple(config.und_type_weights)!r}")
   if config.max_tiles < 1:
     raise ValueError(f"data.max_tiles must be >= 1, got {config.max_tiles}")
   for task in ("understanding", "generation"):

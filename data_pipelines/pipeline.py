@@ -45,11 +45,29 @@ TASKS = ("understanding", "generation")
 _TASK_SEED_OFFSET = {"understanding": 0, "generation": 1000003}
 
 
+def question_probs(rec, type_weights) -> np.ndarray | None:
+  """Sampling probabilities [num_questions] of a record's questions under
+  `data.und_type_weights` ((type, weight) pairs; a type not listed weighs 0), or None
+  when the weights are empty (every question equally likely). All zero when the record
+  has no question of a weighted type."""
+  if not type_weights:
+    return None
+  weight = {str(t): float(w) for t, w in type_weights}
+  types = list(rec.get("question_types") or [])
+  if len(types) != len(rec["questions"]):
+    types = [""] * len(rec["questions"])  # untyped questions: none is weighted
+  w = np.asarray([weight.get(t, 0.0) for t in types], dtype=np.float64)
+  total = w.sum()
+  return w / total if total > 0 else w
+
+
 def _understanding_example(rec, rng, config, tok, fold):
   """A caption example, or a conversation of up to `und_qa_turns` question/answer turns
   about the image (distinct questions, random order; fewer when they would not fit the
   task's seq_len)."""
   has_qa = bool(rec["questions"]) and len(rec["questions"]) == len(rec["answers"])
+  p = question_probs(rec, config.get("und_type_weights", ())) if has_qa else None
+  has_qa = has_qa and (p is None or bool(p.any()))
   use_caption = bool(rec["captions"]) and (not has_qa or rng.random() < config.und_caption_prob)
   if use_caption:
     answer = rec["captions"][int(rng.integers(len(rec["captions"])))]
@@ -58,7 +76,10 @@ def _understanding_example(rec, rng, config, tok, fold):
   if not has_qa:
     return None
   k = min(max(int(config.get("und_qa_turns", 1)), 1), len(rec["questions"]))
-  if k == 1:
+  if p is not None:  # question types weighted (data.und_type_weights)
+    k = min(k, int(np.count_nonzero(p)))
+    order = [int(i) for i in rng.choice(len(p), size=k, replace=False, p=p)]
+  elif k == 1:
     order = [int(rng.integers(len(rec["questions"])))]
   else:
     order = rng.permutation(len(rec["questions"]))[:k]

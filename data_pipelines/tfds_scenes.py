@@ -37,15 +37,35 @@ DEFAULT_SPLIT_SIZES = {"train": 8000, "validation": 500, "test": 500, "compositi
 
 @dataclasses.dataclass
 class SceneConfig(tfds.core.BuilderConfig):
-  """Image size, number of records per split and the share of scenes with text."""
+  """Image size, number of records per split, the share of scenes with text, and the
+  placement (`cell`: 0 = free, else objects centred in cell x cell pixel cells) and the
+  most objects per scene (`scenes.sample_scene`)."""
   image_size: int = 64
   split_sizes: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPLIT_SIZES))
   text_prob: float = 0.3
+  cell: int = 0
+  max_objects: int = scenes.MAX_OBJECTS
+
+
+def config_name(image_size: int, train_size: int | None = None, eval_size: int | None = None,
+                cell: int = 0, max_objects: int = scenes.MAX_OBJECTS) -> str:
+  """The builder-config name of a scene world: "64px", "64px_3000_300",
+  "64px_cell16_max3_3000_300" (placement and object count appear when not the free
+  default; sizes when given). Experiments name their dataset with it."""
+  name = f"{image_size}px"
+  if cell:
+    name += f"_cell{cell}"
+  if max_objects != scenes.MAX_OBJECTS:
+    name += f"_max{max_objects}"
+  if train_size is not None:
+    name += f"_{train_size}_{eval_size}"
+  return name
 
 
 def scene_config(image_size: int = 64, split_sizes: dict | None = None,
-                 text_prob: float = 0.3, name: str | None = None) -> SceneConfig:
-  """A SceneConfig named "{S}px" (or `name`); validates its fields."""
+                 text_prob: float = 0.3, name: str | None = None, cell: int = 0,
+                 max_objects: int = scenes.MAX_OBJECTS) -> SceneConfig:
+  """A SceneConfig named by `config_name` (or `name`); validates its fields."""
   sizes = dict(DEFAULT_SPLIT_SIZES if split_sizes is None else split_sizes)
   unknown = set(sizes) - set(scenes.SPLITS)
   if unknown:
@@ -55,10 +75,16 @@ def scene_config(image_size: int = 64, split_sizes: dict | None = None,
     raise ValueError(f"split_sizes must be >= 0, got {sizes}")
   if not 0.0 <= text_prob <= 1.0:
     raise ValueError(f"text_prob must be in [0, 1], got {text_prob}")
-  return SceneConfig(name=name or f"{image_size}px", image_size=int(image_size),
+  scenes.cells_of(int(image_size), int(cell))  # validates cell
+  if not 1 <= int(max_objects) <= scenes.MAX_OBJECTS:
+    raise ValueError(f"max_objects must be in [1, {scenes.MAX_OBJECTS}], got {max_objects}")
+  where = f"in {cell} px cells" if cell else "placed freely"
+  return SceneConfig(name=name or config_name(image_size, cell=cell, max_objects=max_objects),
+                     image_size=int(image_size),
                      split_sizes={k: int(v) for k, v in sizes.items()},
-                     text_prob=float(text_prob),
-                     description=f"{image_size} px scenes, split sizes {sizes}")
+                     text_prob=float(text_prob), cell=int(cell), max_objects=int(max_objects),
+                     description=(f"{image_size} px scenes, 1-{max_objects} objects {where}, "
+                                  f"split sizes {sizes}"))
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -68,10 +94,11 @@ def png_bytes(image: np.ndarray) -> bytes:
   return buf.getvalue()
 
 
-def scene_record(split: str, seed: int, image_size: int, text_prob: float) -> dict:
+def scene_record(split: str, seed: int, image_size: int, text_prob: float, cell: int = 0,
+                 max_objects: int = scenes.MAX_OBJECTS) -> dict:
   """The feature dict of one record (image as PNG bytes)."""
   image, graph = scenes.render_scene(seed, image_size=image_size, split=split,
-                                     text_prob=text_prob)
+                                     text_prob=text_prob, cell=cell, max_objects=max_objects)
   qa = scene_text.qa_pairs(graph)
   return {
       "image": png_bytes(image),
@@ -121,4 +148,5 @@ class SynergenScenes(tfds_base.ArrayRecordBuilder):
   def _generate_examples(self, split: str, num_examples: int):
     cfg = self.builder_config
     for seed in range(num_examples):
-      yield f"{split}/{seed}", scene_record(split, seed, cfg.image_size, cfg.text_prob)
+      yield f"{split}/{seed}", scene_record(split, seed, cfg.image_size, cfg.text_prob,
+                                            cfg.cell, cfg.max_objects)

@@ -3,15 +3,24 @@
   python -m synergen_jax.demo --workdir=runs/demo      # data, tokenizers, all stages, report
   python -m synergen_jax.train --config=experiments/demo.py --workdir=runs/demo  # stages only
 
+The world (issue 26): 64 px scenes of 1-3 objects, each centred in one of the 4 x 4 cells
+of 16 px that one folded image token covers (`demo.cell` = VQ downsampling 4 x fold 4), so
+the fold MLP sees each object at one offset of its codes instead of 256 (the free world's
+shift problem: docs/LEARNING.md). Shape x colour x size, held-out pairs in the
+compositional split, text glyphs and every question type stay.
+
 Stages (METHOD.md section 8 in miniature; every stage validated on the same batches):
   text    pretrains the LLM on text (synergen_text + the scenes' captions and chat QA);
           stands in for the pretrained LLM that real runs import
   stage1  trains vision (VQ-code embedding, PE, fold MLP, vision FFNs initialised from the
           text FFNs, unfolding head, new tokens); captions only, like S.1's caption prompts;
-          the VQ-code tables start from the VQ codebook (`code_embed_from_vq`: colour is
-          learnt from about half the answers, benchmarks/grounding_probe.py)
-  stage2  + all self-attention; questions as conversations (up to 4 turns about one
-          image), 30% captions
+          the VQ-code tables start from the VQ codebook (`code_embed_from_vq`)
+  bind    a curriculum step: vision + self-attention on colour and shape questions only
+          (`und_type_weights`), 4 per image, with text replay; names are bound to the
+          tokens' attributes here, where the grounding probe showed the answers go
+          furthest (benchmarks/grounding_probe.py; docs/LEARNING.md)
+  stage2  + generation; every question type as conversations (up to 4 turns about one
+          image, colour and shape twice as likely), 20% captions
   sft     everything; conversations (20% captions) with text replay beside them
 The model is `configs.models.demo()` made smaller (d 128) so that the job fits 15 minutes
 on a 2-core CPU. 64 px images -> 16 x 16 VQ codes of 4 x 4 px (experiments/vq_demo_f4.py:
@@ -25,8 +34,16 @@ import ml_collections
 from synergen_jax.configs import models
 from synergen_jax import experiment
 
-TRAIN_SIZE, EVAL_SIZE = 3000, 300
-STEPS = {"stage1": 200, "stage2": 450, "sft": 350}  # vision stages (text: 150)
+from data_pipelines import tfds_scenes
+
+TRAIN_SIZE, EVAL_SIZE = 6000, 300
+CELL, MAX_OBJECTS = 16, 3   # objects in the fold's token cells; 1-3 per scene
+STEPS = {"stage1": 150, "bind": 600, "stage2": 300, "sft": 250}  # (text: 150)
+# Question mixes (data.und_type_weights): the binding curriculum asks colour and shape
+# only; later stages ask every type, colour and shape twice as often.
+BINDING = (("color", 1.0), ("shape", 1.0))
+MIX = (("color", 2.0), ("shape", 2.0), ("count", 1.0), ("position", 1.0),
+       ("relation", 1.0), ("existence", 1.0), ("text", 1.0))
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -43,7 +60,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.tokenizer = "{workdir}/data/tokenizer.model"
   config.vq_tokenizer = "{workdir}/vq"
   d = config.data
-  d.source.name = f"synergen_scenes/64px_{TRAIN_SIZE}_{EVAL_SIZE}"
+  d.source.name = "synergen_scenes/" + tfds_scenes.config_name(64, TRAIN_SIZE, EVAL_SIZE,
+                                                                CELL, MAX_OBJECTS)
   d.source.data_dir = "{workdir}/data/tfds"
   d.pretokenized_dir = "{workdir}/data/pretokenized"
   d.image_size, d.vq_downsample, d.fold = 64, 4, (4, 4)
@@ -55,14 +73,13 @@ def get_config() -> ml_collections.ConfigDict:
   t.tfds_name, t.data_dir = "synergen_text", "{workdir}/data/tfds"
   t.batch_size, t.seq_len = 8, 128
 
-  config.stage_order = ("text", "stage1", "stage2", "sft")
+  config.stage_order = ("text", "stage1", "bind", "stage2", "sft")
   common = dict(warmup_steps=20, b1=0.9, b2=0.95, eps=1e-8, clip_norm=1.0)
   # Questions come as conversations: up to 4 question/answer turns about one image per
-  # understanding example (twice the answers per token of one question per image; the
-  # demo model needs thousands of answers per skill, benchmarks/learning.py).
+  # understanding example (4x the answers per image of one question per image).
   turns = dict(und_qa_turns=4)
-  # Text replay: 2 rows of text beside the vision tasks once the LLM itself trains, so
-  # its text skills survive (METHOD.md: SFT mixes text instruction data).
+  # Text replay: 2 rows of text beside the vision tasks once the LLM's own weights or
+  # attention train, so its text skills survive (METHOD.md: SFT mixes text data).
   replay = dict(tasks=("understanding", "generation", "text"), text_data=dict(batch_size=2))
   config.stages.text = experiment.make_stage(
       "text", ("llm", "llm_attention"), 150,
@@ -72,20 +89,26 @@ def get_config() -> ml_collections.ConfigDict:
       code_embed_from_vq=True,
       optimizer=dict(common, lr=2e-3, schedule="constant", weight_decay=0.05),
       data=dict(und_caption_prob=1.0))
+  config.stages.bind = experiment.make_stage(
+      "multimodal", ("vision", "llm_attention"), STEPS["bind"],
+      optimizer=dict(common, lr=1e-3, schedule="cosine", end_lr_frac=0.3, weight_decay=0.05),
+      data=dict(und_caption_prob=0.0, und_type_weights=BINDING, **turns),
+      tasks=("understanding", "text"), text_data=dict(batch_size=2))
   config.stages.stage2 = experiment.make_stage(
       "multimodal", ("vision", "llm_attention"), STEPS["stage2"],
-      optimizer=dict(common, lr=1e-3, schedule="cosine", end_lr_frac=0.1, weight_decay=0.05),
-      data=dict(und_caption_prob=0.3, **turns))
+      optimizer=dict(common, lr=7e-4, schedule="cosine", end_lr_frac=0.1, weight_decay=0.05),
+      data=dict(und_caption_prob=0.2, und_type_weights=MIX, **turns))
   config.stages.sft = experiment.make_stage(
       "multimodal", ("vision", "llm_attention", "llm"), STEPS["sft"],
-      optimizer=dict(common, lr=5e-4, schedule="cosine", end_lr_frac=0.1, weight_decay=0.01),
-      data=dict(und_caption_prob=0.2, **turns), **replay)
+      optimizer=dict(common, lr=4e-4, schedule="cosine", end_lr_frac=0.1, weight_decay=0.01),
+      data=dict(und_caption_prob=0.2, und_type_weights=MIX, **turns), **replay)
   config.train.update(dict(log_every=10, eval_every=60, eval_batches=4, checkpoint_every=50,
                            keep_checkpoints=2))
 
   # The demo job (synergen_jax/demo.py): dataset sizes, tokenizer, VQ tokenizer training.
   config.demo = ml_collections.ConfigDict(dict(
       train_size=TRAIN_SIZE, eval_size=EVAL_SIZE, image_size=64, vocab_size=1024,
+      cell=CELL, max_objects=MAX_OBJECTS,  # the scene world (data_pipelines/scenes.py)
       vq_config="vq_demo_f4.py",  # next to this file
       vq_steps=1200,              # vq_demo_f4.py's own schedule (~2.5 min on 2 CPU cores)
       vq_eval_images=64,

@@ -62,7 +62,8 @@ def build_dataset(config, demo) -> dict:
   from data_pipelines import build
   from synergen_jax import preemption
   data_dir = os.path.expanduser(config.data.source.data_dir)
-  scenes = build.build_scenes(data_dir, demo.image_size, demo.train_size, demo.eval_size)
+  scenes = build.build_scenes(data_dir, demo.image_size, demo.train_size, demo.eval_size,
+                              demo.get("cell", 0), demo.get("max_objects", 4))
   preemption.signal_point("dataset")  # test hook: scenes built, text not yet
   name = f"synergen_scenes/{scenes.builder_config.name}"
   if name != config.data.source.name:
@@ -100,6 +101,8 @@ def vq_config(config_file: str, demo):
   cfg.train.restart_until = min(cfg.train.restart_until, max(int(demo.vq_steps) - 25, 0))
   cfg.train.checkpoint_every = min(cfg.train.checkpoint_every, int(demo.vq_steps))
   cfg.data.eval_images = int(demo.vq_eval_images)
+  cfg.data.cell = int(demo.get("cell", 0))  # the VQ learns the world the model sees
+  cfg.data.max_objects = int(demo.get("max_objects", 4))
   cfg.data.eval_batch_size = min(cfg.data.eval_batch_size, int(demo.vq_eval_images))
   return cfg
 

@@ -191,6 +191,35 @@ def test_multi_turn_conversations(env):
   it.close()
 
 
+def test_question_type_weights_pick_the_mix(env):
+  """data.und_type_weights: only the weighted types are asked (colour only here), in every
+  conversation; a record without such a question becomes a caption example."""
+  cfg = ml_collections.ConfigDict(env["cfg"].to_dict())
+  cfg.und_caption_prob, cfg.und_qa_turns = 0.0, 4
+  cfg.und_type_weights = (("color", 1.0),)
+  tok = env["tok"]
+  it = pipeline.make_pipeline(cfg, tok, FOLD, GRID)
+  b = it.next_local()["understanding"]
+  asked = 0
+  for r in range(b["tokens"].shape[0]):
+    text = tok.decode(b["tokens"][r][b["segment_ids"][r] > 0].tolist())
+    for q in text.split("<|im_start|>user\n")[1:]:
+      q = q.split("<|im_end|>")[0]
+      if "caption" not in q:
+        assert q.startswith("What color is the "), q
+        asked += 1
+  assert asked > 0
+  it.close()
+  rec = {"questions": ["a", "b", "c"], "question_types": ["color", "shape", "count"]}
+  np.testing.assert_allclose(pipeline.question_probs(rec, (("color", 3), ("shape", 1))),
+                             [0.75, 0.25, 0.0])
+  assert pipeline.question_probs(rec, ()) is None
+  assert not pipeline.question_probs(rec, (("text", 1.0),)).any()
+  cfg.und_type_weights = (("color", -1.0),)
+  with pytest.raises(ValueError, match="data.und_type_weights"):
+    pipeline.make_pipeline(cfg, tok, FOLD, GRID)
+
+
 def test_extra_task_datasets_join_the_batches(env):
   """Text replay: an extra task's batches come with the vision tasks', checkpointed too."""
   import grain

@@ -40,6 +40,47 @@ def test_scene_graph_invariants(split):
         assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
 
 
+@pytest.mark.parametrize("split", ["train", "compositional"])
+def test_in_cell_placement_puts_each_object_in_its_own_token_cell(split):
+  """cell=16: every object and the text centred in a distinct 16 px cell, sides from
+  CELL_SIDES, 1-max_objects objects; the question types and the scorer still work."""
+  counts, types = set(), set()
+  for seed in range(80):
+    img, g = scenes.render_scene(seed, 64, split, text_prob=0.5, cell=16, max_objects=3)
+    objs = g["objects"]
+    counts.add(len(objs))
+    assert 1 <= len(objs) <= 3
+    cells = []
+    for box in [o["box"] for o in objs] + ([g["text_box"]] if g["text"] else []):
+      x0, y0, x1, y1 = box
+      col, row = x0 // 16, y0 // 16
+      assert (x1 - 1) // 16 == col and (y1 - 1) // 16 == row, box  # inside one cell
+      assert abs((x0 + x1) / 2 - (col * 16 + 8)) <= 0.5  # centred
+      assert abs((y0 + y1) / 2 - (row * 16 + 8)) <= 0.5
+      cells.append((row, col))
+    assert len(set(cells)) == len(cells)
+    for o in objs:
+      lo, hi = scenes.CELL_SIDES[o["size"]]
+      assert round(16 * lo) <= o["box"][2] - o["box"][0] <= round(16 * hi)
+    pred = scene_scorer.score_image(img)
+    assert scene_scorer.match_fraction(pred, g, max_center_dist=0.05) == 1.0
+    types |= {t for t, _, _ in scene_text.qa_pairs(g)}
+  assert counts == {1, 2, 3}
+  assert types == set(scene_text.QA_TYPES)  # relations included: cells are 16 px apart
+
+
+def test_placement_errors_and_the_free_world_default():
+  with pytest.raises(ValueError, match="cell must be 0"):
+    scenes.sample_scene(0, 64, cell=24)
+  with pytest.raises(ValueError, match="max_objects"):
+    scenes.sample_scene(0, 64, max_objects=5)
+  # cell=0, max_objects=4 is the free world: the same scenes as before the option existed.
+  assert scenes.sample_scene(9, 64) == scenes.sample_scene(9, 64, cell=0, max_objects=4)
+  from data_pipelines import tfds_scenes
+  assert tfds_scenes.config_name(64, 3000, 300) == "64px_3000_300"
+  assert tfds_scenes.config_name(64, 6000, 300, 16, 3) == "64px_cell16_max3_6000_300"
+
+
 def test_pixels_match_scene_graph():
   img, g = scenes.render_scene(3, 64, "train", text_prob=1.0)
   for o in g["objects"]:

@@ -63,3 +63,49 @@ def test_token_fold_matches_manual_embedding_and_mlp():
   # The position embedding is per grid cell: the same codes at another patch index differ.
   moved = mod.apply({"params": p}, codes, jnp.array([[1, 0, 3, 2]]))
   assert float(jnp.abs(moved[0, 0] - out[0, 0]).max()) > 1e-4
+
+
+def test_slot_shared_init_makes_the_fold_blind_to_which_slot_holds_a_code():
+  """fold_slot_shared_init: fc1's slot blocks start equal, so with the position embedding
+  zeroed the folded token depends on the multiset of its codes, not on their slots (an
+  object shifted inside its token starts with the same embedding)."""
+  from synergen_jax.model.folding import share_slots
+  fold = TokenFold(16, 4, (4, 4), (2, 2), 8, slot_shared=True)
+  codes = jnp.asarray([[[1, 2, 3, 4]], [[4, 3, 2, 1]]], jnp.int32)  # [2, 1, 4]: permuted
+  index = jnp.zeros((2, 1), jnp.int32)
+  params = fold.init(jax.random.key(0), codes, index)["params"]
+  params = jax.tree_util.tree_map(lambda x: x, nn.unbox(params))
+  kernel = np.asarray(params["fc1"]["kernel"])  # [4 slots * 4, 8]
+  for s in range(1, 4):
+    np.testing.assert_array_equal(kernel[4 * s:4 * s + 4], kernel[:4])
+  params["position_embed"] = jnp.zeros_like(params["position_embed"])
+  out = fold.apply({"params": params}, codes, index)
+  np.testing.assert_allclose(out[0], out[1], rtol=1e-5, atol=1e-6)
+  # The default init is slot-specific: the same permutation changes the embedding.
+  plain = nn.unbox(TokenFold(16, 4, (4, 4), (2, 2), 8).init(jax.random.key(0), codes,
+                                                              index)["params"])
+  plain["position_embed"] = jnp.zeros_like(plain["position_embed"])
+  out = TokenFold(16, 4, (4, 4), (2, 2), 8).apply({"params": plain}, codes, index)
+  assert np.abs(np.asarray(out[0] - out[1])).max() > 1e-3
+  np.testing.assert_array_equal(share_slots(kernel, 4), kernel)
+  with pytest.raises(ValueError, match="slot blocks"):
+    share_slots(kernel[:15], 4)
+
+
+def test_code_shift_moves_whole_codes_and_fills_with_the_corner():
+  from data_pipelines import augment
+  grid = np.arange(1, 17).reshape(1, 4, 4)
+  rng = np.random.default_rng(0)
+  for _ in range(20):
+    out = augment.shift_codes(grid, 1, rng)
+    # Some (dy, dx) in [-1, 1]^2 explains the output exactly.
+    ok = False
+    for dy in (-1, 0, 1):
+      for dx in (-1, 0, 1):
+        want = np.full((6, 6), 1)
+        want[1:5, 1:5] = grid[0]
+        ok |= np.array_equal(out[0], want[1 - dy:5 - dy, 1 - dx:5 - dx])
+    assert ok
+  np.testing.assert_array_equal(augment.shift_codes(grid, 0, rng), grid)
+  with pytest.raises(ValueError, match="shift k"):
+    augment.shift_codes(grid, -1, rng)

@@ -48,6 +48,7 @@ TIMING_KEYS = ("step_s", "tokens_per_s", "mfu", "model_flops_per_step", "wall_s"
 # whatever they are) with test sizes. Only sizes are overridden.
 DEMO_CONFIG = '''
 """experiments/demo.py at test size (tests/test_restart.py)."""
+from data_pipelines import tfds_scenes
 from synergen_jax import experiment
 
 TRAIN, EVAL = 24, 8
@@ -57,7 +58,8 @@ def get_config():
   c = experiment.load_sibling({demo_file!r}, "demo").get_config()
   c.demo.update(dict(train_size=TRAIN, eval_size=EVAL, vq_config={vq_file!r}, vq_steps=6,
                      vq_eval_images=8))
-  c.data.source.name = f"synergen_scenes/{{c.demo.image_size}}px_{{TRAIN}}_{{EVAL}}"
+  c.data.source.name = "synergen_scenes/" + tfds_scenes.config_name(
+      c.demo.image_size, TRAIN, EVAL, c.demo.get("cell", 0), c.demo.get("max_objects", 4))
   c.data.num_shards, c.data.encode_batch_size = 2, 16
   c.data.understanding.batch_size = c.data.generation.batch_size = 2
   c.text_data.batch_size = 2

@@ -66,6 +66,11 @@ class ModelConfig:
   # LLM's text embeddings are small (RMS ~0.02-0.1); folded image embeddings at fan-in
   # init are ~10-20x larger, so image tokens start out of scale with the text.
   fold_init_scale: float = 1.0
+  # The fold's first projection starts slot-shared: every code slot's block of fc1 is the
+  # same matrix, so the fold starts as a (position-aware) sum of its codes' embeddings,
+  # the same for an object whichever slots it falls in, and learns slot-specific detail
+  # after (docs/LEARNING.md, "the shift problem").
+  fold_slot_shared_init: bool = False
   head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
   # Loss.
   image_loss_weight: float = 2.0

@@ -12,7 +12,27 @@ import jax
 import jax.numpy as jnp
 
 from synergen_jax import image_grid
-from synergen_jax.model.layers import Dense, LayerNorm
+from synergen_jax.model.layers import Dense, LayerNorm, default_kernel_init
+
+
+def slot_shared_init(slots: int, init=None):
+  """fc1's kernel init [slots * d_v, hidden]: one [d_v, hidden] block (the first block of
+  `init`'s draw, so each element has the usual fan-in variance) repeated for every slot."""
+  init = init or default_kernel_init(1)
+
+  def f(key, shape, dtype=jnp.float32):
+    return share_slots(init(key, shape, dtype), slots)
+
+  return f
+
+
+def share_slots(kernel, slots: int):
+  """kernel [slots * d_v, hidden] -> its first [d_v, hidden] block repeated for every slot
+  (also applied to an existing init, e.g. a text-pretrained checkpoint's untrained fold)."""
+  if kernel.shape[0] % slots:
+    raise ValueError(f"fc1 kernel rows {kernel.shape[0]} are not {slots} equal slot blocks")
+  block = kernel[: kernel.shape[0] // slots]  # [d_v, hidden]
+  return jnp.tile(block, (slots,) + (1,) * (kernel.ndim - 1))
 
 
 class TokenFold(nn.Module):
@@ -22,6 +42,7 @@ class TokenFold(nn.Module):
   fold: tuple[int, int]
   embed_dim: int
   init_scale: float = 1.0  # fc2's init relative to fan-in (ModelConfig.fold_init_scale)
+  slot_shared: bool = False  # fc1 starts slot-shared (ModelConfig.fold_slot_shared_init)
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -55,7 +76,9 @@ class TokenFold(nn.Module):
     folded = emb.reshape(*emb.shape[:-2], m * n * self.code_embed_dim).astype(self.dtype)
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     h = LayerNorm(axis_name="fold_in", name="norm", **kw)(folded)
-    h = Dense((self.embed_dim,), ("fold_in", "fold_hidden"), use_bias=True, name="fc1", **kw)(h)
+    fc1_init = slot_shared_init(m * n) if self.slot_shared else None
+    h = Dense((self.embed_dim,), ("fold_in", "fold_hidden"), use_bias=True, name="fc1",
+              kernel_init=fc1_init, **kw)(h)
     h = nn.gelu(h)
     out_init = nn.initializers.variance_scaling(self.init_scale**2, "fan_in",
                                                 "truncated_normal")

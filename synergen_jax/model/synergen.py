@@ -78,7 +78,8 @@ class SynerGenVL(nn.Module):
         "new_token_embed", nn.with_logical_partitioning(init, ("new_vocab", "embed")),
         (c.num_new_tokens, c.embed_dim), c.params_dtype)
     self.fold = TokenFold(c.codebook_size, c.code_embed_dim, tuple(c.tile_grid),
-                          tuple(c.fold), c.embed_dim, c.fold_init_scale, name="fold", **kw)
+                          tuple(c.fold), c.embed_dim, c.fold_init_scale,
+                          c.fold_slot_shared_init, name="fold", **kw)
     self.decoder = Decoder(
         num_layers=c.num_layers,
         block_kwargs=dict(num_heads=c.num_heads, num_kv_heads=c.num_kv_heads,

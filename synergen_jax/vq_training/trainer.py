@@ -230,7 +230,8 @@ class VQTrainer:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump(to_json(cfg), f, indent=2)
     manager = vq_checkpoint.make_manager(workdir, t.max_checkpoints)
-    val_images, val_scenes = vq_data.validation_set(d.eval_images, d.image_size, d.text_prob)
+    val_images, val_scenes = vq_data.validation_set(d.eval_images, d.image_size, d.text_prob,
+                                                     d.get("cell", 0), d.get("max_objects", 4))
 
     with sharding.mesh_context(self.mesh):
       latest = manager.latest_step()
@@ -249,7 +250,8 @@ class VQTrainer:
       try:
         with preemption.PreemptionWatcher() as watcher:
           while step < last:
-            images = vq_data.train_batch(step, d.batch_size, d.image_size, cfg.seed, d.text_prob)
+            images = vq_data.train_batch(step, d.batch_size, d.image_size, cfg.seed, d.text_prob,
+                                        d.get("cell", 0), d.get("max_objects", 4))
             model_vars, train, metrics = self.step(model_vars, train, images)
             step += 1
             preemption.signal_point("vq", step)  # test hook (no-op unless set)
