@@ -49,7 +49,9 @@ def _stages(stages, fields: dict) -> dict:
 # random init, 180 + 150 + 150 vision steps. The controlled
 # experiments below change it in one respect each.
 BEFORE = {
-    **_stages(("stage1", "stage2", "sft"), {"data.und_qa_turns": 1, "tasks": ()}),
+    "stage_order": ("text", "stage1", "stage2", "sft"),  # no binding curriculum
+    **_stages(("stage1", "stage2", "sft"), {"data.und_qa_turns": 1, "tasks": (),
+                                            "data.und_type_weights": ()}),
     "stages.stage1.code_embed_from_vq": False,
     "stages.stage1.steps": 180, "stages.stage2.steps": 150, "stages.sft.steps": 150,
     "stages.stage2.data.und_caption_prob": 0.5, "stages.sft.data.und_caption_prob": 0.3}
@@ -83,7 +85,8 @@ VARIANTS = {
 
 HEADLINE = ("vqa/overall", "vqa/test/overall", "vqa/compositional/overall",
             "vqa/swapped_image/overall", "vqa/swapped_image/same_answer",
-            "vqa/overall_majority", "vqa/color", "vqa/shape", "vqa/count", "vqa/position",
+            "vqa/overall_majority", "vqa/wording_majority", "vqa/color", "vqa/shape",
+            "vqa/count", "vqa/position",
             "vqa/relation", "vqa/existence", "vqa/text", "gen/colors", "gen/single_object",
             "gen/overall", "gen/vq_reconstruction/overall", "gen/other_prompt_image/overall",
             "text/perplexity",

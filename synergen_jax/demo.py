@@ -142,7 +142,9 @@ def pretokenize_with_vq(config, vq_dir: str) -> dict:
 
 EVAL_HEADLINE = ("vqa/overall", "vqa/test/overall", "vqa/compositional/overall",
                  "vqa/swapped_image/overall", "vqa/swapped_image/same_answer",
-                 "vqa/overall_majority", "gen/overall", "gen/single_object",
+                 "vqa/overall_majority", "vqa/wording_majority", "vqa/color", "vqa/shape",
+                 "gen/overall", "gen/colors", "gen/single_object",
+                 "gen/other_prompt_image/overall",
                  "gen/reference/overall", "gen/vq_reconstruction/overall",
                  "text/perplexity", "text/start/perplexity", "text/pretrained/perplexity",
                  "gen/fold_s_per_image",

@@ -132,12 +132,16 @@ def test_evaluate_writes_flat_metrics_grid_and_report(run, tmp_path):
 def test_vqa_normalisation_and_majority_baseline():
   assert vqa.normalize("  Red. ") == "red"
   assert vqa.normalize("Top  Left") == "top left"
-  items = [{"type": "color", "answer": a} for a in ("red", "red", "blue")] + [
-      {"type": "count", "answer": "2"}]
+  items = [{"type": "color", "answer": a, "question": q} for a, q in (
+      ("red", "What color is the circle?"), ("red", "What color is the square?"),
+      ("blue", "What color is the square?"))] + [
+      {"type": "count", "answer": "2", "question": "How many?"}]
   m = vqa.score(items, ["Red.", "blue", "blue", "3"], "vqa")
   assert m["vqa/color"] == pytest.approx(2 / 3) and m["vqa/count"] == 0.0
   assert m["vqa/overall"] == pytest.approx(0.5)
   assert m["vqa/color_majority"] == pytest.approx(2 / 3)
+  # Majority per wording: circle -> red (1/1), square -> red or blue (1/2), count (1/1).
+  assert m["vqa/wording_majority"] == pytest.approx(3 / 4)
   with pytest.raises(ValueError, match="predictions"):
     vqa.score(items, ["red"], "vqa")
 

@@ -1,5 +1,7 @@
 """VQA exact match per question type (the embedded dataset's QA_TYPES), and the
-majority-answer baseline per type (what answering without looking scores).
+majority-answer baseline per type (what answering without looking scores), and a
+stricter blind baseline: the majority answer per question wording (`/wording_majority`:
+"What color is the circle?" answered with the commonest colour of circles).
 
   questions(records, max_questions) -> [{"image", "question", "answer", "type"}]
   normalize(answer) -> str
@@ -38,17 +40,21 @@ def score(items: list[dict], predictions: list[str], prefix: str) -> dict:
   right = collections.Counter()
   total = collections.Counter()
   answers = collections.defaultdict(collections.Counter)
+  by_wording = collections.defaultdict(collections.Counter)
   for item, pred in zip(items, predictions):
     t = item["type"]
     gold = normalize(item["answer"])
     total[t] += 1
     right[t] += int(normalize(pred) == gold)
     answers[t][gold] += 1
+    by_wording[normalize(item["question"])][gold] += 1
   out = {}
   n = sum(total.values())
   if n:
     out[f"{prefix}/overall"] = sum(right.values()) / n
     out[f"{prefix}/overall_majority"] = sum(c.most_common(1)[0][1] for c in answers.values()) / n
+    out[f"{prefix}/wording_majority"] = sum(c.most_common(1)[0][1]
+                                            for c in by_wording.values()) / n
     out[f"{prefix}/questions"] = n
   for t in sorted(total):
     out[f"{prefix}/{t}"] = right[t] / total[t]
