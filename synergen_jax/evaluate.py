@@ -20,7 +20,7 @@ A standard benchmark instead (docs/EVALUATION.md: layouts, prompts, scoring):
 
   python -m synergen_jax.evaluate --workdir=W --benchmark=NAME --benchmark_data=PATH \
       [--limit=N] [--out=DIR (default W/eval/NAME)] [--prompt=VARIANT] \
-      [--normalization=...] [--pope_parse=...] [--batch_size=B]
+      [--normalization=...] [--pope_parse=...] [--batch_size=B] [--max_new_tokens=T]
 
 NAME: vqav2, textvqa, gqa, pope, mme, mmbench, mmmu. Writes predictions.jsonl (appended
 as answers are made; a rerun skips what is done), the EvalAI result JSON (vqav2,
@@ -56,6 +56,8 @@ _NORMALIZATION = flags.DEFINE_string("normalization", None, "Answer normalisatio
                                      "vlmevalkit).")
 _POPE_PARSE = flags.DEFINE_string("pope_parse", None, "POPE yes/no parsing: lmms_eval "
                                   "(default) | llava | vlmevalkit.")
+_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", None, "Answer budget of --benchmark "
+                                      "(default: the benchmark's, 16 or 32).")
 _OVERRIDES = {
     "vqa_questions": flags.DEFINE_integer("vqa_questions", None, "eval.vqa_questions"),
     "gen_prompts": flags.DEFINE_integer("gen_prompts", None, "eval.gen_prompts"),
@@ -98,7 +100,7 @@ def _run_benchmark():
   from synergen_jax.evaluation.benchmarks import runner
   from synergen_jax.inference.session import InputError
   options = {"prompt": _PROMPT.value, "normalization": _NORMALIZATION.value,
-             "pope_convention": _POPE_PARSE.value}
+             "pope_convention": _POPE_PARSE.value, "max_new_tokens": _MAX_NEW_TOKENS.value}
   try:
     metrics = runner.run(_WORKDIR.value, _BENCHMARK.value, _BENCHMARK_DATA.value, _OUT.value,
                          _LIMIT.value, options, _STAGE.value, _STEP.value, _VQ_DIR.value,

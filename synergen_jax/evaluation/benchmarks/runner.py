@@ -131,6 +131,8 @@ def run(workdir: str, benchmark: str, data_dir: str, out_dir: str | None = None,
     reasons[r] = reasons.get(r, 0) + 1
   metrics = registry.score_predictions(bench, data_dir, done, options, reasons,
                                       seen_keys if limit else None)
+  if limit:
+    metrics["limit"] = int(limit)
   metrics["run/answered_now"] = answered
   metrics["run/wall_s"] = wall
   if answered:
