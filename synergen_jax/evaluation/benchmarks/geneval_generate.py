@@ -38,7 +38,7 @@ def write_images(session, metadata_path: str, outdir: str, samples: int = 4, see
     rows = rows[:prompts_limit]
   os.makedirs(outdir, exist_ok=True)
   todo = [(i, m) for i, m in rows if not _done(os.path.join(outdir, f"{i:05d}"), samples)]
-  t0, written = time.time(), 0
+  t0, written, first_s = time.time(), 0, None
   for n, (i, m) in enumerate(todo):
     imgs = session.generate([m["prompt"]] * samples, seed=seed + i, cfg_scale=cfg_scale,
                             sampling=sampling)  # uint8 [samples, S, S, 3]
@@ -48,10 +48,14 @@ def write_images(session, metadata_path: str, outdir: str, samples: int = 4, see
       PIL.Image.fromarray(im).save(os.path.join(folder, "samples", f"{k:04d}.png"))
     files.write_atomic(os.path.join(folder, "metadata.jsonl"), json.dumps(m) + "\n")
     written += len(imgs)
+    first_s = time.time() - t0 if first_s is None else first_s
     rate = written / max(time.time() - t0, 1e-9)
     log(f"[geneval] {n + 1}/{len(todo)} prompts, {rate:.2f} images/s, "
         f"ETA {(len(todo) - n - 1) * samples / max(rate, 1e-9):.0f}s")
   seconds = time.time() - t0
   return {"prompts": len(rows), "images": len(rows) * samples, "written": written,
           "seconds": seconds, "images_per_s": written / seconds if written else 0.0,
+          # without the first prompt (its compile): the rate a long run sees
+          "images_per_s_steady": ((written - samples) / (seconds - first_s)
+                                  if written > samples else 0.0),
           "skipped": skips.total, **{f"skipped/{k}": v for k, v in skips.as_dict().items()}}
