@@ -157,3 +157,31 @@ def test_score_cli_pope_and_geneval(tmp_path):
   assert json.loads(r.stdout.strip().splitlines()[-1])["overall"] == pytest.approx(0.75)
   r = _cli("--benchmark=pope", f"--benchmark_data={tmp_path}/nowhere", f"--predictions={pred}")
   assert r.returncode == 2 and "is not a directory" in r.stderr
+
+
+def test_mme_scored_from_a_predictions_file(tmp_path):
+  fx.write_mme(str(tmp_path))
+  answers = ["Yes", "No", "Yes", "Yes", "yes", "no"]  # image 001: one of two right
+  pred = tmp_path / "pred.jsonl"
+  pred.write_text("".join(json.dumps({"question_id": q, "question": t, "answer": a}) + "\n"
+                          for (q, t, _, _), a in zip(fx.MME_ROWS, answers)))
+  from synergen_jax.evaluation.benchmarks import predictions
+  bench = registry.get("mme")
+  preds, bad = predictions.read(str(pred), bench.key_of)
+  m = registry.score_predictions(bench, str(tmp_path), preds, {})
+  assert (m["existence"], m["code_reasoning"]) == (125.0, 200.0)
+  assert (m["perception"], m["cognition"]) == (125.0, 200.0)
+  # Scoring reads no image column: the two scene rows (bad or missing image) are
+  # questions without predictions here; `evaluate` skips and counts them by reason.
+  assert m["missing_predictions"] == 2 and m["skipped"] == 0 and bad == 0
+
+
+def test_vqav2_evalai_result_file(tmp_path):
+  from synergen_jax.evaluation.benchmarks import runner
+  fx.write_vqav2_json(str(tmp_path))
+  bench = registry.get("vqav2")
+  items = list(bench.load(str(tmp_path), records.Skips(), images=False))
+  path = runner.write_submission(bench, str(tmp_path), {"1": "2", "3": "yes"}, items)
+  assert json.loads(open(path).read()) == [{"question_id": 1, "answer": "2"},
+                                           {"question_id": 3, "answer": "yes"}]
+  assert runner.write_submission(registry.get("pope"), str(tmp_path), {}, []) is None

@@ -56,6 +56,11 @@ def run(workdir: str, benchmark: str, data_dir: str, out_dir: str | None = None,
         limit: int | None = None, options: dict | None = None, stage=None, step=None,
         vq_dir=None, batch_size: int | None = None, mesh=None, session=None) -> dict:
   options = dict(options or {})
+  if benchmark == "geneval":
+    raise ValueError("GenEval images come from `python -m synergen_jax.generate "
+                     "--geneval_metadata=FILE --outdir=D`; score the official scorer's "
+                     "results.jsonl with `python -m synergen_jax.score --benchmark=geneval` "
+                     "(docs/EVALUATION.md)")
   bench = registry.get(benchmark)
   variant = options.get("prompt") or prompts.DEFAULT[benchmark]
   if variant not in prompts.PROMPTS[benchmark]:
