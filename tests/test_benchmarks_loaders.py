@@ -92,8 +92,8 @@ def test_mmbench_tsv_rotations_and_image_references(tmp_path):
   assert items[0]["gt"]["options"] == {"A": "cat", "B": "dog", "C": "bird", "D": "fish"}
   assert items[4]["gt"]["hint"] is None and items[4]["gt"]["options"] == {"A": "yes", "B": "no"}
   assert prompts.build("mmbench", items[0]) == (
-      "A photo. What animal is shown? Options:\nA. cat\nB. dog\nC. bird\nD. fish\n\n"
-      "Answer with the option's letter from the given choices directly.")
+      "A photo. What animal is shown? There are several options:\nA. cat\nB. dog\nC. bird\n"
+      "D. fish\nAnswer with the option's letter from the given choices directly.")
   assert prompts.build("mmbench", items[4], "vlmevalkit") == (
       "Question: Is the left box bigger?\nOptions:\nA. yes\nB. no\n"
       "Please select the correct answer from the options above. \n")

@@ -59,11 +59,14 @@ def test_vqav2_accuracy_per_answer_type_and_the_two_gt_conventions():
   assert m["accuracy"] == pytest.approx(80.0)          # (1.0 + 0.6) / 2
   assert m["accuracy/number"] == pytest.approx(100.0)
   assert m["accuracy/other"] == pytest.approx(60.0)
-  # Ten identical GT answers are left as released by the official tool; lmms-eval
-  # normalises them too ("Two" -> "2").
+  # Ten identical GT answers are left as released by both tools ("Two" never equals
+  # the normalised "2"); lmms-eval's EvalAI processor splits "'s" off the prediction.
   same = _items([{"answers": ["Two"] * 10, "answer_type": "number", "question_type": "q"}])
   assert score_vqa.vqav2(same, {"0": "two"})["accuracy"] == 0.0
-  assert score_vqa.vqav2(same, {"0": "two"}, "lmms_eval")["accuracy"] == 100.0
+  assert score_vqa.vqav2(same, {"0": "two"}, "lmms_eval")["accuracy"] == 0.0
+  mans = _items([{"answers": ["man's"] * 10, "answer_type": "other", "question_type": "q"}])
+  assert score_vqa.vqav2(mans, {"0": "man's"})["accuracy"] == 100.0
+  assert score_vqa.vqav2(mans, {"0": "man's"}, "lmms_eval")["accuracy"] == 0.0
 
 
 def test_textvqa_and_gqa():

@@ -4,9 +4,10 @@ candidate added).
 
   multi_choice(response, options, rng) -> letter
     Strip , . ! ? ; : ' from both ends, pad with spaces. Candidates, first rule that
-    finds any: "(A)"; " A "; "A."; then, for a response of more than 5 words, options
-    whose text occurs in it (lower case). Several candidates: the one whose last
-    occurrence is latest. None: rng.choice(letters) -- seed rng (per question) so a
+    finds any: "(A)"; "A " (a letter then a space); "A."; then, for a response of more
+    than 5 words, options whose text occurs in it (lower case). Several candidates:
+    the one whose last "(A)" (bracket rule), " A " (letter rules; -1 when absent) or
+    option text occurs latest, the first on ties (np.argmax). None: rng.choice(letters) -- seed rng (per question) so a
     rerun gives the same score.
   open_response(response) -> list of normalised predictions (str / float)
   eval_open(gold, preds) -> bool   a normalised gold string inside a predicted string,
@@ -24,12 +25,12 @@ def multi_choice(response: str, options: list[str], rng) -> str:
   for ch in _STRIP:
     response = response.strip(ch)
   response = " " + response + " "
-  rules = [lambda c: f"({c})", lambda c: f" {c} ", lambda c: f"{c}."]
-  candidates, pattern = [], None
-  for rule in rules:
+  rules = [lambda c: f"({c})", lambda c: f"{c} ", lambda c: f"{c}."]
+  candidates, bracket = [], False
+  for n, rule in enumerate(rules):
     candidates = [c for c in letters if rule(c) in response]
     if candidates:
-      pattern = rule
+      bracket = n == 0
       break
   by_text = False
   if not candidates and len(response.split()) > 5:
@@ -41,9 +42,11 @@ def multi_choice(response: str, options: list[str], rng) -> str:
     return candidates[0]
   if by_text:
     ends = [response.lower().rfind(index2ans[c].lower()) for c in candidates]
-  else:
-    ends = [response.rfind(pattern(c)) for c in candidates]
-  return candidates[max(range(len(ends)), key=lambda i: (ends[i], -i))]
+  elif bracket:
+    ends = [response.rfind(f"({c})") for c in candidates]
+  else:  # the reference looks for " X " here whichever rule found the candidates
+    ends = [response.rfind(f" {c} ") for c in candidates]
+  return candidates[max(range(len(ends)), key=lambda i: (ends[i], -i))]  # np.argmax
 
 
 def _numbers(text: str) -> list[str]:

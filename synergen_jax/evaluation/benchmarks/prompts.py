@@ -12,8 +12,9 @@
   mme               as_given (default): the question as the file has it (it ends with
                     " Please answer yes or no.")   lmms_eval: that sentence removed and
                     "\\nAnswer the question using a single word or phrase." added
-  mmbench           lmms_eval: "{hint} {question} Options:\\nA. ..\\n...\\nAnswer with the
-                    option's letter from the given choices directly."
+  mmbench           lmms_eval (en_utils.py mmbench_doc_to_text): "{hint} {question} There
+                    are several options:\\nA. ..\\nB. ..\\nAnswer with the option's letter
+                    from the given choices directly." (no hint: "{question} There ...")
                     vlmevalkit: "Hint: {hint}\\nQuestion: {question}\\nOptions:\\nA. ..\\n
                     Please select the correct answer from the options above. \\n"
   mmmu              lmms_eval: "{question}\\n{A. opt\\nB. opt ...}\\n\\nAnswer with the option's
@@ -53,7 +54,7 @@ def _options(options: dict) -> str:
 
 def _mmbench_lmms(item):
   gt = item["gt"]
-  opts = "Options:\n" + _options(gt["options"])
+  opts = ("There are several options:\n" + _options(gt["options"])).rstrip("\n")
   query = (f"{gt['hint']} {item['question']} {opts}" if gt["hint"] else
            f"{item['question']} {opts}")
   return f"{query}\n{LETTER}"

@@ -6,8 +6,9 @@
     and 1.0 for k = 0, 1, 2, 3, >= 4.
   vqav2(items, preds, normalization="official") -> metrics
     official: prediction normalised (vqa_normalize.prediction), GT answers get the
-    punctuation rule only when they differ (vqaEval.py). lmms_eval: GT answers get
-    punctuation + digits/articles always (lmms-eval tasks/vqav2/utils.py).
+    punctuation rule only when they differ (vqaEval.py). lmms_eval (tasks/vqav2/
+    utils.py): the prediction goes through the EvalAI processor (so "'s" is split off
+    and ',' '?' dropped); GT answers that differ get punctuation + digits/articles.
     accuracy (0-100), accuracy/<answer type>, accuracy/question_type/<type>.
   textvqa(items, preds) -> metrics: the EvalAI processor on prediction and every GT
     answer (lmms-eval tasks/textvqa/utils.py, mmf's TextVQA evaluator).
@@ -54,8 +55,10 @@ def vqav2(items, preds, normalization: str = "official") -> dict:
     gts = it["gt"]["answers"]
     if gts is None:
       continue
-    pred = vn.prediction(preds[it["key"]])
-    gts = vn.official_gt(gts) if normalization == "official" else vn.lmms_eval_gt(gts)
+    if normalization == "official":
+      pred, gts = vn.prediction(preds[it["key"]]), vn.official_gt(gts)
+    else:
+      pred, gts = vn.lmms_eval_pair(preds[it["key"]], gts)
     per_item.append((soft_accuracy(pred, gts),
                      {"": it["gt"]["answer_type"],
                       "question_type/": it["gt"]["question_type"]}))

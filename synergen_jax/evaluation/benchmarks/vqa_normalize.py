@@ -10,6 +10,7 @@ the EvalAI answer processor that lmms-eval and mmf use for TextVQA.
                               then punctuation and digits (TextVQA's processor)
   official_gt(answers)        official: punctuation on each GT answer only when the ten
                               answers are not all the same (the release is normalised)
+  lmms_eval_pair(pred, answers)  lmms-eval's VQAv2 variant of the same
 
 The rules, exactly as the reference code has them:
 - The punctuation marks are ; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? ! (':' and "'" are
@@ -92,5 +93,13 @@ def official_gt(answers: list[str]) -> list[str]:
   return list(answers)
 
 
-def lmms_eval_gt(answers: list[str]) -> list[str]:
-  return [process_digit_article(process_punctuation(a)) for a in answers]
+def lmms_eval_pair(pred: str, answers: list[str]) -> tuple[str, list[str]]:
+  """lmms-eval tasks/vqav2/utils.py: the prediction through the EvalAI processor; GT
+  answers stripped; when they differ, GT answers and the prediction (again) through
+  punctuation and digits/articles."""
+  pred = evalai(pred)
+  answers = [a.replace("\n", " ").replace("\t", " ").strip() for a in answers]
+  if len(set(answers)) > 1:
+    answers = [process_digit_article(process_punctuation(a)) for a in answers]
+    pred = process_digit_article(process_punctuation(pred))
+  return pred, answers
