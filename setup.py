@@ -25,11 +25,17 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=["synergen_jax", "synergen_jax.*", "data_pipelines", "data_pipelines.*"]
     ),
+    package_data={"synergen_jax.serve": ["static/*"]},  # the page
     install_requires=_requirements(),
     extras_require={
         # Test-only: pytest (+ xdist: two workers), and CPU torch + transformers for
         # parity references.
-        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "transformers"],
+        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "transformers",
+                 # The server's tests: its deps, a real browser (Selenium + Debian's
+                 # chromium), the OpenAI client against the endpoints.
+                 "starlette", "uvicorn", "selenium", "openai"],
+        # Serving a checkpoint (python -m synergen_jax.serve): an ASGI app + its server.
+        "serve": ["starlette", "uvicorn"],
         # Tooling: libtpu for ahead-of-time TPU compilation on CPU.
         "tpu": ["libtpu"],
     },
@@ -45,6 +51,7 @@ setuptools.setup(
             "synergen-evaluate=synergen_jax.evaluate:run",
             "synergen-generate=synergen_jax.generate:run",
             "synergen-answer=synergen_jax.answer:run",
+            "synergen-serve=synergen_jax.serve.__main__:run",
             "synergen-score=synergen_jax.score:run",
         ],
     },
