@@ -9,9 +9,11 @@
   textvqa           lmms_eval: "{question.capitalize()}\\nAnswer ..." (lmms-eval's
                     default ocr: false)   lmms_eval_ocr: with "\\nReference OCR token:
                     {tokens}" before the instruction
-  mme               as_given (default): the question as the file has it (it ends with
-                    " Please answer yes or no.")   lmms_eval: that sentence removed and
-                    "\\nAnswer the question using a single word or phrase." added
+  mme               as_given (default): the question as the file has it, ending with
+                    " Please answer yes or no." (MME's own protocol; VLMEvalKit keeps it)
+                    lmms_eval (tasks/mme/utils.py with mme.yaml's default post_prompt):
+                    that sentence removed and "\\nAnswer the question using a single
+                    word or phrase." added
   mmbench           lmms_eval (en_utils.py mmbench_doc_to_text): "{hint} {question} There
                     are several options:\\nA. ..\\nB. ..\\nAnswer with the option's letter
                     from the given choices directly." (no hint: "{question} There ...")
@@ -45,7 +47,7 @@ def _textvqa_ocr(item):
 
 
 def _mme_lmms(item):
-  return f"{item['question'].replace('Please answer yes or no.', '').strip()}{SHORT}"
+  return f"{item['question'].strip().replace(' Please answer yes or no.', '')}{SHORT}"
 
 
 def _options(options: dict) -> str:
