@@ -185,3 +185,12 @@ def test_vqav2_evalai_result_file(tmp_path):
   assert json.loads(open(path).read()) == [{"question_id": 1, "answer": "2"},
                                            {"question_id": 3, "answer": "yes"}]
   assert runner.write_submission(registry.get("pope"), str(tmp_path), {}, []) is None
+
+
+def test_vqav2_test_questions_without_annotations_are_not_scored(tmp_path):
+  fx.write_vqav2_json(str(tmp_path))
+  os.remove(tmp_path / "v2_mscoco_val2014_annotations.json")
+  items, skips = _load("vqav2", tmp_path)
+  assert [it["gt"]["answers"] for it in items] == [None] * 3 and skips == {"missing_image": 1}
+  m = registry.score_predictions(registry.get("vqav2"), str(tmp_path), {"1": "2"}, {})
+  assert m["scored"] == 0 and "accuracy" not in m and m["predictions"] == 1

@@ -36,7 +36,10 @@ def soft_accuracy(pred: str, gts: list[str]) -> float:
 
 
 def _summary(per_item: list[tuple[float, dict]]) -> dict:
-  out = {"accuracy": 100 * sum(a for a, _ in per_item) / len(per_item) if per_item else 0.0,
+  """No scored item (test questions, no answers): only the count, no accuracy."""
+  if not per_item:
+    return {"scored": 0}
+  out = {"accuracy": 100 * sum(a for a, _ in per_item) / len(per_item),
          "scored": len(per_item)}
   groups = collections.defaultdict(list)
   for acc, tags in per_item:
