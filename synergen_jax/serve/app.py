@@ -427,10 +427,11 @@ async def chat_completions(request: Request):
     except InputError as e:
       raise ApiError(400, str(e), "messages", "context_length_exceeded") from None
 
-  example = await anyio.to_thread.run_sync(prepare)
-  group = ("answer", req["temperature"], req["top_p"], engine.steps_bucket(req["max_tokens"]))
-  jobs = _submit(request, group, [dict(example=example, seed=req["seed"],
-                                       max_tokens=req["max_tokens"])])
+  with state.batcher.expecting():
+    example = await anyio.to_thread.run_sync(prepare)
+    group = ("answer", req["temperature"], req["top_p"], engine.steps_bucket(req["max_tokens"]))
+    jobs = _submit(request, group, [dict(example=example, seed=req["seed"],
+                                         max_tokens=req["max_tokens"])])
   cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), _model_id(engine)
   tok = engine.session.tokenizer
   prompt_tokens = int(len(example["tokens"]))
@@ -503,10 +504,11 @@ async def image_generations(request: Request):
     except InputError as e:
       raise ApiError(400, str(e), "prompt", "context_length_exceeded") from None
 
-  example = await anyio.to_thread.run_sync(prepare)
-  group = ("generate", req["temperature"])
-  jobs = _submit(request, group, [dict(example=example, seed=req["seed"] + i,
-                                       cfg_scale=req["cfg_scale"]) for i in range(req["n"])])
+  with state.batcher.expecting():
+    example = await anyio.to_thread.run_sync(prepare)
+    jobs = _submit(request, ("generate", req["temperature"]),
+                   [dict(example=example, seed=req["seed"] + i, cfg_scale=req["cfg_scale"])
+                    for i in range(req["n"])])
   try:
     images = await wait_for_jobs(request, jobs, limits.request_timeout_s)
   except ClientGone:

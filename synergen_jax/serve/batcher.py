@@ -1,9 +1,10 @@
 """Gathers concurrent requests into one batched model call.
 
 One worker thread owns the model. Request handlers `submit` jobs into a bounded queue
-and wait on the job's future; the worker takes the oldest job, waits up to `window_s`
+and wait on the job's future; the worker takes the oldest job and, while other requests
+are still being prepared (`expecting`: image decoding, tokenizing), waits up to `window_s`
 from that job's arrival for more jobs of the same group (kind + static sampling
-settings), up to `max_batch`, and runs them as one call of `Engine.answer_batch` /
+settings), up to `max_batch` (a lone request does not wait), and runs them as one call of `Engine.answer_batch` /
 `Engine.generate_batch`. A full queue raises `QueueFull` (the API answers 503 with
 Retry-After); a job whose client went away or timed out is `cancel`led and skipped if
 it has not started (its slot is free at once).
@@ -50,6 +51,7 @@ class Batcher:
     self._ids = itertools.count(1)
     self._stop = False
     self._held = 0
+    self._expected = 0
     self.stats = collections.Counter()
     self.batch_sizes = collections.Counter()
     self._first: list[Callable] = []
@@ -60,6 +62,23 @@ class Batcher:
   def pending(self) -> int:
     with self._cv:
       return sum(1 for j in self._queue if not j.future.cancelled())
+
+  def expecting(self):
+    """Context manager around preparing a request: the worker may wait (up to the
+    window) for it to be submitted before it starts a batch."""
+    batcher = self
+
+    class _Expect:
+      def __enter__(self):
+        with batcher._cv:
+          batcher._expected += 1
+
+      def __exit__(self, *exc):
+        with batcher._cv:
+          batcher._expected -= 1
+          batcher._cv.notify_all()
+
+    return _Expect()
 
   def submit(self, group: Hashable, payloads: list) -> list[Job]:
     """All or none: QueueFull if the jobs do not fit the queue's bound."""
@@ -126,7 +145,7 @@ class Batcher:
         first = self._queue[0]
         same = [j for j in self._queue if j.group == first.group and not j.future.cancelled()]
         wait = first.arrived + self.window_s - time.monotonic()
-        if len(same) < self.max_batch and wait > 0:
+        if len(same) < self.max_batch and wait > 0 and self._expected > 0:
           self._cv.wait(wait)
           continue
         batch = []
