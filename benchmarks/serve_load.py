@@ -17,6 +17,7 @@ throughput, p95 <= 3x one client's, 0 errors, peak RSS at the end within 10% of 
 import argparse
 import base64
 import io
+import itertools
 import json
 import os
 import re
@@ -52,11 +53,16 @@ def percentile(xs, q):
 
 
 def scene_urls(n: int, size: int) -> list[str]:
+  """n distinct images (the server caches the VQ codes of recent images: each request
+  here is a new one, so every request pays its VQ encoding)."""
   from data_pipelines import scenes
+  base = [scenes.render_scene(i, size, "validation")[0] for i in range(16)]
   out = []
   for i in range(n):
+    image = base[i % 16].copy()
+    image[0, 0] = (i % 256, (i // 256) % 256, 7)  # one pixel: a different image
     buf = io.BytesIO()
-    PIL.Image.fromarray(scenes.render_scene(i, size, "validation")[0]).save(buf, "PNG")
+    PIL.Image.fromarray(image).save(buf, "PNG")
     out.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
   return out
 
@@ -167,12 +173,14 @@ def main():
     size = h["image_size"]
     print(f"server ready in {ready_s:.0f} s: {h['source']}, image {size}px, "
           f"max_batch {h['max_batch']}, load average {os.getloadavg()}", flush=True)
-    images = scene_urls(16, size)
+    images = scene_urls(args.requests + args.single_requests + 64, size)
     run = Run(url, server.pid, time.monotonic() + args.time_limit)
+
+    fresh = itertools.cycle(range(len(images)))  # each request a new image
 
     def chat(i):
       return {"messages": [{"role": "user", "content": [
-          {"type": "image_url", "image_url": {"url": images[i % len(images)]}},
+          {"type": "image_url", "image_url": {"url": images[next(fresh)]}},
           {"type": "text", "text": QUESTIONS[i % len(QUESTIONS)]}]}],
           "max_tokens": args.max_tokens}
 

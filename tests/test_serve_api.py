@@ -284,6 +284,12 @@ _BAD = {  # name: (path, body (dict = JSON), status, message fragment)
     "prompt over the character limit": ("/v1/chat/completions",
                                         lambda: chat_body("x" * 4001), 400,
                                         "4,001 characters; the limit is 4,000"),
+    "conversation over the character limit": (
+        "/v1/chat/completions",
+        lambda: {"messages": [{"role": "user", "content": "x" * 2500},
+                              {"role": "assistant", "content": "y"},
+                              {"role": "user", "content": "z" * 2500}]}, 400,
+        "the conversation is 5,001 characters; the limit is 4,000"),
     "generation prompt over the context": ("/v1/images/generations",
                                            lambda: {"prompt": "red " * 300}, 400,
                                            "the model's context is 128 tokens"),

@@ -52,7 +52,9 @@ def test_page_asks_about_an_image_and_generates_images(tiny_run, tmp_path_factor
   with running_server(engine, window_s=0.02) as (url, _):
     browser.set_window_size(412, 915)  # a phone
     browser.get(url + "/")
-    wait.until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+    # Only the page's script sets this (after reading /healthz): a broken script fails here.
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
     assert "32px images" in browser.find_element(By.ID, "model-info").text
     # Nothing wider than the screen.
     assert browser.execute_script(

@@ -291,6 +291,10 @@ def parse_chat(body: dict, engine: Engine, limits: Limits) -> dict:
       question = None
   if question is None:
     raise ApiError(400, "the last message must be a user message", "messages")
+  total = sum(len(q) + len(a or "") for q, a in turns) + len(question)
+  if total > limits.max_prompt_chars:
+    raise ApiError(400, f"the conversation is {total:,} characters; the limit is "
+                   f"{limits.max_prompt_chars:,}", "messages", "prompt_too_long")
   turns.append((question, None))
   if len(images) > 1:
     raise ApiError(400, f"the conversation holds {len(images)} images; the model takes one",

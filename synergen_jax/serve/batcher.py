@@ -2,7 +2,8 @@
 
 One worker thread owns the model. Request handlers `submit` jobs into a bounded queue
 and wait on the job's future; the worker takes the oldest job and, while other requests
-are still being prepared (`expecting`: image decoding, tokenizing), waits up to `window_s`
+are still being prepared (`expecting`: image decoding, tokenizing) or the group's last
+batch was bigger than what is queued (its clients are coming back), waits up to `window_s`
 from that job's arrival for more jobs of the same group (kind + static sampling
 settings), up to `max_batch` (a lone request does not wait), and runs them as one call of `Engine.answer_batch` /
 `Engine.generate_batch`. A full queue raises `QueueFull` (the API answers 503 with
@@ -52,6 +53,7 @@ class Batcher:
     self._stop = False
     self._held = 0
     self._expected = 0
+    self._last = {}  # group -> size of its last batch
     self.stats = collections.Counter()
     self.batch_sizes = collections.Counter()
     self._first: list[Callable] = []
@@ -145,7 +147,10 @@ class Batcher:
         first = self._queue[0]
         same = [j for j in self._queue if j.group == first.group and not j.future.cancelled()]
         wait = first.arrived + self.window_s - time.monotonic()
-        if len(same) < self.max_batch and wait > 0 and self._expected > 0:
+        # Wait (up to the window) only when more are likely to come: requests being
+        # prepared, or the last batch of this group was bigger (its clients come back).
+        likely = self._expected > 0 or self._last.get(first.group, 0) > len(same)
+        if len(same) < self.max_batch and wait > 0 and likely:
           self._cv.wait(wait)
           continue
         batch = []
@@ -156,6 +161,7 @@ class Batcher:
           else:
             self.stats["cancelled"] += 1
         if batch:
+          self._last[first.group] = len(batch)
           return batch
 
   def _work(self):

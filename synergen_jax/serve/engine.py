@@ -24,8 +24,10 @@ CLIs use for their first batch: the server's answer to (image, question, seed) i
 CLI's. CFG scale is a traced value (any float, no recompile); 0 means no guidance (= 1).
 """
 
+import collections
 import dataclasses
 import functools
+import hashlib
 import math
 import threading
 from typing import Sequence
@@ -82,6 +84,9 @@ class Engine:
     self.gen_top_k = int(e.gen_top_k)
     self.gen_top_p = float(e.gen_top_p)
     self._fns = {}
+    self.cache_images = 64
+    self._codes_cache = collections.OrderedDict()
+    self._cache_lock = threading.Lock()
     self._lock = threading.Lock()  # one model call at a time (the worker is the only caller)
     self.compiles = 0
 
@@ -135,7 +140,7 @@ class Engine:
         raise InputError("a user message is empty")
     codes = None
     if image is not None:
-      codes = s.encode_tiles(session_lib.check_image(image))
+      codes = self.encode_image(image)
     try:
       example = sequences.build_conversation(s.tokenizer, codes, list(turns),
                                              tuple(s.model_config.fold),
@@ -148,6 +153,23 @@ class Engine:
                        f"{max_new_tokens}, but the model's context is {self.context_length} "
                        f"tokens")
     return example
+
+  def encode_image(self, image: np.ndarray) -> np.ndarray:
+    """VQ codes of an image's tiles, remembered for the last `cache_images` images (a
+    conversation sends its image again with every turn)."""
+    image = session_lib.check_image(image)
+    key = hashlib.sha256(image.tobytes() + repr(image.shape).encode()).digest()
+    with self._cache_lock:
+      codes = self._codes_cache.get(key)
+      if codes is not None:
+        self._codes_cache.move_to_end(key)
+        return codes
+    codes = self.session.encode_tiles(image)
+    with self._cache_lock:
+      self._codes_cache[key] = codes
+      while len(self._codes_cache) > self.cache_images:
+        self._codes_cache.popitem(last=False)
+    return codes
 
   def generation_prompt(self, text: str) -> dict:
     return self.session.generation_prompt(text)
