@@ -10,7 +10,8 @@ whole run bounded by --time_limit):
 Each client sends its next request when the last one is answered (keep-alive). Prints
 throughput and p50 / p95 latency per phase, the errors (must be 0), the ratios against
 one client, the server's peak RSS (VmHWM) after 50 requests and at the end, and the load
-average; --out writes the same as JSON. Targets (issue 28): N clients >= 4x one client's
+average; --out writes the same as JSON. `--model_calls` instead times the batched model
+calls alone in-process (ms per call by rows: the ceiling batching can reach here). Targets (issue 28): N clients >= 4x one client's
 throughput, p95 <= 3x one client's, 0 errors, peak RSS at the end within 10% of after 50.
 """
 
@@ -126,6 +127,43 @@ class Run:
     return res
 
 
+def model_calls(args) -> list[dict]:
+  """The model calls alone, in this process (no HTTP): ms per batched call by rows, and
+  the throughput ceiling batching can give on this machine (rows x t(1) / t(rows))."""
+  from synergen_jax.serve.engine import Engine
+  from data_pipelines import scenes
+  engine = Engine.load(args.workdir, args.stage, vq_dir=args.vq_dir, max_batch=args.max_batch)
+  image = scenes.render_scene(0, engine.image_size, "validation")[0]
+  answer = engine.answer_prompt(image, [(QUESTIONS[0], None)], args.max_tokens)
+  gen = engine.generation_prompt(PROMPTS[0])
+  calls = {
+      "vq encode (per request)": lambda r: [engine.session.encode_tiles(image)
+                                            for _ in range(r)],
+      "answer": lambda r: engine.answer_batch([answer] * r, list(range(r)),
+                                              [args.max_tokens] * r),
+      "generate": lambda r: engine.generate_batch([gen] * r, list(range(r)),
+                                                  [engine.default_cfg] * r,
+                                                  engine.default_gen_temperature)}
+  rows_list = sorted({1, args.gen_clients, args.clients, args.max_batch})
+  out = []
+  for name, fn in calls.items():
+    ms = {}
+    for rows in rows_list:
+      fn(rows)
+      ts = []
+      for _ in range(7):
+        t = time.perf_counter()
+        fn(rows)
+        ts.append(time.perf_counter() - t)
+      ms[rows] = 1000 * statistics.median(ts)
+    row = {"call": name, "ms_by_rows": {r: round(v, 1) for r, v in ms.items()},
+           "ceiling_x": {r: round(r * ms[1] / v, 2) for r, v in ms.items()},
+           "load_avg_1m": round(os.getloadavg()[0], 2)}
+    print(json.dumps(row), flush=True)
+    out.append(row)
+  return out
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--workdir", required=True)
@@ -141,7 +179,15 @@ def main():
   p.add_argument("--batch_window_ms", type=float, default=10.0)
   p.add_argument("--time_limit", type=float, default=1500.0, help="whole run, seconds")
   p.add_argument("--out")
+  p.add_argument("--model_calls", action="store_true",
+                 help="only time the batched model calls in-process (no server)")
   args = p.parse_args()
+  if args.model_calls:
+    rows = model_calls(args)
+    if args.out:
+      with open(args.out, "w") as f:
+        json.dump(rows, f, indent=1)
+    return
 
   cmd = [sys.executable, "-m", "synergen_jax.serve", f"--workdir={args.workdir}",
          "--host=127.0.0.1", "--port=0", f"--max_batch={args.max_batch}",
