@@ -4,7 +4,7 @@ One worker thread owns the model. Request handlers `submit` jobs into a bounded 
 and wait on the job's future; the worker takes the oldest job and, while other requests
 are still being prepared (`expecting`: image decoding, tokenizing) or the group's last
 batch was bigger than what is queued (its clients are coming back), waits up to `window_s`
-from that job's arrival for more jobs of the same group (kind + static sampling
+(or a quarter of the group's last call, at most 0.2 s, if longer) from that job's arrival for more jobs of the same group (kind + static sampling
 settings), up to `max_batch` (a lone request does not wait), and runs them as one call of `Engine.answer_batch` /
 `Engine.generate_batch`. A full queue raises `QueueFull` (the API answers 503 with
 Retry-After); a job whose client went away or timed out is `cancel`led and skipped if
@@ -54,6 +54,7 @@ class Batcher:
     self._held = 0
     self._expected = 0
     self._last = {}  # group -> size of its last batch
+    self._last_s = {}  # group -> seconds its last batch took
     self.stats = collections.Counter()
     self.batch_sizes = collections.Counter()
     self._first: list[Callable] = []
@@ -146,7 +147,10 @@ class Batcher:
           continue
         first = self._queue[0]
         same = [j for j in self._queue if j.group == first.group and not j.future.cancelled()]
-        wait = first.arrived + self.window_s - time.monotonic()
+        # The window grows with the group's last call (a quarter of it, at most 0.2 s):
+        # clients of a slow call take longer to come back than `window_s`.
+        window = max(self.window_s, min(0.2, 0.25 * self._last_s.get(first.group, 0.0)))
+        wait = first.arrived + window - time.monotonic()
         # Wait (up to the window) only when more are likely to come: requests being
         # prepared, or the last batch of this group was bigger (its clients come back).
         likely = self._expected > 0 or self._last.get(first.group, 0) > len(same)
@@ -175,6 +179,7 @@ class Batcher:
         except Exception:  # noqa: BLE001 — a failed warm-up only means compiles later
           logging.exception("warm-up failed")
         continue
+      t = time.monotonic()
       try:
         results = self.runner(batch[0].group, [j.payload for j in batch])
       except BaseException as e:  # noqa: BLE001 — every waiter gets the error
@@ -182,6 +187,8 @@ class Batcher:
         for j in batch:
           j.future.set_exception(e)
         continue
+      with self._cv:
+        self._last_s[batch[0].group] = time.monotonic() - t
       self.stats["batches"] += 1
       self.stats["rows"] += len(batch)
       self.batch_sizes[len(batch)] += 1
