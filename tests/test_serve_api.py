@@ -105,7 +105,8 @@ def server(engine):
   from synergen_jax.serve.app import Limits
   limits = Limits(max_body_bytes=256 << 10, max_image_pixels=1 << 20, max_prompt_chars=4000,
                   request_timeout_s=T)
-  with running_server(engine, limits=limits, max_queue=8, window_s=0.02) as (url, asgi):
+  with running_server(engine, limits=limits, max_queue=8, window_s=0.02,
+                      warmup=True) as (url, asgi):
     yield url, asgi
 
 
@@ -140,8 +141,11 @@ def test_page_models_healthz_and_unknown_paths(server):
     assert r.status_code == 200 and ctype in r.headers["content-type"]
   models = requests.get(url + "/v1/models", timeout=T).json()
   assert models["object"] == "list" and models["data"][0]["id"] == "synergen-jax"
+  wait_until(lambda: not requests.get(url + "/healthz", timeout=T).json()["warming_up"],
+             "the start-up compiles", timeout=T)
   health = requests.get(url + "/healthz", timeout=T).json()
   assert health["status"] == "ok" and health["image_size"] == 32
+  assert health["queue"] == {"pending": 0, "max": 8}
   for path in ("/static/../../etc/passwd", "/static/x.js", "/nope", "/v1/completions"):
     r = requests.get(url + path, timeout=T)
     assert r.status_code == 404 and "no such endpoint" in r.json()["error"]["message"]
