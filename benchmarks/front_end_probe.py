@@ -122,6 +122,8 @@ def main():
   p.add_argument("--cell", type=int, default=0, help="0 = free world; else in-cell")
   p.add_argument("--max_objects", type=int, default=4)
   p.add_argument("--eval_every", type=int, default=100)
+  p.add_argument("--codes_cache", default="", help=".npz of the encoded scenes: written on "
+                 "the first run, read by later runs with the same data flags")
   p.add_argument("--seed", type=int, default=0)
   args = p.parse_args()
 
@@ -133,11 +135,22 @@ def main():
   size = int(config.data.image_size)
   t0 = time.time()
   data = {}
+  key = f"{args.task}_{args.scenes}_{args.val_scenes}_{args.cell}_{args.max_objects}"
+  if args.codes_cache and os.path.isfile(args.codes_cache):
+    with np.load(args.codes_cache) as z:
+      if str(z["key"]) != key:
+        raise SystemExit(f"--codes_cache {args.codes_cache} holds {z['key']}, not {key}")
+      data = {s: (z[f"{s}_codes"], z[f"{s}_examples"]) for s in ("train", "validation")}
   for split, count in (("train", args.scenes), ("validation", args.val_scenes)):
+    if split in data:
+      continue
     images, examples = render(args.task, split, count, size, args.cell, args.max_objects)
     codes = np.concatenate([np.asarray(encode(images[i:i + 256]))
                             for i in range(0, len(images), 256)])
     data[split] = (codes, examples)
+  if args.codes_cache and not os.path.isfile(args.codes_cache):
+    np.savez(args.codes_cache, key=key, **{f"{s}_{k}": v for s, (c, e) in data.items()
+                                           for k, v in (("codes", c), ("examples", e))})
   print(json.dumps({"task": args.task, "train_images": args.scenes, "shift": args.shift,
                     "slot_shared": args.slot_shared, "cell": args.cell,
                     "train_examples": len(data["train"][1]),

@@ -140,8 +140,10 @@ def test_vqa_normalisation_and_majority_baseline():
   assert m["vqa/color"] == pytest.approx(2 / 3) and m["vqa/count"] == 0.0
   assert m["vqa/overall"] == pytest.approx(0.5)
   assert m["vqa/color_majority"] == pytest.approx(2 / 3)
-  # Majority per wording: circle -> red (1/1), square -> red or blue (1/2), count (1/1).
-  assert m["vqa/wording_majority"] == pytest.approx(3 / 4)
+  # Majority per wording, leave-one-out: the circle question has no other of its wording
+  # -> the other colour answers (red, blue: red first) -> right; each square question sees
+  # only the other square answer -> wrong twice; the count question has no other -> wrong.
+  assert m["vqa/wording_majority"] == pytest.approx(1 / 4)
   with pytest.raises(ValueError, match="predictions"):
     vqa.score(items, ["red"], "vqa")
 

@@ -38,7 +38,7 @@ from synergen_jax import experiment
 from synergen_jax import preemption
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUN_TIMEOUT_S = 600
+RUN_TIMEOUT_S = 1800  # a safety net only: a run on a loaded 2-core box can take minutes
 # Keys that measure time or throughput (or count this run's steps): they differ run to run.
 TIMING_KEYS = ("step_s", "tokens_per_s", "mfu", "model_flops_per_step", "wall_s",
                "wall_s_this_run", "compile_s", "steps_this_run", "eval_s", "train_wall_s",

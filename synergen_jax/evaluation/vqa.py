@@ -1,7 +1,9 @@
 """VQA exact match per question type (the embedded dataset's QA_TYPES), and the
 majority-answer baseline per type (what answering without looking scores), and a
 stricter blind baseline: the majority answer per question wording (`/wording_majority`:
-"What color is the circle?" answered with the commonest colour of circles).
+"What color is the circle?" answered with the commonest answer of the OTHER questions so
+worded, leave-one-out, so a wording asked once cannot answer itself; the type's majority
+when no other question has its wording).
 
   questions(records, max_questions) -> [{"image", "question", "answer", "type"}]
   normalize(answer) -> str
@@ -53,14 +55,30 @@ def score(items: list[dict], predictions: list[str], prefix: str) -> dict:
   if n:
     out[f"{prefix}/overall"] = sum(right.values()) / n
     out[f"{prefix}/overall_majority"] = sum(c.most_common(1)[0][1] for c in answers.values()) / n
-    out[f"{prefix}/wording_majority"] = sum(c.most_common(1)[0][1]
-                                            for c in by_wording.values()) / n
+    out[f"{prefix}/wording_majority"] = _leave_one_out_majority(items, by_wording, answers) / n
     out[f"{prefix}/questions"] = n
   for t in sorted(total):
     out[f"{prefix}/{t}"] = right[t] / total[t]
     out[f"{prefix}/{t}_majority"] = answers[t].most_common(1)[0][1] / total[t]
     out[f"{prefix}/{t}_questions"] = total[t]
   return out
+
+
+def _leave_one_out_majority(items, by_wording, by_type) -> int:
+  """How many items the blind wording-majority predictor answers right: each item gets
+  the commonest answer among the other items with its wording (ties: the answer counted
+  first), else among the other items of its type."""
+  right = 0
+  for item in items:
+    gold = normalize(item["answer"])
+    for counts in (by_wording[normalize(item["question"])], by_type[item["type"]]):
+      others = counts.copy()
+      others[gold] -= 1
+      others = +others  # drop answers left at zero
+      if others:
+        right += int(others.most_common(1)[0][0] == gold)
+        break
+  return right
 
 
 def swap_images(items: list[dict]) -> list[dict]:
