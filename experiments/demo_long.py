@@ -35,5 +35,5 @@ def get_config():
   config.demo.update(dict(train_size=TRAIN_SIZE, eval_size=EVAL_SIZE, cell=0, max_objects=4))
   config.data.source.name = "synergen_scenes/" + tfds_scenes.config_name(64, TRAIN_SIZE,
                                                                          EVAL_SIZE)
-  config.model.fold_slot_shared_init = True
+  config.model.fold_slot_shared_init = True  # as the demo (the default is off)
   return config
