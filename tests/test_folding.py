@@ -73,8 +73,7 @@ def test_slot_shared_init_makes_the_fold_blind_to_which_slot_holds_a_code():
   fold = TokenFold(16, 4, (4, 4), (2, 2), 8, slot_shared=True)
   codes = jnp.asarray([[[1, 2, 3, 4]], [[4, 3, 2, 1]]], jnp.int32)  # [2, 1, 4]: permuted
   index = jnp.zeros((2, 1), jnp.int32)
-  params = fold.init(jax.random.key(0), codes, index)["params"]
-  params = jax.tree_util.tree_map(lambda x: x, nn.unbox(params))
+  params = nn.unbox(fold.init(jax.random.key(0), codes, index)["params"])
   kernel = np.asarray(params["fc1"]["kernel"])  # [4 slots * 4, 8]
   for s in range(1, 4):
     np.testing.assert_array_equal(kernel[4 * s:4 * s + 4], kernel[:4])

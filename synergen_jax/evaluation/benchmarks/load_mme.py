@@ -27,11 +27,9 @@ def load(data_dir: str, skips: rec.Skips, images: bool = True):
       continue
     img = None
     if images:
-      data = rec.image_value(row.get("image"))
-      if data is None:
-        skips.add(rec.MISSING_IMAGE)
+      img = rec.cell_image(row.get("image"), skips)
+      if img is None:
         continue
-      img = rec.ImageRef(data=data)
     qid = str(row["question_id"])
     yield {"key": f"{qid}\t{row['question']}", "question_id": qid,
            "question": row["question"], "image": img,

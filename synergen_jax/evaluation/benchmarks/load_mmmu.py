@@ -49,11 +49,9 @@ def load(data_dir: str, skips: rec.Skips, images: bool = True):
       continue
     img = None
     if images:
-      data = rec.image_value(row.get(f"image_{tags[0] if tags else 1}"))
-      if data is None:
-        skips.add(rec.MISSING_IMAGE)
+      img = rec.cell_image(row.get(f"image_{tags[0] if tags else 1}"), skips)
+      if img is None:
         continue
-      img = rec.ImageRef(data=data)
     yield {"key": row["id"], "question_id": row["id"], "question": row["question"],
            "image": img,
            "gt": {"answer": row["answer"], "question_type": qtype, "options": options,

@@ -5,7 +5,8 @@
          skip_reasons); .add(reason), .as_dict()
   jsonl_rows(path) -> (line number, dict) per non-empty line, streamed
   parquet_rows(paths, columns=None) -> dict per row, one row group at a time
-  image_value(v) -> bytes or None: a parquet image cell (HF Image struct or raw bytes)
+  cell_image(v, skips) -> ImageRef or None: a parquet image cell (HF Image struct or raw
+                         bytes); None after counting a missing image in `skips`
 
 Only JSON, parquet, TSV and image bytes are read: no pickle, no eval of the data.
 """
@@ -93,12 +94,14 @@ def parquet_rows(paths, columns=None):
       yield from f.read_row_group(g, columns=cols).to_pylist()
 
 
-def image_value(v) -> bytes | None:
-  """A parquet image cell -> bytes (None when absent)."""
+def cell_image(v, skips: Skips) -> ImageRef | None:
+  """A parquet image cell (an HF Image struct or raw bytes) -> its ImageRef; None, counted
+  as a missing image, when the cell holds no bytes."""
   if isinstance(v, dict):
     v = v.get("bytes")
   if isinstance(v, (bytes, bytearray)) and len(v):
-    return bytes(v)
+    return ImageRef(data=bytes(v))
+  skips.add(MISSING_IMAGE)
   return None
 
 
