@@ -44,7 +44,7 @@ setuptools.setup(
             "synergen-train=synergen_jax.train:run",
             "synergen-demo=synergen_jax.demo:run",
             "synergen-train-vq=synergen_jax.train_vq:run",
-            "synergen-params=synergen_jax.params:run",
+            "synergen-count-params=synergen_jax.count_params:run",
             "synergen-import-hf=synergen_jax.weights.import_hf:run",
             "synergen-export-hf=synergen_jax.weights.export_hf:run",
             "synergen-aot=synergen_jax.tpu.aot:run",

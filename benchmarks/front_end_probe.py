@@ -47,7 +47,7 @@ from synergen_jax import image_grid, sharding  # noqa: E402
 from synergen_jax.model.folding import TokenFold  # noqa: E402
 from synergen_jax import experiment  # noqa: E402
 from synergen_jax.training import vq_code_init  # noqa: E402
-from synergen_jax.vq_training import checkpoint as vq_checkpoint  # noqa: E402
+from synergen_jax.vq_training import vq_checkpoint  # noqa: E402
 
 SHAPES = scene_palette.SHAPES
 COLORS = scene_palette.COLOR_NAMES

@@ -25,7 +25,10 @@ the image changes; a model that answers from the question's wording does not.
 text stage never trains the fold, so its fc1 is the init, made slot-shared here);
 `--shift=K` moves each training row's code grid by up to K whole codes
 (`data_pipelines.augment.shift_codes`); `--vision_lr_mult=K` trains the vision group (code tables, fold MLP, vision FFNs, head)
-at K times the learning rate (`optimizer.group_lr_mult`).
+at K times the learning rate (`optimizer.group_lr_mult`); `--groups=vision,llm_attention`
+trains only those parameter groups (a stage's `trainable`; default every group);
+`--from_stage=S` starts from stage S's final params as they are (no stage-1-style
+initialisation; `--steps=0` just measures a trained stage with the probe's yardstick).
 """
 
 import argparse
@@ -99,9 +102,14 @@ def main():
   p.add_argument("--slot_shared", action="store_true", help="fold fc1 starts slot-shared")
   p.add_argument("--shift", type=int, default=0, help="whole-code shift augmentation")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--groups", default="vision,llm_attention,llm", help="trainable parameter "
+                 "groups (the stages' `params`), comma-separated")
+  p.add_argument("--from_stage", default="text", help="start from this stage's params "
+                 "(`text`: vision initialised as stage 1 does; a later stage: as it ended)")
   args = p.parse_args()
 
-  params, config = workdir.load_params(args.workdir, "text")
+  params, config = workdir.load_params(args.workdir, args.from_stage)
+  from_text = args.from_stage == "text"
   model_config = config.model
   fold = tuple(model_config.fold)
   mn = fold[0] * fold[1]
@@ -116,10 +124,10 @@ def main():
   print(f"{len(train)} train ({len(single)} single-object) / {len(val)} validation "
         "questions", flush=True)
 
-  if args.code_init == "codebook":
+  if args.code_init == "codebook" and from_text:
     params = vq_code_init.from_codebook(params, vq_code_init.codebook_of(config.vq_tokenizer),
                                         args.seed)
-  if args.slot_shared:
+  if args.slot_shared and from_text:
     fc1 = params["fold"]["fc1"]
     fc1["kernel"] = folding.share_slots(fc1["kernel"], mn)
   sft = config.stage("sft").optimizer
@@ -128,9 +136,9 @@ def main():
       group_lr_mult=tuple(sorted({**dict(sft.group_lr_mult),
                                   "vision": args.vision_lr_mult}.items())))
   mesh = sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])
-  spec = state_lib.StateSpec(model_config, mesh, ("vision", "llm_attention", "llm"), opt,
+  spec = state_lib.StateSpec(model_config, mesh, tuple(args.groups.split(",")), opt,
                              args.steps)
-  state = spec.state_from_params(params, vision_ffn_from_text=True)
+  state = spec.state_from_params(params, vision_ffn_from_text=from_text)
   train_step = step_lib.make_train_step(spec, ("understanding",), 1)
 
   @jax.jit

@@ -114,12 +114,13 @@ def _parse_set(item: str):
   return key, value
 
 
-def variant_config(name: str, extra: list[str]):
+def variant_config(name: str, extra: list[str], config_file: str = ""):
   from synergen_jax import experiment
   if name not in VARIANTS:
     raise SystemExit(f"--variant: unknown {name!r}; known: {sorted(VARIANTS)}")
   file, overrides = VARIANTS[name]
-  path = os.path.join(_EXPERIMENTS, file)
+  path = os.path.abspath(config_file) if config_file else os.path.join(_EXPERIMENTS, file)
+  file = os.path.basename(path)
   config = experiment.load_sibling(path, os.path.splitext(file)[0]).get_config()
   for k, v in list(overrides.items()) + [_parse_set(s) for s in extra]:
     _set(config, k, v)
@@ -131,15 +132,16 @@ def _link(src: str, dst: str) -> None:
     os.symlink(os.path.abspath(src), dst)
 
 
-def run(base: str, out: str, name: str, extra: list[str]) -> dict:
+def run(base: str, out: str, name: str, extra: list[str], config_file: str = "") -> dict:
   from synergen_jax.evaluation import run as eval_run
   from synergen_jax import workdir as workdir_lib
   from synergen_jax.training import run as run_lib
-  config = variant_config(name, extra)
+  config = variant_config(name, extra, config_file)
   first = config.stage_order[0]
   if not workdir_lib.stage_done(base, first):
     raise SystemExit(f"--base={base}: its stage {first!r} has not finished (run the demo)")
-  tag = name + "".join(f"+{s}" for s in extra)
+  tag = (os.path.splitext(os.path.basename(config_file))[0] + "=" if config_file else "") + \
+      name + "".join(f"+{s}" for s in extra)
   workdir = os.path.abspath(os.path.join(out, tag.replace("/", "_")))
   os.makedirs(workdir, exist_ok=True)
   # The base's first (text) stage is reused unless the variant changes the model, whose
@@ -169,9 +171,11 @@ def main():
   p.add_argument("--variant", required=True, help=f"one of {sorted(VARIANTS)}")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="extra config override (python literal), e.g. stages.sft.steps=600")
+  p.add_argument("--config", default="", help="an experiment file to use instead of the "
+                 "variant's (its overrides still apply; `--variant=demo` applies none)")
   args = p.parse_args()
   os.makedirs(args.out, exist_ok=True)
-  row = run(os.path.abspath(args.base), args.out, args.variant, args.set)
+  row = run(os.path.abspath(args.base), args.out, args.variant, args.set, args.config)
   print(json.dumps(row, indent=1))
 
 

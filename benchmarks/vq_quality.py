@@ -24,7 +24,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from synergen_jax.vq_training import checkpoint as vq_checkpoint
+from synergen_jax.vq_training import vq_checkpoint
 from synergen_jax.vq_training import data as vq_data
 from synergen_jax.vq_training import eval as vq_eval
 from synergen_jax.vq_training.trainer import VQTrainer

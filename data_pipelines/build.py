@@ -11,11 +11,16 @@ dataset that is already prepared).
 """
 
 import json
-import os
 import time
 
-from absl import app
+import tensorflow_datasets as tfds
 from absl import flags
+
+from data_pipelines import config as config_lib
+from data_pipelines import tfds_scenes
+from data_pipelines import tfds_text
+from synergen_jax import cli
+from synergen_jax.tokenizer import Tokenizer
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "TFDS data dir")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "image size in pixels")
@@ -33,7 +38,6 @@ _PRETOK = flags.DEFINE_string("pretokenize_dir", "", "also pretokenize (mean-col
 def build_scenes(data_dir: str, image_size: int, train_size: int, eval_size: int,
                  cell: int = 0, max_objects: int = 4):
   """Prepares synergen_scenes (named by `tfds_scenes.config_name`); returns the builder."""
-  from data_pipelines import tfds_scenes
   sizes = {"train": train_size, "validation": eval_size, "test": eval_size,
            "compositional": eval_size}
   config = None
@@ -52,7 +56,6 @@ def build_scenes(data_dir: str, image_size: int, train_size: int, eval_size: int
 
 
 def build_text(data_dir: str):
-  from data_pipelines import tfds_text
   builder = tfds_text.SynergenText(data_dir=data_dir, file_format="array_record")
   builder.download_and_prepare()
   return builder
@@ -60,7 +63,6 @@ def build_text(data_dir: str):
 
 def tokenizer_corpus(scene_source, text_source):
   """Sentences for training the tokenizer: captions, QA, prompts, text-only examples."""
-  from data_pipelines import config as config_lib
   cfg = config_lib.default_data_config()
   out = [cfg.caption_prompt, cfg.generation_prefix, cfg.uncond_prompt.replace("<UNCOND>", "")]
   dec = lambda v: v.decode() if isinstance(v, bytes) else str(v)
@@ -73,10 +75,9 @@ def tokenizer_corpus(scene_source, text_source):
   return out
 
 
+@cli.command
 def main(argv):
   del argv
-  import tensorflow_datasets as tfds
-  from synergen_jax.tokenizer import Tokenizer
   report = {}
   t0 = time.time()
   scenes_b = build_scenes(_DATA_DIR.value, _IMAGE_SIZE.value, _TRAIN.value, _EVAL.value,
@@ -96,8 +97,7 @@ def main(argv):
     report["text_vocab_size"] = tok.text_vocab_size
     report["tokenizer_train_s"] = round(time.time() - t2, 2)
   if _PRETOK.value:
-    from data_pipelines import config as config_lib
-    from data_pipelines import pretokenize
+    from data_pipelines import pretokenize  # keeps --help free of JAX
     t3 = time.time()
     cfg = config_lib.default_data_config()
     cfg.image_size = _IMAGE_SIZE.value
@@ -112,5 +112,9 @@ def main(argv):
   print(json.dumps(report))
 
 
+def run():
+  cli.run(main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

@@ -19,6 +19,7 @@ PIL.Image.MAX_IMAGE_PIXELS = 1 << 28  # refuse decompression bombs beyond ~268 M
 
 class ImageDecodeError(ValueError):
   """The record's image cannot be turned into an RGB uint8 array."""
+  reason = "undecodable_image"  # its skip-count key (like sources.SourceError's)
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:

@@ -32,26 +32,31 @@ CLI:  python -m data_pipelines.pretokenize --data.pretokenized_dir=D \
       `--stats_only` prints `shard_stats` of the splits instead (docs/DATA.md).
 """
 
+import importlib
 import json
 import os
 import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from absl import flags
+from array_record.python import array_record_module
+from jax.sharding import Mesh
+from ml_collections import config_flags
 
 from data_pipelines import config as config_lib
 from data_pipelines import image_io
+from data_pipelines import raw_examples
 from data_pipelines import records
 from data_pipelines import sources
 from data_pipelines import tiling
+from synergen_jax import cli
 from synergen_jax import sharding
 
 
 UNDECODABLE_RECORD = sources.UndecodableRecord.reason  # skip reason: source cannot decode
-UNDECODABLE_IMAGE = "undecodable_image"  # skip reason: image_io.ImageDecodeError
+UNDECODABLE_IMAGE = image_io.ImageDecodeError.reason  # skip reason: image does not decode
 
 
 def mean_color_quantizer(downsample: int, levels: int = 4):
@@ -76,8 +81,8 @@ def encode_batched(encode, images: np.ndarray, devices=None) -> np.ndarray:
   pad = (-n) % len(devices)
   if pad:
     images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-  mesh = Mesh(np.asarray(devices), ("batch",))
-  x = jax.device_put(images, NamedSharding(mesh, PartitionSpec("batch")))
+  mesh = Mesh(np.asarray(devices), ("data",))
+  x = jax.device_put(images, sharding.row_sharding(mesh))
   codes = np.asarray(jax.device_get(encode(x)))
   if codes.ndim != 3 or codes.shape[0] != images.shape[0]:
     raise ValueError(f"encoder returned codes of shape {codes.shape}; expected "
@@ -117,27 +122,16 @@ def _prepare(raw: sources.RawExample, config):
   return gen, tiles, grid
 
 
-def _skip_reason(e: Exception) -> str:
-  return UNDECODABLE_IMAGE if isinstance(e, image_io.ImageDecodeError) else e.reason
-
-
-def _write_shard(path, indices, src, src_cfg, config, encode, devices, stats):
-  from array_record.python import array_record_module
+def _write_shard(path, indices, split, config, encode, devices, stats):
   tmp = path + ".tmp"
   writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
-  fields = sources.field_specs(src_cfg)
-  image_root = sources.split_path(src_cfg.get("image_root", ""), src_cfg.split)
   bs = config.encode_batch_size
   for start in range(0, len(indices), bs):
-    batch = []  # (raw, gen, tiles, grid); gen None for a text-only record
-    for i in indices[start:start + bs]:
-      try:
-        raw = sources.extract(sources.read_record(src, int(i)), fields, int(i), image_root)
-        batch.append((raw,) + _prepare(raw, config))
-      except (image_io.ImageDecodeError, sources.SourceError) as e:
-        reason = _skip_reason(e)
-        stats["skipped"] += 1
-        stats["skip_reasons"][reason] = stats["skip_reasons"].get(reason, 0) + 1
+    # (raw, gen, tiles, grid); gen None for a text-only record
+    batch = list(split.examples(indices[start:start + bs],
+                                lambda raw: (raw,) + _prepare(raw, config),
+                                stats["skip_reasons"]))
+    stats["skipped"] = sum(stats["skip_reasons"].values())
     if not batch:
       continue
     with_image = [b for b in batch if b[1] is not None]
@@ -175,16 +169,14 @@ def pretokenize(config, encode, split: str | None = None, devices=None) -> dict:
   """Pretokenizes one split of `config.source`; returns counts (see module doc)."""
   config_lib.validate(config)
   split = split or config.source.split
-  src_cfg = ml_collections.ConfigDict(config.source.to_dict())  # a copy, also of a frozen one
-  src_cfg.split = split
-  src = sources.open_raw_source(src_cfg)
+  raw_split = raw_examples.RawSplit(config.source, split)
   out_dir = os.path.expanduser(config.pretokenized_dir)
   os.makedirs(out_dir, exist_ok=True)
   n = config.num_shards
   total = {"written": 0, "skipped": 0, "shards_done": 0, "shards_skipped": 0,
            "skip_reasons": {}, "seconds": 0.0}
   t0 = time.time()
-  for shard, indices in enumerate(np.array_split(np.arange(len(src)), n)):
+  for shard, indices in enumerate(np.array_split(np.arange(len(raw_split)), n)):
     if shard % jax.process_count() != jax.process_index():
       continue
     path = shard_path(out_dir, split, shard, n)
@@ -192,7 +184,7 @@ def pretokenize(config, encode, split: str | None = None, devices=None) -> dict:
       total["shards_skipped"] += 1
       continue
     stats = {"written": 0, "skipped": 0, "skip_reasons": {}}
-    _write_shard(path, indices, src, src_cfg, config, encode, devices, stats)
+    _write_shard(path, indices, raw_split, config, encode, devices, stats)
     with open(path + ".stats.json", "w") as f:
       json.dump(stats, f)
     total["shards_done"] += 1
@@ -224,7 +216,6 @@ def shard_stats(directory: str, split: str) -> dict:
 def _load_encoder(spec: str, arg: str, config):
   if spec == "mean_color":
     return mean_color_quantizer(config.vq_downsample)
-  import importlib
   if ":" not in spec:
     raise ValueError(f"--encoder must be 'mean_color' or 'package.module:factory', got {spec!r}")
   module, attr = spec.split(":", 1)
@@ -232,26 +223,26 @@ def _load_encoder(spec: str, arg: str, config):
   return factory(arg) if arg else factory()
 
 
+@cli.command
 def main(argv):
   del argv
-  from absl import flags
-  config = flags.FLAGS.data
-  if flags.FLAGS.multihost:
+  f = flags.FLAGS
+  config = f.data
+  if f.multihost:
     sharding.initialize_distributed()  # then process i writes the shards s % count == i
-  if flags.FLAGS.stats_only:
-    for split in flags.FLAGS.splits:
+  if f.stats_only:
+    for split in f.splits:
       print(json.dumps({"split": split, **shard_stats(config.pretokenized_dir, split)}))
     return
-  encode = _load_encoder(flags.FLAGS.encoder, flags.FLAGS.encoder_arg, config)
-  for split in flags.FLAGS.splits:
+  encode = _load_encoder(f.encoder, f.encoder_arg, config)
+  for split in f.splits:
     stats = pretokenize(config, encode, split=split)
     print(json.dumps({"split": split, **stats}))
 
 
-if __name__ == "__main__":
-  from absl import app
-  from absl import flags
-  from ml_collections import config_flags
+def run():
+  """Defines the flags (only when run as a program: the module is also a library) and
+  runs."""
   config_flags.DEFINE_config_dict("data", config_lib.default_data_config())
   flags.DEFINE_string("encoder", "mean_color", "'mean_color' or 'package.module:factory'")
   flags.DEFINE_string("encoder_arg", "", "argument passed to the encoder factory")
@@ -259,4 +250,8 @@ if __name__ == "__main__":
   flags.DEFINE_bool("stats_only", False, "print the skip counts of the finished shards")
   flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() first (the same "
                     "command on every host; on TPU pods it finds the coordinator itself)")
-  app.run(main)
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

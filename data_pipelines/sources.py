@@ -36,11 +36,15 @@ import dataclasses
 import glob
 import os
 
+import grain
 import numpy as np
+import tensorflow_datasets as tfds
+from flax import serialization
 
 from data_pipelines import conversations
 from data_pipelines import field_mapping
 from data_pipelines import source_llava
+from data_pipelines import source_parquet
 from data_pipelines import source_webdataset
 
 KINDS = tuple(field_mapping.KIND_DEFAULTS)  # tfds, array_record, webdataset, parquet, llava
@@ -123,14 +127,12 @@ class _MsgpackArrayRecordSource:
   """ArrayRecord files of msgpack maps."""
 
   def __init__(self, files: list[str]):
-    import grain  # local import: grain is heavy and only needed here
     self._src = grain.sources.ArrayRecordDataSource(files)
 
   def __len__(self):
     return len(self._src)
 
   def __getitem__(self, i):
-    from flax import serialization
     return serialization.msgpack_restore(self._src[i])
 
 
@@ -158,7 +160,6 @@ def open_raw_source(source):
     raise ValueError(f"data.source.kind must be one of {list(KINDS)}, got {source.kind!r}")
   fields = field_specs(source)
   if source.kind == "tfds":
-    import tensorflow_datasets as tfds
     decoders = {fields["image"]: tfds.decode.SkipDecoding()}
     try:
       splits = tfds.data_source(source.name, data_dir=os.path.expanduser(source.data_dir),
@@ -175,7 +176,6 @@ def open_raw_source(source):
   if source.kind == "webdataset":
     return source_webdataset.WebDatasetSource(_files(source, "tar"))
   if source.kind == "parquet":
-    from data_pipelines import source_parquet  # pyarrow is only needed here
     columns = [c for name in field_mapping.NAMES for c in field_mapping.top_level(fields[name])]
     return source_parquet.ParquetSource(_files(source, "parquet"), list(dict.fromkeys(columns)))
   return source_llava.LlavaSource(_files(source, "JSON / JSONL"))

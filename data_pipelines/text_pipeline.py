@@ -14,7 +14,9 @@ as the multimodal tasks) and the iterator is checkpointable (get_state / set_sta
 import os
 
 import grain
+import jax
 import numpy as np
+import tensorflow_datasets as tfds
 
 from data_pipelines import packing
 from data_pipelines import pipeline as mm_pipeline
@@ -31,7 +33,6 @@ def _decode(v) -> str:
 
 def tfds_texts(tfds_name: str, data_dir: str, split: str) -> list[str]:
   """The `text` field of every record of a prepared TFDS dataset split."""
-  import tensorflow_datasets as tfds
   try:
     source = tfds.data_source(tfds_name, data_dir=os.path.expanduser(data_dir))[split]
   except Exception as e:  # TFDS raises several types for a missing dataset/split
@@ -131,7 +132,6 @@ def make_text_pipeline(text_cfg, pretokenized_dir: str, tokenizer, mn: int, *, s
 
   train=True: shuffled, repeated forever; False: in order, one pass (validation).
   """
-  import jax
   docs = docs if docs is not None else documents(text_cfg, pretokenized_dir, split)
   ds = text_dataset(docs, tokenizer, mn, text_cfg, shuffle=train,
                     num_epochs=None if train else 1,

@@ -3,7 +3,7 @@
 Used to import the pretrained tokenizer (no training from scratch at this size):
   python -m synergen_jax.weights.emu3_vq --hf_dir=/path/to/Emu3-VisionTokenizer --out=W
 writes a VQ checkpoint with these sizes (read from the checkpoint's config.json);
-`synergen_jax.vq_training.checkpoint.load_tokenizer(W)` restores it for pretokenization.
+`synergen_jax.vq_training.vq_checkpoint.load_tokenizer(W)` restores it for pretokenization.
 The training fields mirror MoVQGAN-style fine-tuning at 512 px, for completeness.
 """
 

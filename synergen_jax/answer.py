@@ -7,11 +7,10 @@ message on stderr for bad input (missing or undecodable image file, empty questi
 prompt longer than the context, missing workdir).
 """
 
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
+
+from synergen_jax import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.")
 _IMAGE = flags.DEFINE_string("image", None, "Image file (PNG, JPEG, ...).")
@@ -25,24 +24,19 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "Sampling temperature (0 =
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 
 
+@cli.command
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
-  from synergen_jax.inference.commands import answer_image_file
-  from synergen_jax.inference.session import InputError
+  from synergen_jax.inference.commands import answer_image_file  # keeps --help fast
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
-  try:
-    text = answer_image_file(_WORKDIR.value, _IMAGE.value, _QUESTION.value, _MAX_TOKENS.value,
-                  _TEMPERATURE.value, _SEED.value, _STAGE.value, _STEP.value, _VQ_DIR.value)
-  except (InputError, FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
-  print(text)
+  print(answer_image_file(_WORKDIR.value, _IMAGE.value, _QUESTION.value, _MAX_TOKENS.value,
+                          _TEMPERATURE.value, _SEED.value, _STAGE.value, _STEP.value,
+                          _VQ_DIR.value))
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

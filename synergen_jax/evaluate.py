@@ -28,11 +28,11 @@ textvqa), metrics.json and report.md, and prints the metrics.
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
-from absl import logging
+
+from synergen_jax import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.")
 _STAGE = flags.DEFINE_string("stage", None, "Stage to evaluate (default: the newest).")
@@ -71,22 +71,18 @@ _OVERRIDES = {
 }
 
 
+@cli.command
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
   if _BENCHMARK.value:
     _run_benchmark()
     return
-  try:
-    from synergen_jax.evaluation.run import run_evaluation
-    metrics = run_evaluation(_WORKDIR.value, _STAGE.value, _STEP.value, _VQ_DIR.value,
-                             _OUT.value, tuple(_PARTS.value),
-                             {k: f.value for k, f in _OVERRIDES.items()})
-  except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
+  from synergen_jax.evaluation.run import run_evaluation  # keeps --help fast
+  metrics = run_evaluation(_WORKDIR.value, _STAGE.value, _STEP.value, _VQ_DIR.value,
+                           _OUT.value, tuple(_PARTS.value),
+                           {k: f.value for k, f in _OVERRIDES.items()})
   keys = [k for k in ("vqa/overall", "vqa/test/overall", "vqa/compositional/overall",
                       "vqa/swapped_image/overall", "vqa/swapped_image/same_answer",
                       "gen/overall", "gen/single_object", "text/perplexity",
@@ -97,22 +93,17 @@ def main(argv):
 def _run_benchmark():
   if not _BENCHMARK_DATA.value:
     raise app.UsageError("--benchmark needs --benchmark_data")
-  from synergen_jax.evaluation.benchmarks import runner
-  from synergen_jax.inference.session import InputError
+  from synergen_jax.evaluation.benchmarks import runner  # keeps --help fast
   options = {"prompt": _PROMPT.value, "normalization": _NORMALIZATION.value,
              "pope_convention": _POPE_PARSE.value, "max_new_tokens": _MAX_NEW_TOKENS.value}
-  try:
-    metrics = runner.run(_WORKDIR.value, _BENCHMARK.value, _BENCHMARK_DATA.value, _OUT.value,
-                         _LIMIT.value, options, _STAGE.value, _STEP.value, _VQ_DIR.value,
-                         _OVERRIDES["batch_size"].value)
-  except (FileNotFoundError, ValueError, InputError) as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
+  metrics = runner.run(_WORKDIR.value, _BENCHMARK.value, _BENCHMARK_DATA.value, _OUT.value,
+                       _LIMIT.value, options, _STAGE.value, _STEP.value, _VQ_DIR.value,
+                       _OVERRIDES["batch_size"].value)
   print(json.dumps(metrics, sort_keys=True))
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

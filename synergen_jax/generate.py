@@ -9,15 +9,18 @@ GenEval (docs/EVALUATION.md): every prompt of GenEval's evaluation_metadata.json
 GenEval's own layout (D/00000/metadata.jsonl, D/00000/samples/0000.png, ...), ready for
 the official detector-based scorer; resumable:
 
-  python -m synergen_jax.generate --workdir=W --geneval_metadata=FILE --outdir=D --samples=4 Exit status 2 with a message
-on stderr for bad input (empty prompt, prompt longer than the context, missing workdir).
+  python -m synergen_jax.generate --workdir=W --geneval_metadata=FILE --outdir=D --samples=4
+
+Exit status 2 with a message on stderr for bad input (empty prompt, prompt longer than
+the context, missing workdir or metadata file).
 """
 
-import sys
+import json
 
 from absl import app
 from absl import flags
-from absl import logging
+
+from synergen_jax import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.")
 _PROMPT = flags.DEFINE_string("prompt", None, "What to draw.")
@@ -40,57 +43,33 @@ _GENEVAL_PROMPTS = flags.DEFINE_integer("geneval_prompts", 0, "Only the first N 
                                         "prompts (0 = all).")
 
 
+@cli.command
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
-  from synergen_jax.inference.commands import generate_png
-  from synergen_jax.inference.session import InputError
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
   if _GENEVAL.value:
     _geneval()
     return
-  try:
-    path = generate_png(_WORKDIR.value, _PROMPT.value, _OUT.value, _SAMPLES.value, _SEED.value,
-                    _CFG.value, _TEMPERATURE.value, _TOP_K.value, _STAGE.value, _STEP.value,
-                    _VQ_DIR.value)
-  except (InputError, FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
-  print(path)
+  from synergen_jax.inference.commands import generate_png  # keeps --help fast
+  print(generate_png(_WORKDIR.value, _PROMPT.value, _OUT.value, _SAMPLES.value, _SEED.value,
+                     _CFG.value, _TEMPERATURE.value, _TOP_K.value, _STAGE.value, _STEP.value,
+                     _VQ_DIR.value))
 
 
 def _geneval():
-  import json
-  import os
-  from synergen_jax.evaluation.benchmarks import geneval_generate
-  from synergen_jax.model.sampling import SamplingConfig
-  from synergen_jax.inference.session import InferenceSession, InputError
   if not _OUTDIR.value:
     raise app.UsageError("--geneval_metadata needs --outdir")
-  if not os.path.isfile(_GENEVAL.value):
-    print(f"error: --geneval_metadata {_GENEVAL.value!r} is not a file", file=sys.stderr)
-    sys.exit(2)
-  try:
-    session = InferenceSession.load(_WORKDIR.value, _STAGE.value, _STEP.value, _VQ_DIR.value,
-                                    batch_size=_SAMPLES.value)
-    e = session.experiment.eval  # the same defaults as generate_png
-    scale = e.cfg_scale if _CFG.value is None else _CFG.value
-    sampling = SamplingConfig(
-        temperature=e.gen_temperature if _TEMPERATURE.value is None else _TEMPERATURE.value,
-        top_k=e.gen_top_k if _TOP_K.value is None else _TOP_K.value, top_p=e.gen_top_p)
-    out = geneval_generate.write_images(session, _GENEVAL.value, _OUTDIR.value,
-                                        _SAMPLES.value, _SEED.value,
-                                        float(scale) if scale > 0 else None, sampling,
-                                        _GENEVAL_PROMPTS.value)
-  except (InputError, FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
+  from synergen_jax.evaluation.benchmarks import geneval_generate  # keeps --help fast
+  out = geneval_generate.write_workdir_images(
+      _WORKDIR.value, _GENEVAL.value, _OUTDIR.value, _SAMPLES.value, _SEED.value, _CFG.value,
+      _TEMPERATURE.value, _TOP_K.value, _STAGE.value, _STEP.value, _VQ_DIR.value,
+      _GENEVAL_PROMPTS.value)
   print(json.dumps(out))
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

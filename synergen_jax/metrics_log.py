@@ -13,6 +13,7 @@ import os
 from typing import Mapping
 
 import jax
+from tensorboardX import SummaryWriter
 
 from synergen_jax import files
 
@@ -44,7 +45,6 @@ class MetricsWriter:
       os.makedirs(directory, exist_ok=True)
       if resume_step is not None:
         drop_rows_after(os.path.join(directory, "metrics.jsonl"), resume_step)
-      from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(os.path.join(directory, "tensorboard"))
       self._jsonl = open(os.path.join(directory, "metrics.jsonl"), "a")
 

@@ -16,8 +16,6 @@ import signal
 import threading
 import time
 
-import jax
-
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "terminated, not finished" to a scheduler
 
 
@@ -34,7 +32,7 @@ def signal_point(name: str, step: int | None = None, ready=None) -> None:
   (before training it), "vq@N" after VQ training step N, "pretokenize/<split>" after a
   split, "train/<stage>@N" after training step N of a stage, "checkpoint/<stage>@N" while
   the asynchronous write of step N's checkpoint is under way (its temporary directory
-  exists, `checkpointing.writing`).
+  exists, `resume_checkpoint.writing`).
   """
   for env, sig in SIGNAL_AT_ENV.items():
     want = os.environ.get(env)
@@ -82,6 +80,7 @@ class PreemptionWatcher:
     self._flag.set()
 
   def should_stop(self, manager, step: int) -> bool:
+    import jax  # keeps --help fast: every command line imports this module (cli.py)
     if jax.process_count() > 1:
       return bool(manager.reached_preemption(step))
     return self._flag.is_set()

@@ -16,10 +16,12 @@ has each benchmark's layout and metric keys.
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
+
+from synergen_jax import cli
+from synergen_jax import files
 
 _BENCHMARK = flags.DEFINE_string("benchmark", None, "vqav2, textvqa, gqa, pope, mme, "
                                  "mmbench, mmmu or geneval.")
@@ -36,52 +38,25 @@ _SEED = flags.DEFINE_integer("seed", 42, "Seed of MMMU's random fallback.")
 _OUT = flags.DEFINE_string("out", None, "Also write the metrics to this JSON file.")
 
 
-def score(benchmark: str, data_dir: str | None, predictions_path: str,
-          options: dict) -> dict:
-  import os
-  from synergen_jax.evaluation.benchmarks import predictions, records, registry
-  if not predictions_path or not os.path.isfile(predictions_path):
-    raise FileNotFoundError(f"--predictions {predictions_path!r} is not a file")
-  if benchmark == "geneval":
-    from synergen_jax.evaluation.benchmarks import geneval_summary
-    skips = records.Skips()
-    metrics = geneval_summary.summarize(geneval_summary.read_results(predictions_path, skips))
-    metrics["skipped"] = skips.total
-    metrics.update({f"skipped/{k}": v for k, v in skips.as_dict().items()})
-    return metrics
-  bench = registry.get(benchmark)
-  if not data_dir or not os.path.isdir(data_dir):
-    raise FileNotFoundError(f"--benchmark_data {data_dir!r} is not a directory")
-  preds, bad = predictions.read(predictions_path, bench.key_of)
-  metrics = registry.score_predictions(bench, data_dir, preds, options)
-  metrics["bad_prediction_lines"] = bad
-  metrics["convention"] = bench.convention
-  return metrics
-
-
+@cli.command
 def main(argv):
   del argv
   if not _BENCHMARK.value:
     raise app.UsageError("--benchmark is required")
+  from synergen_jax.evaluation.benchmarks import report, score_file  # keeps --help fast
   options = {"normalization": _NORMALIZATION.value, "pope_convention": _POPE_PARSE.value,
              "seed": _SEED.value}
-  try:
-    metrics = score(_BENCHMARK.value, _DATA.value, _PREDICTIONS.value, options)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
-  from synergen_jax.evaluation.benchmarks import report
+  metrics = score_file.score_file(_BENCHMARK.value, _DATA.value, _PREDICTIONS.value, options)
   for k in report.HEADLINE.get(_BENCHMARK.value, []):
     if k in metrics:
       print(f"{_BENCHMARK.value} {k}: {metrics[k]:.4f}")
   if _OUT.value:
-    from synergen_jax import files
     files.write_json(_OUT.value, metrics, sort_keys=True)
   print(json.dumps(metrics, sort_keys=True))
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

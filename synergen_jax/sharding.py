@@ -1,5 +1,5 @@
 """Device mesh, the logical-axis rules table, the mesh context, sharded initialisation,
-batch sharding.
+batch sharding (`row_sharding`: every batch array's placement).
 
 Every parameter and key activation carries logical axis names (set in `model/`);
 `LOGICAL_RULES` is the one table that maps them onto the mesh axes
@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 from flax.core import meta
+from jax.experimental import mesh_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -91,7 +92,6 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None,
   except NotImplementedError:
     # A TPU torus whose physical axes no subset of multiplies to a mesh axis (e.g. 128 on
     # a 16 x 16 v6e slice): split physical axes (jax.make_mesh only does so on v5e).
-    from jax.experimental import mesh_utils
     grid = mesh_utils.create_device_mesh(tuple(shape), devices,
                                          allow_split_physical_axes=True)
     return jax.sharding.Mesh(grid, tuple(axis_names), axis_types=axis_types)
@@ -100,7 +100,6 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None,
 def _multislice_mesh(shape, devices, axis_names, axis_types, slices: int) -> jax.sharding.Mesh:
   """Multi-slice pods: the first (data) axis spans the slices over DCN, the rest of the
   mesh lies inside each slice (ICI)."""
-  from jax.experimental import mesh_utils
   if shape[0] % slices:
     raise ValueError(
         f"mesh shape {tuple(shape)}: the devices span {slices} slices, so the first "
@@ -230,6 +229,18 @@ def batch_mesh_axes(batch: int) -> tuple[str, ...]:
   if batch % math.prod(mesh.shape[a] for a in names):
     return ()
   return names
+
+
+def row_axes(mesh: jax.sharding.Mesh) -> tuple[str, ...]:
+  """The axes a batch's rows are split over: those of BATCH_AXES that `mesh` has."""
+  return tuple(a for a in BATCH_AXES if a in mesh.axis_names)
+
+
+def row_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+  """Rows (the leading dim) split over `row_axes(mesh)`, the other dims replicated: the
+  placement of every global batch array."""
+  axes = row_axes(mesh)
+  return NamedSharding(mesh, P(axes[0] if len(axes) == 1 else axes))
 
 
 def batch_sharding(mesh: jax.sharding.Mesh, batch: Any) -> Any:

@@ -13,12 +13,11 @@ runtime; on TPU pods it finds the coordinator itself), all writing to one workdi
 process reads its own input streams (config.train.input_streams).
 """
 
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
+
+from synergen_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (experiments/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report).")
@@ -35,43 +34,27 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None,
                                    "--multihost: this process's index (auto on TPU pods).")
 
 
+@cli.command
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
-  from synergen_jax import preemption
+  from synergen_jax import experiment, sharding  # keeps --help fast (no JAX)
   if _CHECK_CONFIG.value:
-    from synergen_jax import experiment
-    try:
-      exp = experiment.resolve(_CONFIG.value)
-    except (experiment.ConfigError, ValueError) as e:
-      print(f"error: {e}", file=sys.stderr, flush=True)
-      sys.exit(2)
+    exp = experiment.resolve(_CONFIG.value)
     print(f"config OK: stages {exp.stage_order}, model d={exp.model.embed_dim} "
           f"x {exp.model.num_layers} layers", flush=True)
     return
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
   if _MULTIHOST.value:
-    from synergen_jax import sharding
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                     _PROCESS_ID.value)
-  from synergen_jax import experiment
-  from synergen_jax.training import run as run_lib
-  try:
-    out = run_lib.run_experiment(_CONFIG.value, _WORKDIR.value)
-  except experiment.ConfigError as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
-  except preemption.Preempted as e:
-    print(str(e), flush=True)
-    sys.exit(preemption.PREEMPTED_EXIT_CODE)
-  from synergen_jax.training import report
+  from synergen_jax.training import report, run as run_lib  # keeps --check_config fast
+  out = run_lib.run_experiment(_CONFIG.value, _WORKDIR.value)
   print(report.markdown(out))
 
 
 def run():
-  flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main, required=("config",))
 
 
 if __name__ == "__main__":

@@ -6,46 +6,35 @@ object recovery). The trainer is the `synergen_jax.vq_training` package.
 """
 
 import json
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
+
+from synergen_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "VQ experiment file (experiments/vq_*.py)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics)")
 _CHECK_CONFIG = flags.DEFINE_bool("check_config", False, "Only check the VQ config (and "
                                   "that its model builds) and exit: 0 = fine, 2 = error.")
-flags.mark_flags_as_required(["config"])
 
 
+@cli.command
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
   if _CHECK_CONFIG.value:
-    from synergen_jax.vq_training.config import validate_config
-    try:
-      validate_config(_CONFIG.value)
-      from synergen_jax.model.vq.tokenizer import VQTokenizer
-      tok = VQTokenizer(_CONFIG.value.model)
-    except ValueError as e:
-      print(f"error: {e}", file=sys.stderr, flush=True)
-      sys.exit(2)
+    from synergen_jax.vq_training import config as vq_train_config  # keeps --help fast
+    tok = vq_train_config.check_config(_CONFIG.value)
     print(f"config OK: VQ tokenizer, downsampling {tok.factor}x", flush=True)
     return
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
-  from synergen_jax import preemption
-  from synergen_jax.vq_training import trainer as vq_trainer
-  try:
-    metrics = vq_trainer.VQTrainer(_CONFIG.value).train_and_evaluate(_WORKDIR.value)
-  except preemption.Preempted as e:
-    print(str(e), flush=True)
-    sys.exit(preemption.PREEMPTED_EXIT_CODE)
+  from synergen_jax.vq_training import trainer as vq_trainer  # keeps --help fast
+  metrics = vq_trainer.VQTrainer(_CONFIG.value).train_and_evaluate(_WORKDIR.value)
   print(json.dumps(metrics, indent=2))
 
 
 def run():
-  app.run(main)
+  cli.run(main, required=("config",))
 
 
 if __name__ == "__main__":

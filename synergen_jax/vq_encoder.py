@@ -7,7 +7,7 @@
 weights (`python -m synergen_jax.weights.emu3_vq --hf_dir=D --out=W_VQ`).
 """
 
-from synergen_jax.vq_training import checkpoint as vq_checkpoint
+from synergen_jax.vq_training import vq_checkpoint
 
 
 def from_workdir(workdir: str):

@@ -7,7 +7,7 @@ module. Layout (`python -m synergen_jax.train --workdir=W`):
         state   {"step", "params", "opt_state"} (StandardSave of unboxed arrays)
         data    the Grain iterator state (grain's handler: one JSON per process)
         config  the resolved experiment config (JSON)
-  W/<stage>/params/                   final params of the stage (params_io; what the next
+  W/<stage>/params/                   final params of the stage (param_checkpoint; what the next
                                       stage, evaluation and inference start from)
   W/<stage>/summary.json              steps, wall time, final validation losses: the
                                       stage's "done" marker
@@ -22,7 +22,7 @@ module. Layout (`python -m synergen_jax.train --workdir=W`):
   start = start_point(W, experiment, stage)  # where a stage starts (`init_from`)
 
 Saving and restoring a stage's full train state with its data iterator (resume) is
-`training/checkpointing.py`.
+`training/resume_checkpoint.py`.
 """
 
 import dataclasses
@@ -37,12 +37,12 @@ import orbax.checkpoint as ocp
 from synergen_jax import experiment as experiment_lib
 from synergen_jax import files
 from synergen_jax import model_init
-from synergen_jax import params_io
+from synergen_jax import param_checkpoint
 from synergen_jax import sharding
 from synergen_jax.model import ModelConfig
 from synergen_jax.tokenizer import Tokenizer
 from synergen_jax.state.train_state import StateSpec
-from synergen_jax.vq_training import checkpoint as vq_checkpoint
+from synergen_jax.vq_training import vq_checkpoint
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS_DIR = "checkpoints"
@@ -170,10 +170,10 @@ def text_pretrained_params_dir(workdir: str, experiment, stage: str) -> str | No
 # ---- loading --------------------------------------------------------------------------
 def restore_params(directory: str, model_config: ModelConfig,
                    mesh: jax.sharding.Mesh) -> Any:
-  """A params checkpoint (params_io: a stage's final params, imported weights) onto
+  """A params checkpoint (param_checkpoint: a stage's final params, imported weights) onto
   `mesh`, whatever mesh wrote it."""
   abstract, shardings = model_init.abstract_params(model_config, mesh)
-  return params_io.restore_params(directory, model_init.with_shardings(abstract, shardings))
+  return param_checkpoint.restore_params(directory, model_init.with_shardings(abstract, shardings))
 
 
 def load_params(workdir: str, stage: str | None = None, step: int | None = None,

@@ -26,6 +26,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-  """A tiny two-stage training workdir, trained once per session (tests/tiny_run.py)."""
+  """A tiny two-stage training workdir, trained once per session and shared by the xdist
+  workers; each worker gets its own copy of the workdir (tests/tiny_run.py)."""
   from tests import tiny_run as tiny_run_lib
-  return tiny_run_lib.train(tmp_path_factory)
+  return tiny_run_lib.load(tmp_path_factory)

@@ -59,7 +59,7 @@ def write_random_vq(workdir: str, seed: int = 0):
   """A tiny VQ tokenizer workdir (the imported-weights layout) holding arbitrary values of
   the right structure (nothing to compile); returns (tokenizer, variables)."""
   from synergen_jax.model.vq import VQTokenizer, config as vq_config
-  from synergen_jax.vq_training import checkpoint as vq_checkpoint
+  from synergen_jax.vq_training import vq_checkpoint
   tok = VQTokenizer(vq_config.tiny_config())
   rng = np.random.default_rng(seed)
   variables = jax.tree_util.tree_map(lambda a: rng.standard_normal(a.shape).astype(a.dtype),

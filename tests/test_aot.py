@@ -224,17 +224,23 @@ def test_capacity_counts_cap_generation_targets_at_the_head_budget():
 
 @pytest.mark.parametrize("groups", [("vision",), ("vision", "llm_attention"),
                                     ("vision", "llm_attention", "llm")])
-def test_analytic_parts_sum_to_the_analytic_count(groups):
+def test_analytic_parts_are_hlo_parts_and_a_frozen_weight_costs_two_thirds(groups):
   from synergen_jax.model import ModelConfig
   from synergen_jax.configs import models
   from synergen_jax.training import flops
   config = ModelConfig.from_config_dict(models.synergen_vl_2_4b())
   counts = analysis.capacity_counts(
       config, {"understanding": (3, 8192), "generation": (2, 4096)}, 0.6)
-  parts = analysis.analytic_parts(config, counts, groups)
+  parts = flops.step_flops_by_part(config, counts, groups)
   assert set(parts) <= {part for _, part in hlo_stats._PARTS} | {"attention kernels (splash)"}
   assert math.isclose(sum(parts.values()), flops.step_flops(config, counts, groups),
                       rel_tol=1e-12)
+  # Backward: 2x forward for a trained weight, 1x for a frozen one; scores always 2x.
+  full = flops.step_flops_by_part(config, counts, ("vision", "llm_attention", "llm"))
+  for part, group in (("attention projections", "llm_attention"), ("token fold MLP", "vision"),
+                      ("LM head (vocabulary)", "llm"), ("head classifier (codebook)", "vision")):
+    assert math.isclose(parts[part] / full[part], 1.0 if group in groups else 2 / 3), part
+  assert parts["attention kernels (splash)"] == full["attention kernels (splash)"]
 
 
 def _tiny_config():

@@ -17,7 +17,7 @@ from synergen_jax.inference.session import InferenceSession
 from synergen_jax.model.sampling import SamplingConfig
 from synergen_jax.model.vq import config as vq_config
 from synergen_jax.model.vq.tokenizer import VQTokenizer
-from synergen_jax.vq_training import checkpoint as vq_checkpoint
+from synergen_jax.vq_training import vq_checkpoint
 from tests import bench_fixtures as fx
 
 

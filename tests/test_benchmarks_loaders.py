@@ -131,7 +131,8 @@ def _cli(*args):
                         timeout=120)
 
 
-def test_score_cli_pope_and_geneval(tmp_path):
+def _score_files(tmp_path):
+  """POPE fixture files, a predictions file for them, and a GenEval results file."""
   data = tmp_path / "pope"
   data.mkdir()
   fx.write_pope(str(data), bad_rows=False)
@@ -145,16 +146,37 @@ def test_score_cli_pope_and_geneval(tmp_path):
                              for t, c, m in [("single_object", True, "a"),
                                              ("counting", False, "b"),
                                              ("counting", True, "b")]))
-  r = _cli("--benchmark=pope", f"--benchmark_data={data}", f"--predictions={pred}")
-  assert r.returncode == 0, r.stderr
-  m = json.loads(r.stdout.strip().splitlines()[-1])
+  return data, pred, results
+
+
+def test_score_pope_and_geneval_files(tmp_path):
+  """What the `score` CLI runs (its flags as the options)."""
+  from synergen_jax.evaluation.benchmarks.score_file import score_file
+  data, pred, results = _score_files(tmp_path)
+
+  def score(benchmark, data_dir, predictions, pope_parse=None):
+    return score_file(benchmark, data_dir, str(predictions),
+                      {"normalization": None, "pope_convention": pope_parse, "seed": 42})
+
+  m = score("pope", str(data), pred)
   assert m["accuracy"] == 50.0 and m["f1"] == pytest.approx(100 / 3)
   assert m["random/recall"] == 100.0 and m["missing_predictions"] == 0
+  assert score("pope", str(data), pred, "llava")["random/f1"] == pytest.approx(80.0)
+  assert score("geneval", None, results)["overall"] == pytest.approx(0.75)
+  with pytest.raises(FileNotFoundError, match="is not a directory"):
+    score("pope", f"{tmp_path}/nowhere", pred)
+
+
+@pytest.mark.slow
+def test_score_cli_pope_and_a_bad_input(tmp_path):
+  """`python -m synergen_jax.score`: its flags reach the scorer, the metrics are JSON on
+  the last line; a bad input is its message on stderr, status 2."""
+  data, pred, _ = _score_files(tmp_path)
   r = _cli("--benchmark=pope", f"--benchmark_data={data}", f"--predictions={pred}",
            "--pope_parse=llava")
-  assert json.loads(r.stdout.strip().splitlines()[-1])["random/f1"] == pytest.approx(80.0)
-  r = _cli("--benchmark=geneval", f"--predictions={results}")
-  assert json.loads(r.stdout.strip().splitlines()[-1])["overall"] == pytest.approx(0.75)
+  assert r.returncode == 0, r.stderr
+  m = json.loads(r.stdout.strip().splitlines()[-1])
+  assert m["random/f1"] == pytest.approx(80.0)  # --pope_parse reached the scorer
   r = _cli("--benchmark=pope", f"--benchmark_data={tmp_path}/nowhere", f"--predictions={pred}")
   assert r.returncode == 2 and "is not a directory" in r.stderr
 

@@ -240,8 +240,11 @@ def test_llava_conversations_and_skips(tmp_path, tok):
   assert all(r["captions"] == [] for r in recs)
 
 
+@pytest.mark.slow
 def test_llava_cli_with_field_flags(tmp_path):
-  """The CLI reads every kind; a field of the mapping is a flag (a placeholder)."""
+  """The CLI reads every kind; a field of the mapping is a flag (a placeholder);
+  `--stats_only` prints the finished shards' counts. (The suite's only `python -m
+  data_pipelines.pretokenize` processes.)"""
   root = _llava_files(tmp_path)
   out = tmp_path / "out"
   proc = subprocess.run(

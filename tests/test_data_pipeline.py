@@ -5,8 +5,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import ml_collections
@@ -414,23 +412,24 @@ def test_bad_raw_images_skipped_and_counted(env, tmp_path):
   assert stats["skip_reasons"] == {"undecodable_image": 2, "missing_image": 1}
 
 
-def test_undecodable_array_record_records_skipped_by_the_cli(tmp_path):
+def test_undecodable_array_record_records_skipped_and_counted(tmp_path):
   """Issue 14: a raw ArrayRecord entry that is not msgpack (truncated, or garbage with
-  extra data) is skipped and counted by `python -m data_pipelines.pretokenize`."""
+  extra data) is skipped and counted by pretokenization, as `python -m
+  data_pipelines.pretokenize` runs it: its default data config and encoder, these flags
+  (the command itself: test_data_formats.py::test_llava_cli_with_field_flags)."""
   good = [serialization.msgpack_serialize(
       {"image": _png(scenes.render_scene(s, 64)[0]), "captions": f"scene {s}", "id": str(s)})
       for s in range(4)]
   _write_records(tmp_path / "raw.ar", good[:2] + [good[2][:len(good[2]) // 2], b"not msgpack"]
                  + good[2:])
   out = tmp_path / "out"
-  proc = subprocess.run(
-      [sys.executable, "-m", "data_pipelines.pretokenize", "--data.source.kind=array_record",
-       f"--data.source.data_dir={tmp_path}/*.ar", f"--data.pretokenized_dir={out}",
-       "--data.num_shards=1", "--data.encode_batch_size=8", "--splits=train"],
-      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
-      text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  stats = json.loads(proc.stdout.strip().splitlines()[-1])
+  cfg = config_lib.default_data_config()
+  cfg.source.kind = "array_record"
+  cfg.source.data_dir = f"{tmp_path}/*.ar"
+  cfg.pretokenized_dir = str(out)
+  cfg.num_shards, cfg.encode_batch_size = 1, 8
+  stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(cfg.vq_downsample),
+                                  split="train")
   assert stats["written"] == 4 and stats["skipped"] == 2
   assert stats["skip_reasons"] == {pretokenize.UNDECODABLE_RECORD: 2}
   [shard] = pretokenize.shard_files(str(out), "train")

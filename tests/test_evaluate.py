@@ -23,7 +23,7 @@ from synergen_jax.model.sampling import SamplingConfig
 from synergen_jax.inference.session import InferenceSession, InputError
 from synergen_jax.model.vq import config as vq_config
 from synergen_jax.model.vq.tokenizer import VQTokenizer
-from synergen_jax.vq_training import checkpoint as vq_checkpoint
+from synergen_jax.vq_training import vq_checkpoint
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -195,20 +195,34 @@ def _cli(module, *args):
                         cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
 
 
-def test_cli_error_paths(run, tmp_path):
+def test_inference_commands_reject_bad_inputs(run, tmp_path):
+  """What `answer` and `generate` run (their CLIs print these messages, status 2)."""
+  from synergen_jax.inference.commands import answer_image_file, generate_png
   w = run["straight"]
   bad = tmp_path / "bad.png"
   bad.write_bytes(b"not a png")
-  r = _cli("synergen_jax.answer", f"--workdir={w}", f"--image={tmp_path}/missing.png",
-           "--question=What color?")
-  assert r.returncode == 2 and "does not exist" in r.stderr
-  r = _cli("synergen_jax.answer", f"--workdir={w}", f"--image={bad}", "--question=What?")
-  assert r.returncode == 2 and "not a readable image" in r.stderr
-  r = _cli("synergen_jax.generate", f"--workdir={w}", "--prompt=   ", f"--out={tmp_path}/x.png")
-  assert r.returncode == 2 and "--prompt is empty" in r.stderr
-  r = _cli("synergen_jax.generate", f"--workdir={w}", "--prompt=" + "circle " * 200,
-           f"--out={tmp_path}/x.png", f"--vq_dir={run['vq_dir']}")
-  assert r.returncode == 2 and "context is 128 tokens" in r.stderr
+  with pytest.raises(InputError, match="does not exist"):
+    answer_image_file(w, f"{tmp_path}/missing.png", "What color?")
+  with pytest.raises(InputError, match="not a readable image"):
+    answer_image_file(w, str(bad), "What?")
+  with pytest.raises(InputError, match="--prompt is empty"):
+    generate_png(w, "   ", f"{tmp_path}/x.png")
+  with pytest.raises(InputError, match="context is 128 tokens"):
+    generate_png(w, "circle " * 200, f"{tmp_path}/x.png", vq_dir=run["vq_dir"])
+  assert not os.path.exists(tmp_path / "x.png")
+
+
+@pytest.mark.slow
+def test_cli_error_paths(run, tmp_path):
+  """`answer` and `generate` as commands: a bad input is its message on stderr, status 2
+  (one process per entry point; the other bad inputs in-process above)."""
+  w = run["straight"]
+  answer = _cli("synergen_jax.answer", f"--workdir={w}", f"--image={tmp_path}/missing.png",
+                "--question=What color?")
+  generate = _cli("synergen_jax.generate", f"--workdir={w}", "--prompt=" + "circle " * 200,
+                  f"--out={tmp_path}/x.png", f"--vq_dir={run['vq_dir']}")
+  assert answer.returncode == 2 and "does not exist" in answer.stderr, answer.stderr
+  assert generate.returncode == 2 and "context is 128 tokens" in generate.stderr, generate.stderr
   assert not os.path.exists(tmp_path / "x.png")
 
 

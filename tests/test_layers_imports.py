@@ -13,11 +13,11 @@ PACKAGES = ("synergen_jax", "data_pipelines")
 ORDER = (
     # leaves: no project imports but each other
     "synergen_jax.batch", "synergen_jax.image_grid", "synergen_jax.special_tokens",
-    "synergen_jax.files", "synergen_jax.hardware", "synergen_jax.preemption",
+    "synergen_jax.files", "synergen_jax.hardware", "synergen_jax.preemption", "synergen_jax.cli",
     "synergen_jax.metrics_log",
     # the model and its placement
     "synergen_jax.sharding", "synergen_jax.model", "synergen_jax.configs",
-    "synergen_jax.params_io", "synergen_jax.tokenizer",
+    "synergen_jax.param_checkpoint", "synergen_jax.tokenizer",
     # data (never the model)
     "data_pipelines",
     # what an experiment is and what a stage holds
@@ -27,10 +27,11 @@ ORDER = (
     "synergen_jax.workdir",
     # the applications
     "synergen_jax.training", "synergen_jax.tpu", "synergen_jax.inference",
-    "synergen_jax.evaluation", "synergen_jax.params",
+    "synergen_jax.evaluation", "synergen_jax.count_params",
     # command lines
     "synergen_jax.train", "synergen_jax.train_vq", "synergen_jax.evaluate",
-    "synergen_jax.generate", "synergen_jax.answer", "synergen_jax.demo",
+    "synergen_jax.generate", "synergen_jax.answer", "synergen_jax.demo_phases",
+    "synergen_jax.demo",
     "synergen_jax",
 )
 

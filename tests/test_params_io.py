@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from synergen_jax import params_io, sharding
+from synergen_jax import param_checkpoint as params_io, sharding
 
 
 def test_round_trip_onto_another_mesh(tmp_path):

@@ -36,7 +36,7 @@ def serve_tiny(tiny_run, tmp_path_factory):
     from synergen_jax.model.vq import config as vq_config
     from synergen_jax.model.vq.tokenizer import VQTokenizer
     from synergen_jax.serve.engine import Engine
-    from synergen_jax.vq_training import checkpoint as vq_checkpoint
+    from synergen_jax.vq_training import vq_checkpoint
     vq_dir = str(tmp_path_factory.mktemp("serve_vq"))
     cfg = vq_config.tiny_config()
     vq_checkpoint.write_imported(vq_dir, cfg, VQTokenizer(cfg).init(jax.random.key(0), 32))

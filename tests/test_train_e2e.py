@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from synergen_jax import params_io
+from synergen_jax import param_checkpoint as params_io
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.training import run as run_lib
 from synergen_jax.state import freezing

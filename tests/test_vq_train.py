@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synergen_jax.vq_training import checkpoint as vq_checkpoint
+from synergen_jax.vq_training import vq_checkpoint
 from synergen_jax.vq_training.trainer import VQTrainer
 from tests import model_utils as mu
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import transformers
 
-from synergen_jax import model_init, params_io, sharding
+from synergen_jax import model_init, param_checkpoint as params_io, sharding
 from synergen_jax.configs import models
 from synergen_jax.model.param_groups import group_of
-from synergen_jax.weights import export_hf, hf_files, import_hf, import_llm, model_params
+from synergen_jax.weights import export_hf, hf_files, import_hf, import_llm, param_paths as model_params
 from tests import test_weights_helpers as wh
 
 

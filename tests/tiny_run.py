@@ -1,8 +1,18 @@
-"""The tiny two-stage training run that several test modules share (built once per
-session by the `tiny_run` fixture in conftest.py): TFDS scenes at 64 px, a tokenizer,
-mean-colour pretokenized 32 px shards, experiments/tiny.py trained on one device."""
+"""The tiny two-stage training run that several test modules share (the `tiny_run`
+fixture in conftest.py): TFDS scenes at 64 px, a tokenizer, mean-colour pretokenized
+32 px shards, experiments/tiny.py trained on one device.
 
+It is trained once per test session, not once per xdist worker: the first worker that
+needs it builds it under the session's shared temporary directory while holding a file
+lock (`build`), the others wait for the lock and reuse it. Every worker then gets its own
+copy of the trained workdir (`load`): tests may write into it (a rerun rewrites its
+reports), the data beside it is only read.
+"""
+
+import fcntl
 import os
+import pickle
+import shutil
 import sys
 
 import jax
@@ -39,19 +49,56 @@ def build_data(root):
   return tok
 
 
-def train(tmp_path_factory) -> dict:
-  data_root = tmp_path_factory.mktemp("data")
-  tok = build_data(data_root)
+def config(data_root, vocab_size: int):
+  """experiments/tiny.py on the data under `data_root`."""
   cfg = tiny.get_config()
-  cfg.model.vocab_size = tok.text_vocab_size
+  cfg.model.vocab_size = vocab_size
   cfg.tokenizer = f"{data_root}/tokenizer.model"
   cfg.data.source.data_dir = f"{data_root}/tfds"
   cfg.data.pretokenized_dir = f"{data_root}/pretokenized"
   cfg.train.compilation_cache = False
   cfg.train.xla_compiler_options = {"xla_backend_optimization_level": 0}
-  mesh = jax.make_mesh((1, 1, 1), ("data", "fsdp", "tensor"), devices=jax.devices()[:1],
+  return cfg
+
+
+def mesh():
+  return jax.make_mesh((1, 1, 1), ("data", "fsdp", "tensor"), devices=jax.devices()[:1],
                        axis_types=(jax.sharding.AxisType.Auto,) * 3)
-  straight = str(tmp_path_factory.mktemp("straight"))
-  report = run_lib.run_experiment(cfg, straight, mesh=mesh)
-  return {"cfg": cfg, "mesh": mesh, "straight": straight, "report": report,
-          "data_root": str(data_root), "tmp": tmp_path_factory}
+
+
+def shared_root(tmp_path_factory):
+  """The directory all xdist workers of this session share (the base temp dir alone)."""
+  base = tmp_path_factory.getbasetemp()
+  return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def build(root) -> None:
+  """Data and the straight run under `root`, then root/run.pkl (the marker: complete)."""
+  data_root, straight = root / "data", root / "straight"
+  tok = build_data(data_root)
+  report = run_lib.run_experiment(config(data_root, tok.text_vocab_size), str(straight),
+                                  mesh=mesh())
+  with open(root / "run.pkl.tmp", "wb") as f:
+    pickle.dump({"vocab_size": tok.text_vocab_size, "report": report}, f)
+  os.replace(root / "run.pkl.tmp", root / "run.pkl")
+
+
+def load(tmp_path_factory) -> dict:
+  """The session's tiny run (built by the first worker that asks), with this worker's own
+  copy of the straight workdir."""
+  shared = shared_root(tmp_path_factory)
+  root = shared / "tiny_run"
+  with open(shared / "tiny_run.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be building it: wait
+    if not (root / "run.pkl").exists():
+      shutil.rmtree(root, ignore_errors=True)  # a build that failed half-way
+      root.mkdir()
+      build(root)
+  with open(root / "run.pkl", "rb") as f:
+    saved = pickle.load(f)
+  straight = tmp_path_factory.mktemp("straight")
+  shutil.copytree(root / "straight", straight, dirs_exist_ok=True)
+  data_root = root / "data"
+  return {"cfg": config(data_root, saved["vocab_size"]), "mesh": mesh(),
+          "straight": str(straight), "report": saved["report"], "data_root": str(data_root),
+          "tmp": tmp_path_factory}

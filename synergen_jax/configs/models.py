@@ -5,7 +5,7 @@ validates it. Sizes of the paper models come from the base LLMs' published confi
 (InternLM2-1.8B, Qwen2-0.5B) and the paper (fold 2x8 at 512 px, 2x4 at 256 px, 4-layer head).
 The paper does not give the VQ-code embedding width d_v or the head width; we use the
 LLM width for both, which reproduces the paper's 3.6B total / 2.4B activated count for
-SynerGen-VL-2.4B (`python -m synergen_jax.params --config=experiments/synergen_vl_2_4b.py`).
+SynerGen-VL-2.4B (`python -m synergen_jax.count_params --config=experiments/synergen_vl_2_4b.py`).
 """
 
 import dataclasses

@@ -3,41 +3,31 @@
   records(config, split, limit=None) -> (list of RawExample with a decoded image, skipped)
 
 Reads `config.data.source` with its split replaced (validation, test, compositional),
-in order. Records whose image cannot be decoded are skipped and counted.
+in order (`data_pipelines.raw_examples`). Records without an image, or whose image or
+record cannot be decoded, are skipped and counted.
 """
 
 import json
 
-import ml_collections
-
 from data_pipelines import image_io
+from data_pipelines import raw_examples
 from data_pipelines import sources
-
-
-def open_split(config, split: str):
-  src_cfg = ml_collections.ConfigDict(config.data.source.to_dict())
-  src_cfg.split = split
-  return sources.open_raw_source(src_cfg)
 
 
 def records(config, split: str, limit: int | None = None) -> tuple[list, int]:
   """Decoded records of a split (image: uint8 [H, W, 3]), and how many were skipped."""
-  src = open_split(config, split)
-  fields = sources.field_specs(config.data.source)
-  image_root = sources.split_path(config.data.source.get("image_root", ""), split)
-  out, skipped = [], 0
-  n = len(src) if limit is None else min(limit, len(src))
-  for i in range(n):
-    try:
-      raw = sources.extract(src[i], fields, i, image_root)
-      if raw.image is None:  # a text-only conversation
-        raise sources.MissingImage(f"record {i} has no image")
-      raw.image = image_io.decode_image(raw.image)
-    except (image_io.ImageDecodeError, sources.SourceError):
-      skipped += 1
-      continue
-    out.append(raw)
-  return out, skipped
+  raw_split = raw_examples.RawSplit(config.data.source, split)
+  n = len(raw_split) if limit is None else min(limit, len(raw_split))
+  skips = {}
+  out = list(raw_split.examples(range(n), _with_decoded_image, skips))
+  return out, sum(skips.values())
+
+
+def _with_decoded_image(raw: sources.RawExample) -> sources.RawExample:
+  if raw.image is None:  # a text-only conversation
+    raise sources.MissingImage(f"record {raw.id} has no image")
+  raw.image = image_io.decode_image(raw.image)
+  return raw
 
 
 def scene_graph(raw) -> dict | None:

@@ -9,7 +9,7 @@ An experiment file (`experiments/*.py`) returns a ConfigDict with these fields:
   tokenizer            SentencePiece model path
   data                 `data_pipelines.config.default_data_config()` (+ overrides)
   text_data            the text-only corpus of LLM pretraining (`default_text_data_config`)
-  init_params          params checkpoint (params_io) the first stage starts from
+  init_params          params checkpoint (param_checkpoint) the first stage starts from
                        ("" = random initialisation; e.g. imported HF weights)
   stage_order          names of the stages to run, in order
   stages.<name>        one `default_stage_config()` each (partial: the rest defaults)

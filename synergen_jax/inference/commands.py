@@ -2,6 +2,7 @@
 
   generate_png(workdir, prompt, out, samples=1, ...) -> out    text -> PNG (side by side)
   answer_image_file(workdir, image_path, question, ...) -> str  image file + question
+  sampling_options(session, cfg_scale, temperature, top_k)      the generation defaults
 
 Input is checked before the model is loaded where it can be (empty text, missing or
 undecodable image, missing output directory) and raises `session.InputError`.
@@ -29,15 +30,23 @@ def generate_png(workdir: str, prompt: str, out: str, samples: int = 1, seed: in
       os.path.dirname(os.path.abspath(out))):
     raise InputError(f"--out: directory {os.path.dirname(os.path.abspath(out))!r} does not exist")
   session = InferenceSession.load(workdir, stage, step, vq_dir, batch_size=samples)
+  scale, sampling = sampling_options(session, cfg_scale, temperature, top_k)
+  session.generation_prompt(prompt)  # length check before any compile
+  images = session.generate([prompt] * samples, seed=seed, cfg_scale=scale, sampling=sampling)
+  PIL.Image.fromarray(np.concatenate(list(images), axis=1)).save(out)
+  return out
+
+
+def sampling_options(session: InferenceSession, cfg_scale: float | None = None,
+                     temperature: float | None = None, top_k: int | None = None
+                     ) -> tuple[float | None, SamplingConfig]:
+  """(CFG scale or None for no guidance, sampling) of a generation: the given values, the
+  experiment's `eval` section for those left None."""
   e = session.experiment.eval
   scale = e.cfg_scale if cfg_scale is None else cfg_scale
   sampling = SamplingConfig(temperature=e.gen_temperature if temperature is None else temperature,
                             top_k=e.gen_top_k if top_k is None else top_k, top_p=e.gen_top_p)
-  session.generation_prompt(prompt)  # length check before any compile
-  images = session.generate([prompt] * samples, seed=seed,
-                            cfg_scale=float(scale) if scale > 0 else None, sampling=sampling)
-  PIL.Image.fromarray(np.concatenate(list(images), axis=1)).save(out)
-  return out
+  return (float(scale) if scale > 0 else None), sampling
 
 
 def answer_image_file(workdir: str, image_path: str, question: str, max_new_tokens: int = 32,

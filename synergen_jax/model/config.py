@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 
 from synergen_jax import image_grid
+from synergen_jax.model import mmoe
 
 ATTENTION_BACKENDS = ("xla", "cudnn", "splash")
 MMOE_IMPLS = ("sorted", "reference", "gmm")  # gmm: Pallas megablox, for TPU (model/mmoe.py)
@@ -111,7 +112,6 @@ class ModelConfig:
          f"one of {ATTENTION_BACKENDS}")
     need(self.mmoe_impl in MMOE_IMPLS, "mmoe_impl", f"one of {MMOE_IMPLS}")
     if self.mmoe_impl == "gmm" and self.vision_experts:
-      from synergen_jax.model import mmoe  # lazy: config stays free of flax / Pallas
       mmoe.gmm_check_dims(self.embed_dim, self.mlp_dim)
     need(self.loss_impl in LOSS_IMPLS, "loss_impl", f"one of {LOSS_IMPLS}")
     need(self.remat_policy in REMAT_POLICIES, "remat_policy", f"one of {REMAT_POLICIES}")

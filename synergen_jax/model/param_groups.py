@@ -28,11 +28,6 @@ def _keys(path) -> tuple[str, ...]:
   return tuple(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
 
 
-def label_params(params: Any) -> Any:
-  """A tree like `params` with each leaf replaced by its group name."""
-  return jax.tree_util.tree_map_with_path(lambda p, _: group_of(_keys(p)), params)
-
-
 def count_by_group(params: Any) -> dict[str, int]:
   """Number of parameters (elements) per group, plus the `vision_ffn` share."""
   counts = {g: 0 for g in GROUPS}

@@ -2,6 +2,7 @@
 
   python -m synergen_jax.serve --workdir=W [--stage=S] [--host=127.0.0.1] [--port=8000]
 
+server.py   the process: the model loaded once, the app on uvicorn until SIGTERM
 engine.py   the loaded model and its batched, bucketed answer / generate calls
 batcher.py  the bounded queue and the worker that gathers requests into batches
 app.py      the ASGI app: page, /v1/chat/completions, /v1/images/generations, limits

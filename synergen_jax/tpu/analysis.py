@@ -1,6 +1,6 @@
 """What a compiled step does against what the model needs: the compiled program's FLOPs
-and collectives (`hlo_stats`), the analytic FLOPs of full rows (`flops.step_flops`, split
-by the same model parts), and the step-time / MFU bound on the chip (`hardware.CHIPS`).
+and collectives (`hlo_stats`), the analytic FLOPs of full rows (`flops.step_flops_by_part`:
+the same model parts), and the step-time / MFU bound on the chip (`hardware.CHIPS`).
 `analyze` fills a report (`compiler.compile_stage`); `reanalyze` redoes it from a saved
 report and its saved HLO (`--reanalyze`).
 """
@@ -10,7 +10,11 @@ import gzip
 import json
 import os
 
+from synergen_jax import experiment
+from synergen_jax.model import ModelConfig
 from synergen_jax.tpu import fit, hlo_stats
+from synergen_jax.training import flops
+from synergen_jax.training import step as step_lib
 
 # The block size splash attention runs with (attention_ops.splash_attention's default).
 SPLASH_BLOCK = 128
@@ -37,34 +41,6 @@ def capacity_counts(config, shapes: dict, image_fraction: float) -> dict:
     counts[f"{task}/image_codes"] = float(
         rows * images * config.patch_size if task == "generation" else 0)
   return counts
-
-
-def analytic_parts(config, counts: dict, trainable) -> dict:
-  """`flops.step_flops` split into the parts `hlo_stats.model_part` names (same terms)."""
-  from synergen_jax.training import flops
-  c, h, g = config, config.head, set(trainable)
-  m = lambda group: flops._mult(group in g)  # noqa: E731
-  total = lambda key: float(sum(v for k, v in counts.items() if k.endswith("/" + key)))  # noqa: E731
-  tokens, image_pos = total("tokens"), total("image_positions")
-  context, text_targets, codes = total("context_sum"), total("text_tokens"), total("image_codes")
-  d, hd = c.embed_dim, h.embed_dim
-  attn_proj = 2 * d * c.head_dim * (c.num_heads + c.num_kv_heads)
-  ffn = 3 * d * c.mlp_dim
-  vision_ffn = "vision" if c.vision_experts else "llm"
-  head_proj = 2 * hd * h.head_dim * (h.num_heads + h.num_kv_heads)
-  return {
-      "attention projections": c.num_layers * tokens * 2 * attn_proj * m("llm_attention"),
-      "FFN experts (MMoE)": c.num_layers * 2 * ffn * ((tokens - image_pos) * m("llm")
-                                                      + image_pos * m(vision_ffn)),
-      "attention kernels (splash)": c.num_layers * context * 2 * 2 * c.num_heads * c.head_dim * 3,
-      "token fold MLP": image_pos * 2 * (c.patch_size * c.code_embed_dim * d + d * d) * m("vision"),
-      "LM head (vocabulary)": text_targets * 2 * d * c.total_vocab * m("llm"),
-      "unfold head": (codes / c.patch_size * 2 * d * hd * m("vision")
-                      + codes * 2 * h.num_layers * (head_proj + 3 * hd * h.mlp_dim) * m("vision")
-                      + codes * h.num_layers * 2 * 2 * h.num_heads * h.head_dim
-                      * (c.patch_size + 1) / 2 * 3),
-      "head classifier (codebook)": codes * 2 * hd * c.codebook_size * m("vision"),
-  }
 
 
 def dcn_seconds(trainable_bytes: float, devices: int, slices: int,
@@ -95,11 +71,10 @@ def loss_hbm_bytes(model, report: dict) -> float:
   """HBM bytes per device per step of the losses' element-wise work: every class of
   every position each output head runs on (the text-target / image-target budgets),
   times `LOSS_BYTES_PER_LOGIT`. Neither MFU estimate includes its time."""
-  from synergen_jax.training import step
   logits = 0.0
   for task, t in report["tasks"].items():
     rows = t["rows_per_device"] * report["grad_accum_steps"]
-    budgets = step.head_budgets(model, task)  # what the train step gives the model
+    budgets = step_lib.head_budgets(model, task)  # what the train step gives the model
     text = min(t["length"], budgets["max_text_targets"] or t["length"])
     logits += rows * text * model.total_vocab
     logits += rows * budgets["max_gen_patches"] * model.patch_size * model.codebook_size
@@ -121,7 +96,6 @@ def step_estimates(analytic: float, compute_s: float, ici_s: float, peak_flops: 
 def analyze(report: dict, hlo_text: str, model) -> dict:
   """Fills report["flops"], ["collectives"] and ["estimate"] from the compiled module's
   text (also for a saved report and HLO file: `--reanalyze`)."""
-  from synergen_jax.training import flops
   stats = hlo_stats.hlo_stats(hlo_text, SPLASH_BLOCK, report["image_fraction"])
   n = report["devices"]
   shapes = {t: (v["rows"], v["length"]) for t, v in report["tasks"].items()}
@@ -137,7 +111,7 @@ def analyze(report: dict, hlo_text: str, model) -> dict:
       "compiled_over_analytic": stats["flops"] * n / max(analytic, 1.0),
       "unknown_loops": stats["unknown_loops"],
       "compiled_by_part_per_device": stats["by_part"],
-      "analytic_by_part": analytic_parts(model, counts, report["trainable"]),
+      "analytic_by_part": flops.step_flops_by_part(model, counts, report["trainable"]),
   }
   # XLA names the mesh axes it partitions over axis_0, axis_1, ... (the axes of size > 1).
   names = {f"axis_{i}": a for i, a in enumerate(a for a, k in report["mesh"].items() if k > 1)}
@@ -166,8 +140,6 @@ def analyze(report: dict, hlo_text: str, model) -> dict:
 
 def reanalyze(path: str) -> list[dict]:
   """Recomputes the statistics of saved reports from their saved HLO files."""
-  from synergen_jax.model import ModelConfig
-  from synergen_jax import experiment
   with open(path) as fh:
     reports = json.load(fh)
   for r in reports:

@@ -41,7 +41,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from synergen_jax.tpu import analysis, compiler, fit, report
+from synergen_jax import cli
+from synergen_jax.tpu import fit, report
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (experiments/*.py).")
 _TOPOLOGY = flags.DEFINE_string("topology", None, "libtpu topology name, or 'cpu'.")
@@ -64,8 +65,14 @@ _HLO_OUT = flags.DEFINE_string("hlo_out", "", "Save each stage's optimized HLO t
                                "this folder (hlo_stats.hlo_stats can re-read it).")
 
 
+@cli.command
 def main(argv):
   del argv
+  if _RENDER.value and not _REANALYZE.value:
+    print(report.render(_RENDER.value))
+    return
+  from synergen_jax import experiment  # keeps --help and --render free of JAX
+  from synergen_jax.tpu import analysis, compiler  # keeps --help and --render free of JAX
   if _REANALYZE.value:
     for path in _REANALYZE.value:
       reports = analysis.reanalyze(path)
@@ -74,28 +81,16 @@ def main(argv):
       for r in reports:
         print(report.format_report(r))
     return
-  if _RENDER.value:
-    print(report.render(_RENDER.value))
-    return
   if _CONFIG.value is None or not _TOPOLOGY.value:
     raise app.UsageError("--config and --topology are required (or --render)")
-  from synergen_jax import experiment
   config = _CONFIG.value
   if _MESH.value:
     config.mesh.shape = tuple(int(x) for x in _MESH.value)
-  try:
-    exp = experiment.resolve(config, "/nonexistent")
-  except experiment.ConfigError as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
+  exp = experiment.resolve(config, "/nonexistent")
   config_file = config_flags.get_config_filename(flags.FLAGS["config"])
   name = os.path.splitext(os.path.basename(config_file))[0]
   stages = _STAGES.value or list(exp.stage_order)
-  try:
-    devices = compiler.topology_devices(_TOPOLOGY.value, _CHIP_CONFIG.value, _SLICES.value)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
+  devices = compiler.topology_devices(_TOPOLOGY.value, _CHIP_CONFIG.value, _SLICES.value)
   reports, status = [], 0
   for stage in stages:
     try:
@@ -104,7 +99,7 @@ def main(argv):
           headroom=_HEADROOM.value, hbm_bytes=_HBM_GIB.value * 2 ** 30,
           image_fraction=_IMAGE_FRACTION.value, require_fit=False, name=name,
           hlo_out=_HLO_OUT.value, config_file=config_file, num_slices=_SLICES.value)
-    except (experiment.ConfigError, fit.FitError, ValueError) as e:
+    except (fit.FitError, ValueError) as e:  # ValueError: ConfigError among them
       print(f"error: {e}", file=sys.stderr, flush=True)
       status = max(status, 3 if isinstance(e, fit.FitError) else 2)
       continue
@@ -131,7 +126,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,20 @@ import re
 import tempfile
 import time
 
+import jax
+from jax.experimental import topologies
+
+from synergen_jax import experiment
+from synergen_jax import sharding
+from synergen_jax.model.dummy import dummy_batch
+from synergen_jax.state import freezing
+from synergen_jax.state.train_state import StateSpec
 from synergen_jax.tpu import analysis, fit
+from synergen_jax.training import step as step_lib
 
 
 def topology_devices(name: str, chip_config_name: str = "", num_slices: int = 1) -> list:
   """Compile-only devices of a libtpu topology ('cpu' or 'cpu:N': present devices)."""
-  import jax
   if name == "cpu" or name.startswith("cpu:"):
     devices = jax.devices("cpu")
     n = int(name.split(":")[1]) if ":" in name else len(devices)
@@ -23,11 +31,10 @@ def topology_devices(name: str, chip_config_name: str = "", num_slices: int = 1)
       raise ValueError(f"--topology={name}: only {len(devices)} CPU devices are present")
     return devices[:n]
   try:
-    import libtpu  # noqa: F401  (the tooling extra)
+    import libtpu  # noqa: F401  keeps the `tpu` extra optional
   except ImportError:
     raise ValueError(f"--topology={name}: TPU topologies need libtpu "
                      "(pip install -e \".[tpu]\")") from None
-  from jax.experimental import topologies
   kwargs = {}
   if chip_config_name:
     kwargs["chip_config_name"] = chip_config_name
@@ -42,9 +49,6 @@ def topology_devices(name: str, chip_config_name: str = "", num_slices: int = 1)
 def _abstract_batches(config, mesh, shapes: dict) -> dict:
   """{task: batch of ShapeDtypeStructs} with the train step's batch shardings (the
   batch contract of `model.dummy.dummy_batch`)."""
-  import jax
-  from synergen_jax.model.dummy import dummy_batch
-  from synergen_jax.training import step as step_lib
   sh = step_lib.batch_shardings(mesh, tuple(shapes))
   out = {}
   for task, (rows, length) in shapes.items():
@@ -95,12 +99,6 @@ def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: st
   `exp` is a resolved `experiment.Experiment`. Raises experiment.ConfigError for one that
   cannot run on that many devices and fit.FitError (after building the report) when it
   does not fit."""
-  from synergen_jax import experiment
-  from synergen_jax import sharding
-  from synergen_jax.training import step as step_lib
-  from synergen_jax.state import freezing
-  from synergen_jax.state.train_state import StateSpec
-
   experiment.validate(exp, len(devices), check_files=False)
   attention = attention or exp.model.attention_backend
   model = dataclasses.replace(exp.model, attention_backend=attention)

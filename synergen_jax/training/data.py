@@ -14,15 +14,10 @@
 
 import jax
 import ml_collections
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from data_pipelines import pipeline as mm_pipeline
 from data_pipelines import text_pipeline
 from synergen_jax import sharding
-
-
-def _row_sharding(mesh):
-  return NamedSharding(mesh, P(sharding.BATCH_AXES))
 
 
 def train_iterator(experiment, stage, tokenizer, mesh):
@@ -33,7 +28,7 @@ def train_iterator(experiment, stage, tokenizer, mesh):
     t = stage.text_data
     return text_pipeline.make_text_pipeline(
         t, pretokenized_dir, tokenizer, model_config.patch_size, split=t.train_split,
-        sharding=_row_sharding(mesh), train=True, num_streams=streams)
+        sharding=sharding.row_sharding(mesh), train=True, num_streams=streams)
   extra = {}
   if "text" in stage.tasks:  # text replay beside the vision tasks
     t = stage.text_data
@@ -41,10 +36,10 @@ def train_iterator(experiment, stage, tokenizer, mesh):
     extra["text"] = text_pipeline.text_dataset(
         docs, tokenizer, model_config.patch_size, t, shuffle=True, num_epochs=None,
         process_index=jax.process_index(), process_count=jax.process_count(),
-        num_streams=streams, sharding=_row_sharding(mesh))
+        num_streams=streams, sharding=sharding.row_sharding(mesh))
   return mm_pipeline.make_pipeline(stage.data, tokenizer, model_config.fold,
                                    model_config.tile_grid, split="train",
-                                   sharding=_row_sharding(mesh), num_streams=streams,
+                                   sharding=sharding.row_sharding(mesh), num_streams=streams,
                                    extra=extra)
 
 
@@ -78,7 +73,7 @@ class ValidationSets:
     d.prefetch_buffer = 0
     it = mm_pipeline.make_pipeline(d, self.tok, self.model_config.fold,
                                    self.model_config.tile_grid, split="validation",
-                                   sharding=_row_sharding(self.mesh),
+                                   sharding=sharding.row_sharding(self.mesh),
                                    num_streams=self.streams)
     batches = []
     try:
@@ -97,7 +92,7 @@ class ValidationSets:
     t.prefetch_buffer = 0
     it = text_pipeline.make_text_pipeline(
         t, self.experiment.data.pretokenized_dir, self.tok, self.model_config.patch_size,
-        split=t.eval_split, sharding=_row_sharding(self.mesh), train=False,
+        split=t.eval_split, sharding=sharding.row_sharding(self.mesh), train=False,
         num_streams=self.streams)
     self._cache["text"] = self._take(it, "text")
 

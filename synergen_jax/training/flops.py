@@ -30,8 +30,10 @@ def _mult(trainable: bool) -> int:
   return 3 if trainable else 2
 
 
-def step_flops(config: ModelConfig, counts: dict, trainable_groups) -> float:
-  """Model FLOPs of one train step from per-task counts (see the module doc).
+def step_flops_by_part(config: ModelConfig, counts: dict, trainable_groups) -> dict:
+  """Model FLOPs of one train step (see the module doc), per model part: the parts are
+  those `tpu.hlo_stats.model_part` sorts a compiled program's matmuls into, so that the
+  two compare part by part (`tpu/analysis.py`).
 
   counts: {task/tokens, task/image_positions, task/context_sum, task/text_tokens
   (text target weight), task/image_codes (image target codes)} summed over tasks is
@@ -44,33 +46,39 @@ def step_flops(config: ModelConfig, counts: dict, trainable_groups) -> float:
   def total(name):
     return float(sum(counts.get(f"{t}/{name}", 0.0) for t in tasks))
 
+  def m(group):
+    return _mult(group in g)
+
   tokens, image_pos = total("tokens"), total("image_positions")
   context, text_targets = total("context_sum"), total("text_tokens")
   codes = total("image_codes")
   patches = codes / c.patch_size
-  d = c.embed_dim
+  d, hd = c.embed_dim, h.embed_dim
   attn_proj = 2 * d * c.head_dim * c.num_heads + 2 * d * c.head_dim * c.num_kv_heads  # q,o + k,v
   ffn = 3 * d * c.mlp_dim
-  flops = 0.0
-  # Decoder layers (forward = 2 * MACs).
-  flops += c.num_layers * tokens * 2 * attn_proj * _mult("llm_attention" in g)
-  flops += c.num_layers * (tokens - image_pos) * 2 * ffn * _mult("llm" in g)
-  vision_ffn = "vision" in g if c.vision_experts else "llm" in g
-  flops += c.num_layers * image_pos * 2 * ffn * _mult(vision_ffn)
-  flops += c.num_layers * context * 2 * 2 * c.num_heads * c.head_dim * 3
-  # Fold MLP on image positions; LM head on text targets.
-  fold = c.patch_size * c.code_embed_dim * d + d * d
-  flops += image_pos * 2 * fold * _mult("vision" in g)
-  flops += text_targets * 2 * d * c.total_vocab * _mult("llm" in g)
-  # Unfolding head on image-target patches.
-  hd = h.embed_dim
+  vision_ffn = "vision" if c.vision_experts else "llm"
   head_proj = 2 * hd * h.head_dim * h.num_heads + 2 * hd * h.head_dim * h.num_kv_heads
-  per_code = h.num_layers * (head_proj + 3 * hd * h.mlp_dim) + hd * c.codebook_size
-  flops += patches * 2 * d * hd * _mult("vision" in g)
-  flops += codes * 2 * per_code * _mult("vision" in g)
   slots_ctx = (c.patch_size + 1) / 2
-  flops += codes * h.num_layers * 2 * 2 * h.num_heads * h.head_dim * slots_ctx * 3
-  return flops
+  # Forward = 2 * MACs; attention scores (QK^T, AV) have no weight: always 3x forward.
+  return {
+      "attention projections": c.num_layers * tokens * 2 * attn_proj * m("llm_attention"),
+      "FFN experts (MMoE)": (c.num_layers * (tokens - image_pos) * 2 * ffn * m("llm")
+                             + c.num_layers * image_pos * 2 * ffn * m(vision_ffn)),
+      "attention kernels (splash)": c.num_layers * context * 2 * 2 * c.num_heads * c.head_dim * 3,
+      "token fold MLP": image_pos * 2 * (c.patch_size * c.code_embed_dim * d + d * d) * m("vision"),
+      "LM head (vocabulary)": text_targets * 2 * d * c.total_vocab * m("llm"),
+      # Unfolding head on image-target patches: input projection, then per code its
+      # layers and the attention over the patch's slots.
+      "unfold head": (patches * 2 * d * hd * m("vision")
+                      + codes * 2 * h.num_layers * (head_proj + 3 * hd * h.mlp_dim) * m("vision")
+                      + codes * h.num_layers * 2 * 2 * h.num_heads * h.head_dim * slots_ctx * 3),
+      "head classifier (codebook)": codes * 2 * hd * c.codebook_size * m("vision"),
+  }
+
+
+def step_flops(config: ModelConfig, counts: dict, trainable_groups) -> float:
+  """Model FLOPs of one train step: the sum of `step_flops_by_part`."""
+  return float(sum(step_flops_by_part(config, counts, trainable_groups).values()))
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,9 +7,9 @@ A frozen group has no optimizer state (freezing.py), so stage 1 (vision only) ho
 moments for far fewer parameters than instruction tuning (everything).
 """
 
-from absl import app
 from ml_collections import config_flags
 
+from synergen_jax import cli
 from synergen_jax import experiment
 from synergen_jax.state import train_state as state
 
@@ -38,10 +38,15 @@ def format_rows(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
+@cli.command
 def main(argv):
   del argv
   print(format_rows(stage_memory(_CONFIG.value)))
 
 
+def run():
+  cli.run(main, required=("config",))
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

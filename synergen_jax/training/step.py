@@ -24,7 +24,6 @@ accumulated gradient equals the full-batch gradient (up to float summation order
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from synergen_jax import sharding
 from synergen_jax.model.losses import combine_task_losses
@@ -34,9 +33,8 @@ from synergen_jax.state.train_state import StateSpec, TrainState
 
 
 def batch_shardings(mesh, tasks) -> dict:
-  """Every batch field sharded on its leading (row) dim over ("data", "fsdp")."""
-  s = NamedSharding(mesh, P(sharding.BATCH_AXES))
-  return {t: s for t in tasks}
+  """Every batch field sharded on its leading (row) dim (`sharding.row_sharding`)."""
+  return {t: sharding.row_sharding(mesh) for t in tasks}
 
 
 def head_budgets(config, task: str) -> dict:
@@ -90,7 +88,7 @@ def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
     text_w = jnp.maximum(sum(w[0] for w in weights), 1e-8)
     image_w = jnp.maximum(sum(w[1] for w in weights), 1e-8)
     micro = {t: _micro(b, k) for t, b in batches.items()}
-    row_spec = NamedSharding(spec.mesh, P(sharding.BATCH_AXES))
+    row_spec = sharding.row_sharding(spec.mesh)
 
     def micro_loss(tr, mb):
       outs = task_outputs(freezing.merge(tr, frozen), mb)

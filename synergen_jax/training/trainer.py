@@ -5,7 +5,7 @@
 A stage starts from (in this order): its own latest checkpoint (resume: train state +
 data iterator position), else `init_from` ("previous" = the previous stage's final
 params, or `config.init_params` / random init for the first stage; "scratch"; or a
-params checkpoint directory). It ends by writing its final params (params_io) and
+params checkpoint directory). It ends by writing its final params (param_checkpoint) and
 `summary.json` (the "done" marker) into W/<stage>/. SIGTERM saves a checkpoint and
 raises `preemption.Preempted`.
 """
@@ -28,13 +28,13 @@ from synergen_jax import experiment as experiment_lib
 from synergen_jax import files
 from synergen_jax import metrics_log
 from synergen_jax import model_init
-from synergen_jax import params_io
+from synergen_jax import param_checkpoint
 from synergen_jax import preemption
 from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.model import ModelConfig
 from synergen_jax.model.losses import combine_task_losses
-from synergen_jax.training import checkpointing
+from synergen_jax.training import resume_checkpoint
 from synergen_jax.training import data as data_lib
 from synergen_jax.training import flops as flops_lib
 from synergen_jax.training import step as step_lib
@@ -133,12 +133,12 @@ def initial_params(ctx: RunContext, stage: str, spec: StateSpec):
       raise ValueError(f"config.stages.{stage}.init_from = 'previous' but stage {prev!r} "
                        "has not finished")
     log(f"[{stage}] starting from the final params of stage {prev!r}")
-    return params_io.restore_params(start.params_dir, target)
+    return param_checkpoint.restore_params(start.params_dir, target)
   if start.params_dir is None:
     log(f"[{stage}] starting from a random initialisation (seed {exp.seed})")
     return spec.init_params(exp.seed)
   log(f"[{stage}] starting from params checkpoint {start.params_dir}")
-  return params_io.restore_params(start.params_dir, target)
+  return param_checkpoint.restore_params(start.params_dir, target)
 
 
 def _code_tables_from_vq(ctx: RunContext, stage: str, params):
@@ -190,7 +190,7 @@ def _write_final(ctx: RunContext, stage: str, params, summary: dict) -> None:
   tmp = out + ".tmp"
   if jax.process_index() == 0 and os.path.exists(tmp):
     shutil.rmtree(tmp)
-  params_io.save_params(tmp, params)
+  param_checkpoint.save_params(tmp, params)
   if jax.process_index() == 0:
     if os.path.exists(out):
       shutil.rmtree(out)
@@ -211,7 +211,7 @@ def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict |
   config_json = experiment_lib.to_json(ctx.experiment.config)
   data_iter = data_lib.train_iterator(ctx.experiment, st, ctx.tokenizer, ctx.mesh)
   if manager.latest_step() is not None:
-    state = checkpointing.restore(manager, spec, data_iter)
+    state = resume_checkpoint.restore(manager, spec, data_iter)
     log(f"[{stage}] resumed from {sdir}/checkpoints at step {int(state.step)}")
   else:
     params = initial_params(ctx, stage, spec)
@@ -261,13 +261,13 @@ def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict |
           log(f"[{stage}] step {step} validation: " + fmt_val(val))
           t_mark = time.perf_counter()  # do not charge validation to throughput
         if step % tcfg.checkpoint_every == 0 or step == last:
-          checkpointing.save(manager, state, data_iter, config_json)
+          resume_checkpoint.save(manager, state, data_iter, config_json)
           saved = step
           preemption.signal_point(  # test hook: while the asynchronous write is under way
-              f"checkpoint/{stage}", step, ready=lambda: checkpointing.writing(manager, step))
+              f"checkpoint/{stage}", step, ready=lambda: resume_checkpoint.writing(manager, step))
         if ctx.watcher.should_stop(manager, step):
           if saved != step:
-            checkpointing.save(manager, state, data_iter, config_json, force=True)
+            resume_checkpoint.save(manager, state, data_iter, config_json, force=True)
           manager.wait_until_finished()
           raise preemption.Preempted(step)
     manager.wait_until_finished()

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from synergen_jax.vq_training import checkpoint as vq_checkpoint
+from synergen_jax.vq_training import vq_checkpoint
 
 # (path in the params tree, which axis indexes the codes)
 TABLES = ((("fold", "code_embed"), 0),

@@ -1,11 +1,11 @@
 """Training of the VQ image tokenizer (`python -m synergen_jax.train_vq`).
 
-  config.py      the experiment's `train` fields, their defaults and validation
-  trainer.py     `VQTrainer`: state, the jitted data-parallel step, the train loop
-  losses.py      reconstruction / gradient / adversarial losses, codebook statistics
-  data.py        scene images rendered on the fly by (seed, step)
-  eval.py        validation metrics (PSNR, codebook usage, object recovery)
-  checkpoint.py  the VQ workdir's Orbax checkpoints (`load_tokenizer` for its users)
+  config.py         the experiment's `train` fields, their defaults and validation
+  trainer.py        `VQTrainer`: state, the jitted data-parallel step, the train loop
+  losses.py         reconstruction / gradient / adversarial losses, codebook statistics
+  data.py           scene images rendered on the fly by (seed, step)
+  eval.py           validation metrics (PSNR, codebook usage, object recovery)
+  vq_checkpoint.py  the VQ workdir's Orbax checkpoints (`load_tokenizer` for its users)
 
 Shared with the main trainer: the metrics writer (`synergen_jax/metrics_log.py`), the
 preemption test hook (`synergen_jax/preemption.py`), the mesh (`synergen_jax/sharding.py`)

@@ -1,4 +1,5 @@
-"""The VQ experiment's `train` section: its fields, the optional fields' defaults, checks.
+"""The VQ experiment's `train` section: its fields, the optional fields' defaults, checks
+(`check_config`: also that its model builds).
 
 The one home of the VQ `train` defaults: the optional fields default to "off" (Emu3's
 objective), so experiment files written before they existed keep their meaning.
@@ -7,6 +8,7 @@ objective), so experiment files written before they existed keep their meaning.
 from typing import Any
 
 from synergen_jax.experiment.errors import ConfigError
+from synergen_jax.model.vq.tokenizer import VQTokenizer
 
 # Fields of `train` the trainer reads (required).
 TRAIN_FIELDS = frozenset({
@@ -62,3 +64,10 @@ def validate_config(config: Any) -> None:
   eps = train_option(t, "codebook_ema_epsilon")
   if not isinstance(eps, (int, float)) or eps <= 0:
     fail("codebook_ema_epsilon", f"must be > 0, got {eps!r}")
+
+
+def check_config(config: Any) -> VQTokenizer:
+  """`validate_config`, then the tokenizer of `config.model` (which checks the model
+  section); raises a ValueError naming the field."""
+  validate_config(config)
+  return VQTokenizer(config.model)

@@ -13,7 +13,7 @@ project's mesh (`sharding.make_mesh`, every device on "data"), variables are rep
 Deterministic by seed (data and restarts depend only on (seed, step)), including across
 a resume.
 
-Workdir: config.json, checkpoints/ (Orbax: model, train, config; `checkpoint.py`),
+Workdir: config.json, checkpoints/ (Orbax: model, train, config; `vq_checkpoint.py`),
 metrics.jsonl + tensorboard/ (`metrics_log.MetricsWriter`), eval/metrics.json.
 """
 
@@ -37,7 +37,7 @@ from synergen_jax.experiment.configdict import to_json
 from synergen_jax.experiment.errors import ConfigError
 from synergen_jax.model.vq.discriminator import PatchDiscriminator
 from synergen_jax.model.vq.tokenizer import VQTokenizer, images_to_float, init_compiler_options
-from synergen_jax.vq_training import checkpoint as vq_checkpoint
+from synergen_jax.vq_training import vq_checkpoint
 from synergen_jax.vq_training import data as vq_data
 from synergen_jax.vq_training import eval as vq_eval
 from synergen_jax.vq_training import losses as vq_losses
@@ -78,7 +78,7 @@ class VQTrainer:
       self.disc = PatchDiscriminator(t.disc.channels, t.disc.num_layers, t.disc.groups)
       self.disc_opt = make_optimizer(t, t.disc.lr)
     self.replicated = NamedSharding(self.mesh, P())
-    self.batch_sharding = NamedSharding(self.mesh, P("data"))
+    self.batch_sharding = sharding.row_sharding(self.mesh)
     self._step = jax.jit(self._train_step, donate_argnums=(0, 1),
                          in_shardings=(self.replicated, self.replicated, self.batch_sharding),
                          out_shardings=(self.replicated, self.replicated, self.replicated))

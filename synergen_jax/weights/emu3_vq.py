@@ -24,11 +24,14 @@ from typing import Any, Mapping
 import jax
 import ml_collections
 import numpy as np
+from absl import flags
 from flax import traverse_util
 from safetensors import safe_open
 
+from synergen_jax import cli
 from synergen_jax.model.vq import config as vq_config
 from synergen_jax.model.vq.tokenizer import VQTokenizer
+from synergen_jax.vq_training import vq_checkpoint
 
 _INDEX = re.compile(r"\.(\d+)(?=\.)")
 
@@ -137,19 +140,21 @@ def load_emu3_vq(hf_dir: str, cfg: Any = None) -> tuple[ml_collections.ConfigDic
   return cfg, convert_state_dict(read_safetensors(hf_dir), cfg)
 
 
+@cli.command
 def main(argv):
   del argv
-  from absl import flags
-  from synergen_jax.vq_training import checkpoint as vq_checkpoint
   f = flags.FLAGS
   cfg, variables = load_emu3_vq(f.hf_dir)
   vq_checkpoint.write_imported(f.out, cfg, variables)
   print(f"wrote the Emu3 VQ tokenizer ({cfg.codebook_size} codes) to {f.out}")
 
 
-if __name__ == "__main__":
-  from absl import app, flags
+def run():
+  """Defines the flags (only when run as a program) and runs."""
   flags.DEFINE_string("hf_dir", None, "directory with config.json and *.safetensors")
   flags.DEFINE_string("out", None, "workdir to write the VQ checkpoint into")
-  flags.mark_flags_as_required(["hf_dir", "out"])
-  app.run(main)
+  cli.run(main, required=("hf_dir", "out"))
+
+
+if __name__ == "__main__":
+  run()

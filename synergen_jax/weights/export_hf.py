@@ -23,13 +23,13 @@ from typing import Any
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 from safetensors.numpy import save_file
 
-from synergen_jax import model_init, params_io, sharding
+from synergen_jax import cli, model_init, param_checkpoint, sharding
 from synergen_jax.model import ModelConfig
-from synergen_jax.weights import hf_config, hf_files, hf_layout, internlm2_qkv, model_params
+from synergen_jax.weights import hf_config, hf_files, hf_layout, internlm2_qkv, param_paths
 
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "generation_config.json", "vocab.json",
@@ -126,7 +126,7 @@ def export_hf(params: dict, config: ModelConfig, out_dir: str, family: str,
   if not 0 < vocab <= config.vocab_size:
     raise ValueError(f"hf_vocab_size={vocab}: expected 1..model.vocab_size={config.vocab_size}")
   os.makedirs(out_dir, exist_ok=False)
-  flat = model_params.flatten(params)
+  flat = param_paths.flatten(params)
   writer = _ShardWriter(out_dir, max_shard_bytes)
   s = hf_layout.Shapes(config.embed_dim, config.num_heads, config.num_kv_heads, config.head_dim)
 
@@ -189,7 +189,7 @@ def export_checkpoint(params_dir: str, experiment, out_dir: str, like: str | Non
   family = family or ("qwen2" if config.qkv_bias else "llama")
   mesh = sharding.make_mesh(tuple(experiment.get("mesh", {}).get("shape", (1, -1, 1))))
   target = model_init.with_shardings(*model_init.abstract_params(config, mesh))
-  params = params_io.restore_params(params_dir, target)
+  params = param_checkpoint.restore_params(params_dir, target)
   files = export_hf(params, config, out_dir, family, vocab, base, max_shard_bytes)
   if like:
     for name in TOKENIZER_FILES:
@@ -198,6 +198,7 @@ def export_checkpoint(params_dir: str, experiment, out_dir: str, like: str | Non
   return files
 
 
+@cli.command
 def main(argv):
   del argv
   f = flags.FLAGS
@@ -215,8 +216,7 @@ def run():
   flags.DEFINE_enum("family", None, list(_ARCH), "layout to write")
   flags.DEFINE_integer("max_shard_mb", 2048, "largest safetensors file")
   flags.DEFINE_bool("derive_model", False, "take the LLM fields of config.model from --like")
-  flags.mark_flags_as_required(["config", "params", "out"])
-  app.run(main)
+  cli.run(main, required=("config", "params", "out"))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import os
 import re
 from typing import Any, Sequence
 
+import tokenizers  # the Hugging Face tokenizers library (Rust)
+
 from synergen_jax import special_tokens
 from synergen_jax.tokenizer import Tokenizer, pad_vocab
 from synergen_jax.weights import hf_files
@@ -71,7 +73,6 @@ class JsonTokenizer:
 
   def __init__(self, path: str, text_vocab_size: int | None = None,
                special: dict[str, Any] | None = None):
-    import tokenizers  # the Hugging Face tokenizers library (Rust)
     self.name = path
     try:
       self._tok = tokenizers.Tokenizer.from_file(path)

@@ -7,7 +7,7 @@ Reads D/config.json (Qwen2, Llama or InternLM2) and checks the experiment's `con
 against it (a mismatch is an error naming both fields), or with `--derive_model` takes
 the LLM fields from it. Builds the mesh of `config.mesh.shape` on the present devices,
 imports the weights straight into their shardings (`import_llm`) and writes them with
-`params_io.save_params(W, params)`: an Orbax StandardCheckpointer directory holding the
+`param_checkpoint.save_params(W, params)`: an Orbax StandardCheckpointer directory holding the
 unboxed `params` collection of SynerGenVL (the dict with `text_embed`, `decoder`, ...,
 not wrapped in {"params": ...}). Also loads the LLM's tokenizer to check it fits the
 model's text vocabulary.
@@ -15,12 +15,13 @@ model's text vocabulary.
 
 import os
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from synergen_jax import params_io, sharding
+from synergen_jax import cli, param_checkpoint, sharding
 from synergen_jax.model import ModelConfig
 from synergen_jax.weights import hf_config, hf_files, hf_tokenizer, import_llm
+
 
 def model_config_for(experiment, hf_dir: str, derive: bool = False) -> ModelConfig:
   """The experiment's ModelConfig, checked against (or derived from) hf_dir/config.json."""
@@ -39,10 +40,11 @@ def import_to_checkpoint(hf_dir: str, experiment, out: str, derive: bool = False
   params, summary = import_llm.import_llm_params(
       hf_dir, config, mesh, seed=int(experiment.get("seed", 0)),
       new_token_init=new_token_init)
-  params_io.save_params(out, params)
+  param_checkpoint.save_params(out, params)
   return summary
 
 
+@cli.command
 def main(argv):
   del argv
   f = flags.FLAGS
@@ -72,8 +74,7 @@ def run():
   flags.DEFINE_bool("derive_model", False, "take the LLM fields of config.model from config.json")
   flags.DEFINE_enum("new_token_init", "mean", import_llm.NEW_TOKEN_INITS,
                     "initialisation of the new special tokens")
-  flags.mark_flags_as_required(["config", "hf_dir", "out"])
-  app.run(main)
+  cli.run(main, required=("config", "hf_dir", "out"))
 
 
 if __name__ == "__main__":

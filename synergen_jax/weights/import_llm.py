@@ -34,7 +34,7 @@ import numpy as np
 from synergen_jax import model_init
 from synergen_jax import sharding
 from synergen_jax.model import ModelConfig, SynerGenVL
-from synergen_jax.weights import hf_config, hf_files, hf_layout, model_params
+from synergen_jax.weights import hf_config, hf_files, hf_layout, param_paths
 
 NEW_TOKEN_INITS = ("mean", "model")
 _NEW_EMBED, _NEW_HEAD = ("new_token_embed",), ("new_token_head",)
@@ -79,7 +79,7 @@ def _init_jit(config: ModelConfig, paths: tuple, shardings: tuple):
 
   def select(key):
     variables = model.init(key, method=functools.partial(_vision_init, config=config))
-    flat = model_params.flatten(sharding.unbox(variables)["params"])
+    flat = param_paths.flatten(sharding.unbox(variables)["params"])
     return tuple(flat[p] for p in paths)
 
   return jax.jit(select, out_shardings=shardings)
@@ -145,7 +145,7 @@ def import_llm_params(hf_dir: str, config: ModelConfig, mesh: jax.sharding.Mesh,
   spec = hf_config.hf_llm_spec(hf_files.read_config(hf_dir))
   check_config(config, spec)
   abstract_tree = model_init.with_shardings(*model_init.abstract_params(config, mesh))
-  abstract = model_params.flatten(abstract_tree)
+  abstract = param_paths.flatten(abstract_tree)
   shapes = hf_layout.Shapes(config.embed_dim, config.num_heads, config.num_kv_heads,
                             config.head_dim)
   layer_rules = hf_layout.layer_rules(spec.family, config.qkv_bias)
@@ -156,7 +156,7 @@ def import_llm_params(hf_dir: str, config: ModelConfig, mesh: jax.sharding.Mesh,
                  for p in layer_rules if p[:2] == hf_layout.TEXT_FFN}
   if new_token_init == "mean":
     imported |= {p for p in (_NEW_EMBED, _NEW_HEAD) if p in abstract}
-  missing = sorted(model_params.path_str(p) for p in imported if p not in abstract)
+  missing = sorted(param_paths.path_str(p) for p in imported if p not in abstract)
   if missing:
     raise ValueError(f"internal: the model has no parameters {missing}")
 
@@ -207,6 +207,6 @@ def import_llm_params(hf_dir: str, config: ModelConfig, mesh: jax.sharding.Mesh,
 
     num_tensors = len(conv.used)
 
-  initialised = tuple(sorted(model_params.path_str(p) for p in abstract if p not in imported))
+  initialised = tuple(sorted(param_paths.path_str(p) for p in abstract if p not in imported))
   summary = ImportSummary(spec.family, hf_vocab, config.vocab_size, num_tensors, initialised)
-  return model_params.unflatten(params), summary
+  return param_paths.unflatten(params), summary

@@ -8,6 +8,9 @@ on the folder unchanged:
 
   write_images(session, metadata_path, outdir, samples=4, seed=0, cfg_scale=..., sampling=...,
                prompts_limit=0) -> {"prompts", "images", "written", "seconds", "skipped", ...}
+  write_workdir_images(workdir, metadata_path, outdir, samples, ...) -> the same
+      what `python -m synergen_jax.generate --geneval_metadata` does: a workdir's session
+      with the generation defaults of `generate_png`
 
 Resumable: a prompt whose folder already holds its `samples` PNGs is skipped. Prompt i
 is sampled with seed + i (one generation call of `samples` rows per prompt; load the
@@ -23,6 +26,8 @@ import PIL.Image
 
 from synergen_jax import files
 from synergen_jax.evaluation.benchmarks import load_geneval, records
+from synergen_jax.inference import commands
+from synergen_jax.inference.session import InferenceSession
 
 
 def _done(folder: str, samples: int) -> bool:
@@ -59,3 +64,16 @@ def write_images(session, metadata_path: str, outdir: str, samples: int = 4, see
           "images_per_s_steady": ((written - samples) / (seconds - first_s)
                                   if written > samples else 0.0),
           "skipped": skips.total, **{f"skipped/{k}": v for k, v in skips.as_dict().items()}}
+
+
+def write_workdir_images(workdir: str, metadata_path: str, outdir: str, samples: int = 4,
+                         seed: int = 0, cfg_scale: float | None = None,
+                         temperature: float | None = None, top_k: int | None = None,
+                         stage=None, step=None, vq_dir=None, prompts_limit: int = 0) -> dict:
+  """`write_images` with a workdir's model; None sampling values: the experiment's."""
+  if not os.path.isfile(metadata_path):
+    raise FileNotFoundError(f"--geneval_metadata {metadata_path!r} is not a file")
+  session = InferenceSession.load(workdir, stage, step, vq_dir, batch_size=samples)
+  scale, sampling = commands.sampling_options(session, cfg_scale, temperature, top_k)
+  return write_images(session, metadata_path, outdir, samples, seed, scale, sampling,
+                      prompts_limit)

@@ -21,11 +21,12 @@ import os
 import sys
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from data_pipelines import image_io
 
 MISSING_IMAGE = "missing_image"
-UNDECODABLE_IMAGE = "undecodable_image"
+UNDECODABLE_IMAGE = image_io.ImageDecodeError.reason
 MISSING_FIELD = "missing_field"
 BAD_JSON = "bad_json"
 
@@ -85,7 +86,6 @@ def parquet_files(data_dir: str) -> list[str]:
 def parquet_rows(paths, columns=None):
   """Rows of parquet files as dicts, one row group in memory at a time. `columns`
   (names) limits what is read: the scorer leaves the image columns out."""
-  import pyarrow.parquet as pq
   for path in paths:
     f = pq.ParquetFile(path)
     names = set(f.schema_arrow.names)

@@ -24,6 +24,7 @@ from synergen_jax import files
 from synergen_jax.evaluation.benchmarks import predictions as pred_io
 from synergen_jax.evaluation.benchmarks import prompts, records, registry, report
 from synergen_jax.inference.session import InferenceSession, InputError
+from synergen_jax.workdir import read_experiment
 
 
 def log(msg: str) -> None:
@@ -77,7 +78,6 @@ def run(workdir: str, benchmark: str, data_dir: str, out_dir: str | None = None,
   skipped = json.load(open(skip_path)) if os.path.exists(skip_path) else {}
   total = _count(bench, data_dir, limit)
   if session is None:
-    from synergen_jax.workdir import read_experiment
     bs = batch_size or int(read_experiment(workdir).eval.batch_size)
     session = InferenceSession.load(workdir, stage, step, vq_dir, mesh, batch_size=bs)
   log(f"{benchmark}: {total} questions ({len(done)} answered before, {len(skipped)} "

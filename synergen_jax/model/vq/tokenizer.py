@@ -9,6 +9,7 @@
 Pixels map to [-1, 1] as Emu3's image processor does (x / 127.5 - 1).
 """
 
+import math
 from typing import Any, Callable
 
 import jax
@@ -17,6 +18,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from synergen_jax import sharding
 from synergen_jax.model.vq import config as vq_config
 from synergen_jax.model.vq.vqvae import VQVAE
 
@@ -135,12 +137,12 @@ class VQTokenizer:
                     ) -> Callable[[np.ndarray], np.ndarray]:
     """A data-parallel `images -> codes` callable (numpy in, numpy out).
 
-    The batch is split over the mesh's "data" axis (padded to a multiple of its size and
-    trimmed back); the variables are replicated once, up front.
+    The batch is split over the mesh's batch axes (`sharding.row_sharding`; padded to a
+    multiple of their size and trimmed back); the variables are replicated once, up front.
     """
     mesh = mesh or data_mesh()
-    n = mesh.shape["data"]
-    batch_sharding = NamedSharding(mesh, P("data"))
+    n = math.prod(mesh.shape[a] for a in sharding.row_axes(mesh))
+    batch_sharding = sharding.row_sharding(mesh)
     replicated = NamedSharding(mesh, P())
     variables = jax.device_put(variables, replicated)
     fn = self._batch_encode_fns.get(mesh)

@@ -1,15 +1,15 @@
 """Prints total and activated parameter counts of an experiment's model.
 
-  python -m synergen_jax.params --config=experiments/synergen_vl_2_4b.py
+  python -m synergen_jax.count_params --config=experiments/synergen_vl_2_4b.py
 
 Counts come from abstract shapes (`jax.eval_shape`), so no memory is allocated.
 "Activated" is what one token runs through: a token uses one of its layer's two FFN
 experts, so the vision experts are not counted twice.
 """
 
-from absl import app
 from ml_collections import config_flags
 
+from synergen_jax import cli
 from synergen_jax import model_init
 from synergen_jax.model import ModelConfig
 from synergen_jax.model.param_groups import count_by_group
@@ -34,6 +34,7 @@ def format_counts(counts: dict[str, int]) -> str:
   return "\n".join(f"{name:<32s}{n:>16,d}  ({n / 1e9:.3f} B)" for name, n in rows)
 
 
+@cli.command
 def main(argv):
   del argv
   config = ModelConfig.from_config_dict(_CONFIG.value.model)
@@ -41,7 +42,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main, required=("config",))
 
 
 if __name__ == "__main__":
