@@ -30,6 +30,8 @@ is None, else global `jax.Array`s [B_global, L(, m*n)] made with
 examples and tokens seen and packing efficiency.
 """
 
+import json
+
 import grain
 import jax
 import numpy as np
@@ -104,6 +106,18 @@ def _generation_example(rec, rng, config, tok, fold):
                                    uncond=uncond)
 
 
+def object_keep_prob(rec, object_keep) -> float:
+  """Probability of keeping a record under `data.und_object_keep` ((object count,
+  probability) pairs): 1 for a count not listed and for a record without a scene graph."""
+  if not object_keep or not rec.get("scene_graph"):
+    return 1.0
+  try:
+    n = len(json.loads(rec["scene_graph"]).get("objects", []))
+  except (ValueError, AttributeError):  # not a JSON object: not a scene of this world
+    return 1.0
+  return float(dict((int(k), float(p)) for k, p in object_keep).get(n, 1.0))
+
+
 class ExampleBuilder:
   """grain random-map transform: record bytes -> example dict or a skip marker."""
 
@@ -124,6 +138,10 @@ class ExampleBuilder:
       return packing.skip("no_image")
     if self.task == "understanding" and rec["conversation"]:
       return self._conversation(rec)
+    if self.task == "understanding":
+      keep = object_keep_prob(rec, self.config.get("und_object_keep", ()))
+      if keep < 1.0 and rng.random() >= keep:
+        return packing.skip("sampled_out_by_objects")
     build = _understanding_example if self.task == "understanding" else _generation_example
     example = build(rec, rng, self.config, self.tok, self.fold)
     if example is None:

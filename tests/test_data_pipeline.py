@@ -218,6 +218,36 @@ def test_question_type_weights_pick_the_mix(env):
     pipeline.make_pipeline(cfg, tok, FOLD, GRID)
 
 
+def test_object_keep_samples_scenes_by_object_count(env):
+  """data.und_object_keep: one-object scenes never become understanding examples with
+  probability 0; each skip is counted by its reason; a bad pair names the field."""
+  rec = {"scene_graph": json.dumps({"objects": [{}, {}]})}
+  assert pipeline.object_keep_prob(rec, ((2, 0.25), (1, 0.0))) == 0.25
+  assert pipeline.object_keep_prob(rec, ((1, 0.0),)) == 1.0  # count not listed
+  assert pipeline.object_keep_prob({"scene_graph": ""}, ((2, 0.0),)) == 1.0  # real data
+  assert pipeline.object_keep_prob(rec, ()) == 1.0
+  cfg = ml_collections.ConfigDict(env["cfg"].to_dict())
+  cfg.und_caption_prob = 1.0
+  counts = {}
+  src = env["builder"].as_data_source("train", decoders={"image": tfds.decode.SkipDecoding()})
+  for i in range(len(src)):
+    n = len(json.loads(src[i]["scene_graph"])["objects"])
+    counts[n] = counts.get(n, 0) + 1
+  drop = min(counts)  # the smallest object count in the test world
+  assert sum(counts.values()) > counts[drop] > 0
+  cfg.und_object_keep = ((drop, 0.0),)
+  it = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+  b = it.next_local()["understanding"]
+  _check_row_contract(b, env["tok"], "understanding")
+  skipped = it.metrics().get("understanding/skipped/sampled_out_by_objects", 0)
+  assert skipped > 0
+  it.close()
+  for bad in (((1, 1.5),), (("1", 0.5),), ((1,),)):
+    cfg.und_object_keep = bad
+    with pytest.raises(ValueError, match="data.und_object_keep"):
+      pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+
+
 def test_extra_task_datasets_join_the_batches(env):
   """Text replay: an extra task's batches come with the vision tasks', checkpointed too."""
   import grain
@@ -251,6 +281,7 @@ def _same(a, b):
         np.testing.assert_array_equal(x[t][k], y[t][k])
 
 
+@pytest.mark.slow
 def test_iterator_state_round_trip(env):
   cfg = env["cfg"].copy_and_resolve_references()
   cfg.prefetch_buffer = 2
@@ -276,6 +307,7 @@ def test_processes_read_disjoint_shards(env):
   assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == SIZES["train"]
 
 
+@pytest.mark.slow
 def test_input_streams_make_batches_independent_of_the_process_count(env):
   """Two input streams read by one process give the global batches that two processes
   (one stream each) give together, with skip counts summed and resumable state."""
@@ -338,6 +370,7 @@ def _write_records(path, recs):
   w.close()
 
 
+@pytest.mark.slow
 def test_bad_pretokenized_records_skipped_and_counted(env, tmp_path):
   good = records.encode_record({
       "id": "x", "gen_codes": np.ones(GRID, np.int32), "und_codes": np.ones((1,) + GRID, np.int32),
