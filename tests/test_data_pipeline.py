@@ -248,6 +248,23 @@ def test_object_keep_samples_scenes_by_object_count(env):
       pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
 
 
+def test_a_pipeline_of_one_task_gives_the_same_batches(env):
+  """tasks=("understanding",): no generation batches are built, and the understanding
+  batches are those of the two-task pipeline (each task has its own seeded stream)."""
+  both = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
+  one = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID, tasks=("understanding",))
+  for _ in range(2):
+    a, b = both.next_local(), one.next_local()
+    assert set(b) == {"understanding"}
+    for k in a["understanding"]:
+      np.testing.assert_array_equal(a["understanding"][k], b["understanding"][k], err_msg=k)
+  assert not any(k.startswith("generation/") for k in one.metrics())
+  both.close()
+  one.close()
+  with pytest.raises(ValueError, match="tasks"):
+    pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID, tasks=("text",))
+
+
 def test_extra_task_datasets_join_the_batches(env):
   """Text replay: an extra task's batches come with the vision tasks', checkpointed too."""
   import grain
