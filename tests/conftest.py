@@ -30,3 +30,47 @@ def tiny_run(tmp_path_factory):
   workers; each worker gets its own copy of the workdir (tests/tiny_run.py)."""
   from tests import tiny_run as tiny_run_lib
   return tiny_run_lib.load(tmp_path_factory)
+
+
+# Test modules that use the `tiny_run` fixture: the xdist scheduler below sends them to one
+# worker as one unit, so that the worker that trains the tiny run (tests/tiny_run.py) also
+# runs the tests that reuse what that training compiled, and the serving modules share one
+# engine (tests/test_serve_api.py `serve_tiny`). A module that uses `tiny_run` without
+# being listed here still works: it then reuses the run from another worker.
+TINY_RUN_MODULES = ("test_evaluate.py", "test_serve_api.py", "test_benchmarks_e2e.py",
+                    "test_train_e2e.py", "test_serve_browser.py", "test_serve_cli.py")
+
+# The order in which the two workers start the units (pytest.ini: --no-loadscope-reorder):
+# the longest first (measured CPU seconds on the 2-core box: the restart test ~250, the
+# tiny-run modules ~230 together, multi-host ~160, the others 70 and less), so that no
+# long unit starts last and leaves one worker running alone at the end. Modules not
+# listed follow in file order.
+LONGEST_FIRST = ("test_restart.py", *TINY_RUN_MODULES, "test_multihost.py",
+                 "test_synergen.py", "test_train_step.py", "test_vq_train.py",
+                 "test_task_loss_weights.py", "test_sharding.py",
+                 "test_fused_cross_entropy.py", "test_inference.py", "test_data_pipeline.py",
+                 "test_vq_model.py", "test_attention.py", "test_mmoe.py", "test_learning.py",
+                 "test_experiment_files.py")
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: `-p no:xdist` must still work
+def pytest_xdist_make_scheduler(config, log):
+  """Whole modules per worker (as `--dist loadfile`), the TINY_RUN_MODULES as one unit."""
+  from xdist.scheduler import LoadScopeScheduling
+
+  class Scheduling(LoadScopeScheduling):
+    def _split_scope(self, nodeid):
+      module = nodeid.split("::", 1)[0]
+      return "tiny_run" if os.path.basename(module) in TINY_RUN_MODULES else module
+
+  return Scheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the markers added here
+def pytest_collection_modifyitems(config, items):
+  del config
+  for item in items:
+    if "tiny_run" in getattr(item, "fixturenames", ()):
+      item.add_marker(pytest.mark.slow)  # end to end: the trained tiny workdir
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable

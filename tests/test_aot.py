@@ -253,6 +253,7 @@ def _tiny_config():
   return config
 
 
+@pytest.mark.slow
 def test_compile_stage_reports_and_refuses_a_step_that_does_not_fit():
   """The real train step of the tiny experiment's text stage (the quickest to compile;
   the multimodal stages take the same path), compiled for 8 CPU devices with a

@@ -67,6 +67,7 @@ def test_causal_later_tokens_do_not_change_earlier_outputs():
   assert float(jnp.max(jnp.abs(y[:, 9:] - y2[:, 9:]))) > 1e-3
 
 
+@pytest.mark.slow
 def test_packed_segments_equal_separate_rows():
   x, _, _ = _inputs(b=1, l=16)
   m = _module()
@@ -80,6 +81,7 @@ def test_packed_segments_equal_separate_rows():
   np.testing.assert_allclose(packed[:, 7:], b, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_kv_cache_prefill_then_decode_equals_full_forward_per_row_lengths():
   b, l = 2, 12
   x, pos, _ = _inputs(b=b, l=l)
@@ -112,6 +114,7 @@ def test_kv_cache_prefill_then_decode_equals_full_forward_per_row_lengths():
   assert int(cache["cache_index"]) == 9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("heads,kv_heads", [(4, 2), (4, 4)])
 def test_splash_interpret_equals_xla_values_and_gradients(heads, kv_heads):
   rng = np.random.default_rng(0)
@@ -149,6 +152,7 @@ def test_splash_rejects_length_not_multiple_of_block():
     attention_ops.splash_attention(short, short, short, jnp.ones((1, 8), jnp.int32))
 
 
+@pytest.mark.slow
 def test_splash_under_a_mesh_runs_per_shard_and_equals_xla():
   from synergen_jax import sharding
 

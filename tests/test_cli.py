@@ -114,6 +114,7 @@ PROGRAM = textwrap.dedent('''
     ''')
 
 
+@pytest.mark.slow  # four processes
 def test_the_exit_statuses_a_shell_sees(tmp_path):
   path = tmp_path / "program.py"
   path.write_text(PROGRAM)

@@ -110,6 +110,7 @@ def test_every_file_is_found():
   assert {"demo.py", "tiny.py", "synergen_vl_2_4b.py", "vq_demo.py"} <= names
 
 
+@pytest.mark.slow  # one process for all of them (`runs`)
 @pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f) for f in FILES])
 def test_entry_points_run(path, runs):
   for module, _ in _entry_points(path):

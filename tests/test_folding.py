@@ -39,6 +39,7 @@ def test_grid_not_divisible_is_a_clear_error():
         jax.random.key(0), jnp.zeros((1, 2, 3), jnp.int32), jnp.zeros((1, 2), jnp.int32))
 
 
+@pytest.mark.slow
 def test_token_fold_matches_manual_embedding_and_mlp():
   m, n, th, tw, dv, d, k = 2, 2, 4, 4, 3, 8, 10
   mod = TokenFold(k, dv, (th, tw), (m, n), d)

@@ -68,6 +68,7 @@ def test_fused_one_chunk_and_padding():
   _check((0, 1, 2), chunk=5)  # 13 positions: padded to 15
 
 
+@pytest.mark.slow
 def test_fused_under_a_mesh_reduces_over_the_batch_shards():
   """Mesh (data 2, fsdp 2, tensor 2): 4 rows split over data x fsdp, one row per shard."""
   _check((0, 2), mesh_shape=(2, 2, 2))
@@ -121,6 +122,7 @@ def test_frozen_matrix_gets_no_weight_gradient_matmul():
   assert sorted(frozen) == sorted([(4, 4, V0 + V1), (4, 4, D), (D, V1)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trainable,tied", [(("vision",), False),
                                            (("vision", "llm_attention", "llm"), False),
                                            (("vision",), True)])

@@ -66,6 +66,7 @@ def _prompts(config, lengths, seed=0, end_with=None):
   return {k: v for k, v in b.items() if k not in ("text_target", "image_target")}
 
 
+@pytest.mark.slow
 def test_cached_text_decoding_equals_full_forward_argmax(tiny):
   config, model, v = tiny
   prompt = _prompts(config, [7, 4])
@@ -84,6 +85,7 @@ def test_cached_text_decoding_equals_full_forward_argmax(tiny):
     np.testing.assert_array_equal(tokens[r, :k], want[n - 1:n - 1 + k])
 
 
+@pytest.mark.slow
 def test_text_decoding_stops_at_eos(tiny):
   config, model, v = tiny
   prompt = _prompts(config, [5, 5], seed=1)
@@ -128,6 +130,7 @@ def _teacher_forced_codes(config, model, v, prompt, lengths, grid):
   return np.asarray(jnp.argmax(logits, -1)).reshape(rows, num_p, -1)
 
 
+@pytest.mark.slow
 def test_cached_image_generation_equals_full_forward_argmax(tiny):
   config, model, v = tiny
   boi = config.vocab_size
@@ -140,6 +143,7 @@ def test_cached_image_generation_equals_full_forward_argmax(tiny):
   np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_cfg_scale_one_equals_conditional_only(tiny):
   config, model, v = tiny
   boi = config.vocab_size
@@ -159,6 +163,7 @@ def test_cfg_scale_one_equals_conditional_only(tiny):
   np.testing.assert_allclose(guided_logits(jnp.concatenate([lc, lu]), 3.0), 3 * lc)
 
 
+@pytest.mark.slow
 def test_no_fold_baseline_generates_one_code_per_llm_step():
   config = mu.tiny_config(fold=(1, 1), max_gen_patches=16)
   model = SynerGenVL(config)

@@ -30,6 +30,8 @@ from synergen_jax import experiment
 from synergen_jax.state import train_state as state_lib
 from synergen_jax.training import step as step_lib
 
+pytestmark = pytest.mark.slow  # trains a model (~25 s)
+
 COLORS = ("red", "green", "blue", "yellow")
 CODES_PER_COLOR = 3  # codes 1 + 3c .. 3 + 3c all mean colour c (a VQ has many per colour)
 QUESTION = "What color is the object?"

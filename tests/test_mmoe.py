@@ -130,6 +130,7 @@ def test_gmm_equals_reference_values_and_gradients(frac_image):
     assert (got > 0) == present, (expert, got)
 
 
+@pytest.mark.slow
 def test_gmm_with_several_tiles_per_dim(monkeypatch):
   """16-row tiles (30 tokens: 2 row tiles, the text/image boundary inside one, 2 pad
   rows) and 128-wide model-dim tiles (embed 256: 2 tiles, mlp 384: 3), so the kernels
@@ -146,6 +147,7 @@ def test_gmm_with_several_tiles_per_dim(monkeypatch):
   _check_frozen(x, is_image, v, ("vision_ffn",), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_gmm_under_a_mesh_runs_per_shard():
   """The 8-fake-device mesh (data 2, fsdp 2, tensor 2): one shard_map manual over every
   axis, rows split over data x fsdp (2 rows of 10 per shard: padded to 16)."""
@@ -211,6 +213,7 @@ def test_gmm_gradients_of_one_expert_equal_reference(trained, frac_image, wrt_x)
   assert (float(jnp.abs(gp[trained[0]]["gate"]).sum()) > 0) == present
 
 
+@pytest.mark.slow
 def test_gmm_gradient_of_the_vision_expert_under_a_mesh():
   """The frozen text expert through the shard_map (as test_gmm_under_a_mesh_...)."""
   rng = np.random.default_rng(4)
@@ -289,6 +292,7 @@ def _matmuls(jaxpr) -> collections.Counter:
   return count
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["reference", "sorted", "gmm"])
 def test_remat_policies_that_keep_the_ffn_outputs_recompute_no_ffn_matmul(impl):
   """The backward of a remat'ed, scanned decoder (traced under the 8-device mesh): with

@@ -16,8 +16,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+pytestmark = pytest.mark.slow  # three trainer processes
 
 
 def _free_port() -> int:
@@ -82,14 +85,13 @@ def _metrics(workdir, stage):
   return train, validation, data
 
 
-def test_trainer_two_processes_match_one_process(tmp_path):
+def test_trainer_two_processes_match_one_process(tmp_path, tmp_path_factory):
   """The whole trainer (data pipelines, state, step, validation, checkpoints) under
   jax.distributed, 2 processes x 4 devices, gives the losses of 1 process x 8 devices."""
   from tests import tiny_run
-  data = tmp_path / "data"
-  tok = tiny_run.build_data(data)
+  data, vocab = tiny_run.data(tmp_path_factory)  # the session's tiny data, read only
   config_file = tmp_path / "tiny_two_streams.py"
-  config_file.write_text(EXPERIMENT.format(vocab=tok.text_vocab_size, data=data))
+  config_file.write_text(EXPERIMENT.format(vocab=vocab, data=data))
   port = _free_port()
   multi, single = tmp_path / "multi", tmp_path / "single"
   procs = [_train(config_file, multi, 4, 2, i, port) for i in range(2)]

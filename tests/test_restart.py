@@ -1,25 +1,34 @@
-"""Restarts of the real CLIs, each run a separate process (issue 14).
+"""Restarts of the real demo job, each run a separate process (issue 14).
 
 In-process `stop_at` runs share caches (compiled eval functions, specs) with the run
 before them and so hide bugs that only a fresh process meets. Here every run is
-`python -m ...` in a subprocess, interrupted by a signal and run again with the same
-command:
+`python -m synergen_jax.demo` (experiments/demo.py's recipe at test size) in a
+subprocess, interrupted by a signal and run again with the same command:
 
-* the demo job (`synergen_jax.demo`, experiments/demo.py's recipe at test size) gets
-  SIGTERM in each phase in turn: dataset build, tokenizer, VQ training, pretokenization,
+* SIGTERM in each phase in turn: dataset build, tokenizer, VQ training, pretokenization,
   every training stage of `config.stage_order` (periodic validation on, so each resumed
-  stage validates right after its restart), evaluation. The last rerun finishes, and its
-  metrics, logged losses, data and final params equal an uninterrupted run's.
-* `synergen_jax.train` on experiments/tiny.py (its first stage) gets SIGKILL while an
-  asynchronous Orbax checkpoint is being written: Orbax leaves the incomplete (tmp)
-  checkpoint, the restart resumes from the last complete one and ends bitwise equal
-  (logged losses, validations, params) to a straight run.
+  stage validates right after its restart), evaluation;
+* SIGKILL in the first stage while the asynchronous Orbax checkpoint of its last step is
+  being written (in the run that resumes that stage after its SIGTERM): Orbax leaves the
+  incomplete (tmp) checkpoint, the next run resumes from the last complete one and
+  replaces it.
+
+The last rerun finishes, and its metrics, logged losses and validations (each step
+once), data and final params equal an uninterrupted run's, bitwise.
+
+What the size is for: every phase and every stage of the recipe is kept (the kinds of
+stage differ in what a restart restores: trained groups, tasks, data mixes, the first
+multimodal stage's initialisation); only sizes shrink (24 + 8 records, one layer, 4
+steps per stage, 6 VQ steps): step 1 is the earliest SIGTERM point, steps 2 and 4 are a
+periodic validation and checkpoint after a restart and the last step's checkpoint (the
+SIGKILL), so 4 steps are the fewest that show all of it. The SIGKILL rides along in the
+demo's own runs (one process more) instead of a run of its own (three more processes).
 
 The interruption points come from the `SYNERGEN_SIGTERM_AT` / `SYNERGEN_SIGKILL_AT` hook
 (`synergen_jax/preemption.signal_point`); evaluation is interrupted from here once it logs.
-The runs use one CPU device and share one persistent compilation cache per test; the
-straight runs start in the background when the module starts and the interrupted runs
-trail them (see the `straight` fixture).
+The runs use one CPU device and share one persistent compilation cache; the straight run
+starts in the background when the module starts and the interrupted runs trail it (see
+the `straight` fixture).
 """
 
 import json
@@ -38,6 +47,7 @@ from synergen_jax import experiment
 from synergen_jax import preemption
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # the demo job and train.py, each run many times as processes
 RUN_TIMEOUT_S = 1800  # a safety net only: a run on a loaded 2-core box can take minutes
 # Keys that measure time or throughput (or count this run's steps): they differ run to run.
 TIMING_KEYS = ("step_s", "tokens_per_s", "mfu", "model_flops_per_step", "wall_s",
@@ -201,33 +211,16 @@ def _assert_same_params(a, b):
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
-# The tiny training run (test_train_killed_during_async_checkpoint_resumes_bitwise):
-# experiments/tiny.py's first stage only (the kill and the resume happen there; a second
-# stage would only repeat the same work in both runs): 4 steps, a checkpoint every 2,
-# validation at step 3 (after the resume: the restarted process's first evaluation).
-TINY_ARGS = ["synergen_jax.train", f"--config={os.path.join(REPO, 'experiments', 'tiny.py')}",
-             "--config.train.compilation_cache=False", "--config.train.eval_every=3",
-             "--config.train.peak_flops_per_device=1e11"]
-
-
-def _tiny_workdir(root, name) -> str:
-  w = root / name
-  w.mkdir()
-  os.symlink(root / "data", w / "data")  # experiments/tiny.py reads {workdir}/data
-  return str(w)
-
-
-# ---- the straight (uninterrupted) runs: in the background, from the module's start ----
+# ---- the straight (uninterrupted) run: in the background, from the module's start ----
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
-  """One straight run per CLI test, both started at once in the background.
+  """The straight demo run, started in the background.
 
-  The interrupted runs trail them: before each one the test waits until the straight run
+  The interrupted runs trail it: before each one the test waits until the straight run
   has passed the same point, so every program the interrupted run compiles is already
   in the shared persistent compilation cache (no program is compiled twice), and the
-  straight runs overlap the interrupted ones on a multi-core machine.
+  straight run overlaps the interrupted ones on a multi-core machine.
   """
-  from tests import tiny_run
   demo_root = tmp_path_factory.mktemp("demo")
   vq_file = demo_root / "vq_small.py"
   demo_vq = experiment.load_sibling(os.path.join(REPO, "experiments", "demo.py"),
@@ -243,18 +236,8 @@ def straight(tmp_path_factory):
           "straight": str(demo_root / "straight")}
   demo["run"] = _Run(["synergen_jax.demo", f"--workdir={demo['straight']}",
                       f"--config={config_file}"], demo["env"])
-
-  tiny_root = tmp_path_factory.mktemp("tiny")
-  tok = tiny_run.build_data(tiny_root / "data")
-  first = tiny_run.tiny.get_config().stage_order[0]
-  tiny = {"root": tiny_root, "stage": first, "env": _env(str(tiny_root / "jax_cache")),
-          "args": TINY_ARGS + [f"--config.model.vocab_size={tok.text_vocab_size}",
-                               f"--config.stage_order=({first!r},)"],
-          "straight": _tiny_workdir(tiny_root, "straight")}
-  tiny["run"] = _Run(tiny["args"] + [f"--workdir={tiny['straight']}"], tiny["env"])
-  yield {"demo": demo, "tiny": tiny}
+  yield demo
   demo["run"].kill()
-  tiny["run"].kill()
 
 
 def _finished(run) -> None:
@@ -263,46 +246,80 @@ def _finished(run) -> None:
 
 
 # ---- the demo job, interrupted in every phase -------------------------------------------
-def _demo_points(config) -> list[tuple[str, str | None, str]]:
-  """(phase, SYNERGEN_SIGTERM_AT value, the straight run's log line once it compiled what
-  the interrupted run needs) in the order the demo reaches them."""
-  return ([("dataset", "dataset", None), ("tokenizer", "tokenizer", None),
-           ("vq", "vq@5", "[demo] VQ tokenizer: {"),
-           ("pretokenize", "pretokenize/train", "[demo] pretokenized:")]
-          + [(f"stage {s}", f"train/{s}@1", f"[{s}] first step") for s in config.stage_order]
-          + [("evaluation", None, "[demo] evaluation:")])
+SIGTERM_AT, SIGKILL_AT = "SYNERGEN_SIGTERM_AT", "SYNERGEN_SIGKILL_AT"
+
+
+def _demo_points(config) -> list[tuple[str, dict, str | None]]:
+  """(phase, the interrupting hook's environment, the straight run's log line once it
+  compiled what the interrupted run needs) in the order the demo reaches them. The run
+  that resumes the first stage after its SIGTERM gets the SIGKILL while that stage's
+  last checkpoint (step 4) is written."""
+  first = config.stage_order[0]
+  points = [("dataset", {SIGTERM_AT: "dataset"}, None),
+            ("tokenizer", {SIGTERM_AT: "tokenizer"}, None),
+            ("vq", {SIGTERM_AT: "vq@5"}, "[demo] VQ tokenizer: {"),
+            ("pretokenize", {SIGTERM_AT: "pretokenize/train"}, "[demo] pretokenized:")]
+  for s in config.stage_order:
+    points.append((f"stage {s}", {SIGTERM_AT: f"train/{s}@1"}, f"[{s}] first step"))
+    if s == first:
+      points.append((f"checkpoint {s}", {SIGKILL_AT: f"checkpoint/{s}@4"}, f"[{s}] done;"))
+  return points + [("evaluation", {}, "[demo] evaluation:")]
+
+
+def _stage_of(point: str) -> str:
+  """"train/<stage>@N" or "checkpoint/<stage>@N" -> <stage>."""
+  return point.partition("/")[2].partition("@")[0]
 
 
 def test_demo_interrupted_in_every_phase_finishes_like_a_straight_run(straight):
-  demo = straight["demo"]
+  demo = straight
   config, w = demo["config"], str(demo["root"] / "interrupted")
   cmd = ["synergen_jax.demo", f"--workdir={w}", f"--config={demo['config_file']}"]
   data = os.path.join(w, "data")
   order = list(config.stage_order)
-  resumed = None  # the stage the previous run was preempted in
-  for phase, point, straight_passed in _demo_points(config):
+  resumed = None  # (stage, step): where the previous run left a stage it was stopped in
+  for phase, hook, straight_passed in _demo_points(config):
     demo["run"].passed(straight_passed)
-    if point is None:  # evaluation: SIGTERM as soon as it logs
+    if not hook:  # evaluation: SIGTERM as soon as it logs
       status, out = _run(cmd, demo["env"],
                          term_when=lambda line: line.startswith("[evaluate]"))
     else:
-      status, out = _run(cmd, dict(demo["env"], SYNERGEN_SIGTERM_AT=point))
-    where = f"SIGTERM in {phase}: status {status}\n{out[-5000:]}"
+      status, out = _run(cmd, dict(demo["env"], **hook))
+    killed = hook.get(SIGKILL_AT)
+    where = f"{'SIGKILL' if killed else 'SIGTERM'} in {phase}: status {status}\n{out[-5000:]}"
     if resumed is not None:
-      # A restarted stage resumes from its preemption checkpoint and its first
-      # validation is the periodic one inside the training loop (issue 14).
-      assert f"[{resumed}] resumed from {w}/{resumed}/checkpoints at step 1" in out, where
-      assert f"[{resumed}] step 2 validation:" in out, where
-      assert workdir_lib.stage_done(w, resumed), where
+      stage, at = resumed
+      # A restarted stage resumes from its last complete checkpoint; after a preemption at
+      # step 1 its first validation is the periodic one inside the training loop (issue 14).
+      assert f"[{stage}] resumed from {w}/{stage}/checkpoints at step {at}" in out, where
+      if at == 1:
+        assert f"[{stage}] step 2 validation:" in out, where
+      if not killed:
+        assert workdir_lib.stage_done(w, stage), where
       resumed = None
+    if killed:
+      # SIGKILL while the asynchronous write of step 4's checkpoint is under way (step 2's
+      # is complete: Orbax finishes one save before it starts the next).
+      stage = _stage_of(killed)
+      ckpts = os.path.join(w, stage, "checkpoints")
+      assert status == -signal.SIGKILL, where
+      names = sorted(os.listdir(ckpts))
+      assert "2" in names and "4" not in names, (names, where)
+      assert any(n.startswith("4.") and "tmp" in n for n in names), names  # Orbax's tmp dir
+      assert not workdir_lib.stage_done(w, stage), where
+      rows = _jsonl(os.path.join(w, stage, "metrics.jsonl"))
+      assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4], where  # logged
+      resumed = (stage, 2)
+      continue
+    point = hook.get(SIGTERM_AT)
     if point is not None and point.startswith("train/"):
-      stage = point[len("train/"):].partition("@")[0]
+      stage = _stage_of(point)
       assert status == preemption.PREEMPTED_EXIT_CODE, where
       assert "preempted at step 1" in out, where
       assert os.path.isdir(os.path.join(w, stage, "checkpoints", "1")), where
       assert not workdir_lib.stage_done(w, stage), where
       assert all(workdir_lib.stage_done(w, s) for s in order[:order.index(stage)]), where
-      resumed = stage
+      resumed = (stage, 1)
       continue
     if phase == "vq":  # the VQ trainer saves the step it is at (5; checkpoints every 2)
       assert status == preemption.PREEMPTED_EXIT_CODE, where
@@ -345,6 +362,12 @@ def test_demo_interrupted_in_every_phase_finishes_like_a_straight_run(straight):
         os.path.join(s, stage, "metrics.jsonl")), stage
     assert (_json(os.path.join(w, stage, "summary.json"))["validation"]
             == _json(os.path.join(s, stage, "summary.json"))["validation"]), stage
+  # The killed stage: two validations (step 2 and the end), the incomplete checkpoint
+  # replaced by a complete one.
+  first = os.path.join(w, order[0])
+  assert len([r for r in _jsonl(os.path.join(first, "metrics.jsonl"))
+              if any(k.startswith("val/") for k in r)]) == 2
+  assert sorted(os.listdir(os.path.join(first, "checkpoints"))) == ["2", "4"]
   assert _jsonl(os.path.join(w, "vq", "metrics.jsonl")) == _jsonl(
       os.path.join(s, "vq", "metrics.jsonl"))
   # The data the stages trained on: tokenizer and VQ codes, byte for byte.
@@ -357,39 +380,5 @@ def test_demo_interrupted_in_every_phase_finishes_like_a_straight_run(straight):
   for n in pretok:
     assert _bytes(os.path.join(data, "pretokenized", n)) == _bytes(
         os.path.join(s, "data", "pretokenized", n)), n
-  _assert_same_params(_final_params(w, order[-1]), _final_params(s, order[-1]))
-
-
-# ---- train.py killed while an asynchronous checkpoint is written ----------------------
-def test_train_killed_during_async_checkpoint_resumes_bitwise(straight):
-  tiny = straight["tiny"]
-  stage, s = tiny["stage"], tiny["straight"]
-  w = _tiny_workdir(tiny["root"], "killed")
-  args = tiny["args"] + [f"--workdir={w}"]
-  ckpts = os.path.join(w, stage, "checkpoints")
-  # SIGKILL while the asynchronous write of step 4's checkpoint is under way (step 2's is
-  # complete: Orbax finishes one save before it starts the next).
-  tiny["run"].passed(f"[{stage}] step 3 validation:")
-  status, out = _run(args, dict(tiny["env"], SYNERGEN_SIGKILL_AT=f"checkpoint/{stage}@4"))
-  assert status == -signal.SIGKILL, out[-5000:]
-  names = sorted(os.listdir(ckpts))
-  assert "2" in names and "4" not in names, names
-  assert any(n.startswith("4.") and "tmp" in n for n in names), names  # Orbax's tmp dir
-  assert not workdir_lib.stage_done(w, stage)
-  rows = _jsonl(os.path.join(w, stage, "metrics.jsonl"))
-  assert [r["step"] for r in rows if "train/loss" in r] == [2, 4]  # logged before the kill
-
-  _finished(tiny["run"])
-  status, out = _run(args, tiny["env"])
-  assert status == 0, out[-5000:]
-  assert f"[{stage}] resumed from {ckpts} at step 2" in out, out[-5000:]
-  assert f"[{stage}] step 3 validation:" in out, out[-5000:]
-  assert sorted(os.listdir(ckpts)) == ["2", "4"]  # the incomplete one was replaced
-  # Logged losses and validations (each step once) and the final params: bitwise.
-  got = _jsonl(os.path.join(w, stage, "metrics.jsonl"))
-  assert [r["step"] for r in got if "train/loss" in r] == [2, 4]
-  assert got == _jsonl(os.path.join(s, stage, "metrics.jsonl"))
-  assert len([r for r in got if "val/text/text_loss" in r]) == 2  # step 3 and the end
-  _assert_same_params(_final_params(w, stage), _final_params(s, stage))
-  assert _without_timing(_json(os.path.join(w, "report.json"))) == _without_timing(
-      _json(os.path.join(s, "report.json")))
+  for stage in order:  # every stage's final params (the killed one's and the last's too)
+    _assert_same_params(_final_params(w, stage), _final_params(s, stage))

@@ -17,10 +17,10 @@ from tests.test_serve_api import T, running_server, scene, serve_tiny
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.skipif(
     not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
     reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
-           "chromium-driver; .ci/run installs them)")
+           "chromium-driver; .ci/run installs them)")]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
 from tests.test_serve_api import serve_tiny
@@ -15,6 +16,7 @@ from tests.test_serve_api import serve_tiny
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
+@pytest.mark.slow
 def test_cli_starts_serves_and_stops_on_sigterm(tiny_run, tmp_path_factory):
   _, vq_dir = serve_tiny(tiny_run, tmp_path_factory)
   env = dict(os.environ, SYNERGEN_API_KEY="k3y", JAX_PLATFORMS="cpu")

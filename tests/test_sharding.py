@@ -123,6 +123,7 @@ def reference():
   return config, batches, params, loss, grads
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(2, 2, 2), (1, 8, 1), (1, 1, 8)])
 def test_sharded_forward_backward_equals_single_device(reference, shape):
   config, batches, params, want_loss, want_grads = reference
@@ -155,6 +156,7 @@ def test_batch_sharding_splits_rows_over_data_and_fsdp():
   assert b["tokens"].addressable_shards[0].data.shape == (2, 16)
 
 
+@pytest.mark.slow
 def test_abstract_shapes_and_state_spec_build_under_an_active_mesh():
   """Issue 14: the trainer builds its eval function lazily inside the training loop's
   `sharding.mesh_context` (a restarted run's first periodic validation); abstract params, their

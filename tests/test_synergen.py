@@ -54,6 +54,7 @@ def test_decoder_is_causal(setup):
   assert float(jnp.abs(h1[:, 20:] - h2[:, 20:]).max()) > 1e-4
 
 
+@pytest.mark.slow
 def test_packed_examples_equal_each_alone(setup):
   config, _, v = setup
   config = dataclasses.replace(config, max_gen_patches=8)  # both examples' patches fit
@@ -87,6 +88,7 @@ def test_without_image_tokens_vision_experts_change_nothing(setup):
   assert float(jnp.abs(_hidden(config, v, b_img) - _hidden(config, v2, b_img)).max()) > 1e-4
 
 
+@pytest.mark.slow
 def test_plain_llm_baseline_has_no_vision_experts(setup):
   config, b, _ = setup
   cfg = dataclasses.replace(config, vision_experts=False)
@@ -95,6 +97,7 @@ def test_plain_llm_baseline_has_no_vision_experts(setup):
   chex.assert_shape(_hidden(cfg, v, b), (2, 32, cfg.embed_dim))
 
 
+@pytest.mark.slow
 def test_no_target_across_segment_boundary_and_zero_weights_contribute_nothing(setup):
   config, _, v = setup
   apply = functools.partial(mu.apply, config)
@@ -191,6 +194,7 @@ def _text_targets_per_row(b) -> np.ndarray:
   return ((b["text_target"][:, 1:] > 0) & pair).sum(axis=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["understanding", "generation"])
 def test_lm_head_on_a_text_target_budget_equals_every_position(setup, task):
   """With a per-row budget that holds every text target, the LM head on the gathered
@@ -216,6 +220,7 @@ def test_lm_head_on_a_text_target_budget_equals_every_position(setup, task):
   jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=2e-4, atol=1e-6), gb, gf)
 
 
+@pytest.mark.slow
 def test_text_target_buffer_overflow_is_counted_and_weighed_like_target_weights(setup):
   config, _, v = setup
   b = mu.batch(config, "understanding")
@@ -233,6 +238,7 @@ def test_text_target_buffer_overflow_is_counted_and_weighed_like_target_weights(
   np.testing.assert_allclose(every["text_nll"], mu.apply(config, v, b)["text_nll"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_full_model_kv_cache_decode_equals_forward(setup):
   config, _, v = setup
   model = SynerGenVL(config)
@@ -266,6 +272,7 @@ def test_config_errors_name_the_field():
     ModelConfig(attention_backend="flash")
 
 
+@pytest.mark.slow
 def test_remat_and_attention_backend_do_not_change_gradients(setup):
   config, b, v = setup
 

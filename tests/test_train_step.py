@@ -14,6 +14,8 @@ from synergen_jax.state import freezing
 from synergen_jax.state import train_state as state_lib
 from synergen_jax.training import step as step_lib
 
+pytestmark = pytest.mark.slow  # training steps on two meshes (~65 s of compile)
+
 GROUPS = ("vision", "llm_attention")  # stage 2: llm (embeddings, text FFN, norms) frozen
 TASKS = ("understanding", "generation")
 FAST_COMPILE = {"xla_backend_optimization_level": 0}  # tests: compile time over run time

@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from synergen_jax.model.config import HeadConfig
 from synergen_jax.model.unfold_head import UnfoldHead
@@ -11,6 +12,8 @@ from synergen_jax.model.unfold_head import UnfoldHead
 CFG = HeadConfig(num_layers=2, embed_dim=16, num_heads=4, num_kv_heads=2, head_dim=4,
                  mlp_dim=32)
 MN, K, D_LLM = 4, 12, 24
+
+pytestmark = pytest.mark.slow  # ~6 s of compile per test
 
 
 def _setup():

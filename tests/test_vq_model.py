@@ -62,6 +62,7 @@ def test_real_emu3_config_shapes():
   assert out.shape == (1, 64, 64)
 
 
+@pytest.mark.slow
 def test_codebook_exact_latents_round_trip(tok_and_vars):
   """Latents equal to codebook rows quantise to exactly those codes, and decoding the
   codes equals decoding the latents."""
@@ -98,6 +99,7 @@ def test_chunked_nearest_code_matches_full_search():
   np.testing.assert_array_equal(np.asarray(full), np.asarray(jnp.argmin(d, -1)))
 
 
+@pytest.mark.slow
 def test_training_forward_is_straight_through(tok_and_vars):
   tok, v = tok_and_vars
   images = _images()

@@ -16,6 +16,8 @@ from data_pipelines.scenes import render_scene  # noqa: E402
 from synergen_jax.model.vq import VQTokenizer, config as vq_config  # noqa: E402
 from synergen_jax.weights import emu3_vq  # noqa: E402
 
+pytestmark = pytest.mark.slow  # transformers' model and ours, compiled (~10 s)
+
 
 def _hf_model(cfg, seed=0):
   torch.manual_seed(seed)

@@ -58,6 +58,7 @@ def _rows(workdir):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_loss_falls_and_metrics_logged(trained):
   _, full, _, metrics, _, _ = trained
   rows = [r for r in _rows(full) if "loss" in r]
@@ -75,6 +76,7 @@ def test_loss_falls_and_metrics_logged(trained):
     assert json.load(f)["vq/psnr"] == pytest.approx(metrics["psnr"])
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip(trained):
   trainer, full, _, _, _, _ = trained
   tok, variables, step = vq_checkpoint.load_tokenizer(full)
@@ -96,6 +98,7 @@ def test_checkpoint_round_trip(trained):
   assert len(np.unique(ours)) > 1
 
 
+@pytest.mark.slow
 def test_resume_is_deterministic(trained):
   _, full, split, metrics, first, second = trained
   assert first["steps_this_run"] == STOP and second["steps_this_run"] == STEPS - STOP
@@ -111,6 +114,7 @@ def test_resume_is_deterministic(trained):
   assert second["psnr"] == pytest.approx(metrics["psnr"], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_discriminator_untouched_before_start(trained):
   """Before disc.start_step the discriminator is skipped: its parameters stay at init."""
   trainer, _, split, _, _, _ = trained

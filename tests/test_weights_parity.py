@@ -22,6 +22,7 @@ def _import(hf_dir, config, mesh_shape=(2, 2, 2)):
   return params, summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family,tie,mesh_shape,shard", [
     ("qwen2", True, (1, -1, 1), "20KB"),
     ("llama", False, (2, 2, 2), None),
@@ -88,6 +89,7 @@ def _llama_to_internlm2(model, out_dir):
   return out_dir
 
 
+@pytest.mark.slow
 def test_internlm2_layout_matches_llama_import(tmp_path):
   model = wh.tiny_hf_model("llama")
   llama_dir = wh.save_hf(model, str(tmp_path / "llama"))

@@ -14,6 +14,8 @@ from synergen_jax.model.param_groups import group_of
 from synergen_jax.weights import export_hf, hf_files, import_hf, import_llm, param_paths as model_params
 from tests import test_weights_helpers as wh
 
+pytestmark = pytest.mark.slow  # transformers' Llama and our import of it, compiled (~10 s)
+
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):

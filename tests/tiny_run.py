@@ -6,10 +6,13 @@ It is trained once per test session, not once per xdist worker: the first worker
 needs it builds it under the session's shared temporary directory while holding a file
 lock (`build`), the others wait for the lock and reuse it. Every worker then gets its own
 copy of the trained workdir (`load`): tests may write into it (a rerun rewrites its
-reports), the data beside it is only read.
+reports), the data is only read. The data alone (`data`: built once per session too,
+under a lock of its own) also serves tests that train the tiny experiment their own way
+(tests/test_multihost.py).
 """
 
 import fcntl
+import json
 import os
 import pickle
 import shutil
@@ -72,20 +75,35 @@ def shared_root(tmp_path_factory):
   return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-def build(root) -> None:
-  """Data and the straight run under `root`, then root/run.pkl (the marker: complete)."""
-  data_root, straight = root / "data", root / "straight"
-  tok = build_data(data_root)
-  report = run_lib.run_experiment(config(data_root, tok.text_vocab_size), str(straight),
+def data(tmp_path_factory):
+  """(data root, text vocab size): the session's `build_data`, built by the first worker
+  that asks (the others wait for the lock and reuse it); tests only read it."""
+  shared = shared_root(tmp_path_factory)
+  root = shared / "tiny_data"
+  with open(shared / "tiny_data.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be building it: wait
+    if not (root / "vocab.json").exists():
+      shutil.rmtree(root, ignore_errors=True)  # a build that failed half-way
+      tok = build_data(root)
+      (root / "vocab.json.tmp").write_text(json.dumps(tok.text_vocab_size))
+      os.replace(root / "vocab.json.tmp", root / "vocab.json")  # the marker: complete
+  return root, json.loads((root / "vocab.json").read_text())
+
+
+def build(root, data_root, vocab_size: int) -> None:
+  """The straight run under `root` on the data under `data_root`, then root/run.pkl (the
+  marker: complete)."""
+  report = run_lib.run_experiment(config(data_root, vocab_size), str(root / "straight"),
                                   mesh=mesh())
   with open(root / "run.pkl.tmp", "wb") as f:
-    pickle.dump({"vocab_size": tok.text_vocab_size, "report": report}, f)
+    pickle.dump({"vocab_size": vocab_size, "report": report}, f)
   os.replace(root / "run.pkl.tmp", root / "run.pkl")
 
 
 def load(tmp_path_factory) -> dict:
   """The session's tiny run (built by the first worker that asks), with this worker's own
   copy of the straight workdir."""
+  data_root, vocab_size = data(tmp_path_factory)
   shared = shared_root(tmp_path_factory)
   root = shared / "tiny_run"
   with open(shared / "tiny_run.lock", "w") as lock:
@@ -93,12 +111,11 @@ def load(tmp_path_factory) -> dict:
     if not (root / "run.pkl").exists():
       shutil.rmtree(root, ignore_errors=True)  # a build that failed half-way
       root.mkdir()
-      build(root)
+      build(root, data_root, vocab_size)
   with open(root / "run.pkl", "rb") as f:
     saved = pickle.load(f)
   straight = tmp_path_factory.mktemp("straight")
   shutil.copytree(root / "straight", straight, dirs_exist_ok=True)
-  data_root = root / "data"
   return {"cfg": config(data_root, saved["vocab_size"]), "mesh": mesh(),
           "straight": str(straight), "report": saved["report"], "data_root": str(data_root),
           "tmp": tmp_path_factory}
