@@ -1,11 +1,11 @@
 """Offline image pretokenization: raw dataset -> ArrayRecord shards of VQ codes + text.
 
   pretokenize(config, encode, split=None) -> stats dict
-      Reads `config.source` (sources.py: tfds, array_record, webdataset, parquet,
-      llava), decodes each image robustly (image_io), skips and counts
-      (`skip_reasons`, per reason) the records `sources.extract` refuses
+      Reads `config.source` (sources/readers.py: tfds, array_record, webdataset,
+      parquet, llava), decodes each image robustly (image_io), skips and counts
+      (`skip_reasons`, per reason) the records `readers.extract` refuses
       ("undecodable_record", "missing_image", "missing_text", "bad_conversation",
-      "bad_field"; see sources.py) and undecodable images ("undecodable_image"),
+      "bad_field"; see sources/readers.py) and undecodable images ("undecodable_image"),
       makes the generation image (short-edge resize + centre crop) and the
       understanding tiles (tiling.py), runs `encode` on them in batches sharded over
       this process's devices, and writes `config.num_shards` shards
@@ -24,15 +24,9 @@
 
 `encode` is any callable uint8 [B, H, W, 3] -> int [B, h, w] (e.g. a jitted VQ encoder).
 
-CLI:  python -m data_pipelines.pretokenize --data.pretokenized_dir=D \
-          [--data.source.kind=webdataset --data.source.data_dir='raw/{split}/*.tar' ...] \
-          [--encoder=mean_color | --encoder=package.module:factory --encoder_arg=X]
-      prints one JSON line of counts per split (this run's shards); `--multihost` on
-      every host (jax.distributed) splits the shards over the hosts;
-      `--stats_only` prints `shard_stats` of the splits instead (docs/DATA.md).
+Its command line: `python -m data_pipelines.pretokenize` (data_pipelines/pretokenize.py).
 """
 
-import importlib
 import json
 import os
 import time
@@ -40,22 +34,19 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import flags
 from array_record.python import array_record_module
 from jax.sharding import Mesh
-from ml_collections import config_flags
 
 from data_pipelines import config as config_lib
-from data_pipelines import image_io
-from data_pipelines import raw_examples
-from data_pipelines import records
-from data_pipelines import sources
-from data_pipelines import tiling
-from synergen_jax import cli
+from data_pipelines.pipeline import records
+from data_pipelines.pipeline import tiling
+from data_pipelines.sources import image_io
+from data_pipelines.sources import raw_examples
+from data_pipelines.sources import readers
 from synergen_jax import sharding
 
 
-UNDECODABLE_RECORD = sources.UndecodableRecord.reason  # skip reason: source cannot decode
+UNDECODABLE_RECORD = readers.UndecodableRecord.reason  # skip reason: source cannot decode
 UNDECODABLE_IMAGE = image_io.ImageDecodeError.reason  # skip reason: image does not decode
 
 
@@ -92,25 +83,7 @@ def encode_batched(encode, images: np.ndarray, devices=None) -> np.ndarray:
   return codes[:n].astype(np.int32)
 
 
-def shard_path(directory: str, split: str, shard: int, num_shards: int) -> str:
-  return os.path.join(directory, f"{split}.array_record-{shard:05d}-of-{num_shards:05d}")
-
-
-def shard_files(directory: str, split: str) -> list[str]:
-  """The complete pretokenized shards of a split, sorted; raises if there are none."""
-  directory = os.path.expanduser(directory)
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"data.pretokenized_dir {directory!r} does not exist; run "
-                            "python -m data_pipelines.pretokenize first")
-  prefix = f"{split}.array_record-"
-  files = sorted(os.path.join(directory, f) for f in os.listdir(directory)
-                 if f.startswith(prefix) and not f.endswith((".tmp", ".json")))
-  if not files:
-    raise FileNotFoundError(f"no pretokenized shards {prefix}* in {directory!r}")
-  return files
-
-
-def _prepare(raw: sources.RawExample, config):
+def _prepare(raw: readers.RawExample, config):
   """Decoded image -> (generation image [S, S, 3], tiles [T, S, S, 3], grid);
   (None, None, None) for a text-only record."""
   if raw.image is None:
@@ -179,7 +152,7 @@ def pretokenize(config, encode, split: str | None = None, devices=None) -> dict:
   for shard, indices in enumerate(np.array_split(np.arange(len(raw_split)), n)):
     if shard % jax.process_count() != jax.process_index():
       continue
-    path = shard_path(out_dir, split, shard, n)
+    path = records.shard_path(out_dir, split, shard, n)
     if os.path.exists(path):
       total["shards_skipped"] += 1
       continue
@@ -199,7 +172,7 @@ def pretokenize(config, encode, split: str | None = None, devices=None) -> dict:
 def shard_stats(directory: str, split: str) -> dict:
   """Sums the `.stats.json` of a split's finished shards (see the module docstring)."""
   total = {"shards": 0, "written": 0, "skipped": 0, "skip_reasons": {}}
-  for path in shard_files(directory, split):
+  for path in records.shard_files(directory, split):
     try:
       with open(path + ".stats.json") as f:
         stats = json.load(f)
@@ -211,47 +184,3 @@ def shard_stats(directory: str, split: str) -> dict:
     for k, v in stats["skip_reasons"].items():
       total["skip_reasons"][k] = total["skip_reasons"].get(k, 0) + v
   return total
-
-
-def _load_encoder(spec: str, arg: str, config):
-  if spec == "mean_color":
-    return mean_color_quantizer(config.vq_downsample)
-  if ":" not in spec:
-    raise ValueError(f"--encoder must be 'mean_color' or 'package.module:factory', got {spec!r}")
-  module, attr = spec.split(":", 1)
-  factory = getattr(importlib.import_module(module), attr)
-  return factory(arg) if arg else factory()
-
-
-@cli.command
-def main(argv):
-  del argv
-  f = flags.FLAGS
-  config = f.data
-  if f.multihost:
-    sharding.initialize_distributed()  # then process i writes the shards s % count == i
-  if f.stats_only:
-    for split in f.splits:
-      print(json.dumps({"split": split, **shard_stats(config.pretokenized_dir, split)}))
-    return
-  encode = _load_encoder(f.encoder, f.encoder_arg, config)
-  for split in f.splits:
-    stats = pretokenize(config, encode, split=split)
-    print(json.dumps({"split": split, **stats}))
-
-
-def run():
-  """Defines the flags (only when run as a program: the module is also a library) and
-  runs."""
-  config_flags.DEFINE_config_dict("data", config_lib.default_data_config())
-  flags.DEFINE_string("encoder", "mean_color", "'mean_color' or 'package.module:factory'")
-  flags.DEFINE_string("encoder_arg", "", "argument passed to the encoder factory")
-  flags.DEFINE_list("splits", ["train", "validation"], "splits to pretokenize")
-  flags.DEFINE_bool("stats_only", False, "print the skip counts of the finished shards")
-  flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() first (the same "
-                    "command on every host; on TPU pods it finds the coordinator itself)")
-  cli.run(main)
-
-
-if __name__ == "__main__":
-  run()
