@@ -19,6 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from data_pipelines import config as config_lib
 from data_pipelines.build import tokenizer_corpus
 from data_pipelines.pipeline import examples
+from data_pipelines.pipeline import iterator
 from data_pipelines.pipeline import multimodal
 from data_pipelines.pipeline import pretokenize
 from data_pipelines.pipeline import records
@@ -485,3 +486,13 @@ def test_orbax_grain_checkpoint_handler_round_trip(env, tmp_path):
   _same(expected, _take(restored, 2))
   it.close()
   restored.close()
+
+
+def test_pod_metrics_on_one_process_are_the_iterator_metrics():
+  class Counted:
+    def counters(self):
+      return {"t/examples": 3, "t/tokens": 10, "t/positions": 20, "t/skipped/no_text": 1}
+
+  assert iterator.sum_over_processes(Counted().counters()) == Counted().counters()
+  assert iterator.pod_metrics(Counted()) == {"t/examples": 3, "t/tokens": 10,
+                                             "t/skipped/no_text": 1, "t/packing_efficiency": 0.5}

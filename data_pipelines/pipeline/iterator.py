@@ -9,8 +9,9 @@
       packing efficiency.
   metrics_from_counters(counters) -> {task}/examples, /tokens, /skipped/{reason},
       /packing_efficiency
+  sum_over_processes(counters) -> additive counters summed over all processes
   pod_metrics(it) -> `metrics_from_counters` of the counters summed over all processes
-      (every process calls it at the same step; it all-gathers)
+      (every process calls it at the same step; it all-gathers; the trainer logs it)
 """
 
 import json
