@@ -37,6 +37,12 @@ reads them):
                          proportion to their type's weight (a type not listed: never);
                          () = every question of a record equally likely. E.g. the
                          demo's binding stage asks colour and shape only
+  und_object_keep        scene mix of understanding examples: ((object count, keep
+                         probability), ...); a scene of n objects (its scene graph) is
+                         skipped with probability 1 - keep and counted
+                         (`sampled_out_by_objects`); a count not listed, and a record
+                         without a scene graph, is always kept. E.g. ((1, 0.3),) asks
+                         fewer questions about one-object scenes
   overlong               "drop" | "truncate" examples longer than the task's seq_len
   seed, shuffle, num_epochs (None = repeat forever)
   understanding / generation: batch_size (global, per task), seq_len,
@@ -78,6 +84,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.und_caption_prob = 0.3
   c.und_qa_turns = 1
   c.und_type_weights = ()
+  c.und_object_keep = ()
   c.overlong = "drop"
   c.seed = 0
   c.shuffle = True
@@ -115,6 +122,12 @@ def validate(config) -> None:
         or pair[1] < 0):
       raise ValueError(f"data.und_type_weights must be (question type, weight >= 0) pairs, "
                        f"got {pair!r} in {tuple(config.und_type_weights)!r}")
+  for pair in config.get("und_object_keep", ()):
+    if (len(pair) != 2 or not isinstance(pair[0], int) or isinstance(pair[0], bool)
+        or not isinstance(pair[1], (int, float)) or not 0 <= pair[1] <= 1):
+      raise ValueError(f"data.und_object_keep must be (object count, probability in "
+                       f"[0, 1]) pairs, "
+                       f"got {pair!r} in {tuple(config.und_object_keep)!r}")
   if config.max_tiles < 1:
     raise ValueError(f"data.max_tiles must be >= 1, got {config.max_tiles}")
   for task in ("understanding", "generation"):

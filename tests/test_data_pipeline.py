@@ -221,6 +221,53 @@ def test_question_type_weights_pick_the_mix(env):
     multimodal.make_pipeline(cfg, tok, FOLD, GRID)
 
 
+def test_object_keep_samples_scenes_by_object_count(env):
+  """data.und_object_keep: one-object scenes never become understanding examples with
+  probability 0; each skip is counted by its reason; a bad pair names the field."""
+  rec = {"scene_graph": json.dumps({"objects": [{}, {}]})}
+  assert examples.object_keep_prob(rec, ((2, 0.25), (1, 0.0))) == 0.25
+  assert examples.object_keep_prob(rec, ((1, 0.0),)) == 1.0  # count not listed
+  assert examples.object_keep_prob({"scene_graph": ""}, ((2, 0.0),)) == 1.0  # real data
+  assert examples.object_keep_prob(rec, ()) == 1.0
+  cfg = ml_collections.ConfigDict(env["cfg"].to_dict())
+  cfg.und_caption_prob = 1.0
+  counts = {}
+  src = env["builder"].as_data_source("train", decoders={"image": tfds.decode.SkipDecoding()})
+  for i in range(len(src)):
+    n = len(json.loads(src[i]["scene_graph"])["objects"])
+    counts[n] = counts.get(n, 0) + 1
+  drop = min(counts)  # the smallest object count in the test world
+  assert sum(counts.values()) > counts[drop] > 0
+  cfg.und_object_keep = ((drop, 0.0),)
+  it = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
+  b = it.next_local()["understanding"]
+  _check_row_contract(b, env["tok"], "understanding")
+  skipped = it.metrics().get("understanding/skipped/sampled_out_by_objects", 0)
+  assert skipped > 0
+  it.close()
+  for bad in (((1, 1.5),), (("1", 0.5),), ((1,),)):
+    cfg.und_object_keep = bad
+    with pytest.raises(ValueError, match="data.und_object_keep"):
+      multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
+
+
+def test_a_pipeline_of_one_task_gives_the_same_batches(env):
+  """tasks=("understanding",): no generation batches are built, and the understanding
+  batches are those of the two-task pipeline (each task has its own seeded stream)."""
+  both = multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
+  one = multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, GRID, tasks=("understanding",))
+  for _ in range(2):
+    a, b = both.next_local(), one.next_local()
+    assert set(b) == {"understanding"}
+    for k in a["understanding"]:
+      np.testing.assert_array_equal(a["understanding"][k], b["understanding"][k], err_msg=k)
+  assert not any(k.startswith("generation/") for k in one.metrics())
+  both.close()
+  one.close()
+  with pytest.raises(ValueError, match="tasks"):
+    multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, GRID, tasks=("text",))
+
+
 def test_extra_task_datasets_join_the_batches(env):
   """Text replay: an extra task's batches come with the vision tasks', checkpointed too."""
   import grain
@@ -254,6 +301,7 @@ def _same(a, b):
         np.testing.assert_array_equal(x[t][k], y[t][k])
 
 
+@pytest.mark.slow
 def test_iterator_state_round_trip(env):
   cfg = env["cfg"].copy_and_resolve_references()
   cfg.prefetch_buffer = 2
@@ -279,6 +327,7 @@ def test_processes_read_disjoint_shards(env):
   assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == SIZES["train"]
 
 
+@pytest.mark.slow
 def test_input_streams_make_batches_independent_of_the_process_count(env):
   """Two input streams read by one process give the global batches that two processes
   (one stream each) give together, with skip counts summed and resumable state."""
@@ -341,6 +390,7 @@ def _write_records(path, recs):
   w.close()
 
 
+@pytest.mark.slow
 def test_bad_pretokenized_records_skipped_and_counted(env, tmp_path):
   good = records.encode_record({
       "id": "x", "gen_codes": np.ones(GRID, np.int32), "und_codes": np.ones((1,) + GRID, np.int32),

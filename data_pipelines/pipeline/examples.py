@@ -3,16 +3,21 @@
   ExampleBuilder(config, tokenizer, fold, grid, task)(record bytes, rng)
       -> example dict (`batch.EXAMPLE_FIELDS`) or a `packing.skip(reason)` marker
   question_probs(rec, type_weights) -> sampling probabilities of a record's questions
+  object_keep_prob(rec, object_keep) -> probability of keeping a record by object count
 
 Understanding: a caption example (probability `data.und_caption_prob`), else a
 conversation of up to `data.und_qa_turns` question/answer turns about the image (types
-weighted by `data.und_type_weights`); a record with a conversation (e.g. llava) is that
+weighted by `data.und_type_weights`; scenes sampled by object count with
+`data.und_object_keep`); a record with a conversation (e.g. llava) is that
 multi-turn conversation, cut at a turn boundary when too long. Generation: a caption as
 the prompt, replaced by the unconditional prompt with probability `data.cfg_dropout`.
 Over-long examples are dropped or truncated (`data.overlong`). Skip reasons:
 undecodable_record, wrong_code_grid, no_image (generation, or a text-only record
-without a conversation), no_text, overlong_dropped, bad_conversation.
+without a conversation), no_text, overlong_dropped, bad_conversation,
+sampled_out_by_objects (not bad data: `data.und_object_keep`).
 """
+
+import json
 
 import numpy as np
 
@@ -81,6 +86,18 @@ def _generation_example(rec, rng, config, tok, fold):
                                    uncond=uncond)
 
 
+def object_keep_prob(rec, object_keep) -> float:
+  """Probability of keeping a record under `data.und_object_keep` ((object count,
+  probability) pairs): 1 for a count not listed and for a record without a scene graph."""
+  if not object_keep or not rec.get("scene_graph"):
+    return 1.0
+  try:
+    n = len(json.loads(rec["scene_graph"]).get("objects", []))
+  except (ValueError, AttributeError):  # not a JSON object: not a scene of this world
+    return 1.0
+  return float(dict((int(k), float(p)) for k, p in object_keep).get(n, 1.0))
+
+
 class ExampleBuilder:
   """grain random-map transform: record bytes -> example dict or a skip marker."""
 
@@ -101,6 +118,10 @@ class ExampleBuilder:
       return packing.skip("no_image")
     if self.task == "understanding" and rec["conversation"]:
       return self._conversation(rec)
+    if self.task == "understanding":
+      keep = object_keep_prob(rec, self.config.get("und_object_keep", ()))
+      if keep < 1.0 and rng.random() >= keep:
+        return packing.skip("sampled_out_by_objects")
     build = _understanding_example if self.task == "understanding" else _generation_example
     example = build(rec, rng, self.config, self.tok, self.fold)
     if example is None:

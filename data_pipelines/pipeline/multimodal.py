@@ -1,8 +1,8 @@
 """Grain plumbing of the multimodal tasks: pretokenized shards -> packed per-task batches.
 
   make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None,
-                process_index=None, process_count=None, num_streams=0)
-      -> iterator.TaskBatchIterator
+                process_index=None, process_count=None, num_streams=0, extra=None,
+                tasks=TASKS) -> iterator.TaskBatchIterator
 
 Input streams (streams.py): a global batch is the concatenation, in stream order, of one
 batch of (global batch / S) rows from each of S input streams; stream s reads the
@@ -73,19 +73,24 @@ def task_dataset(config, tokenizer, fold, grid, task, split="train",
 
 def make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None,
                   process_index=None, process_count=None, num_streams: int = 0,
-                  extra: dict | None = None) -> iterator.TaskBatchIterator:
-  """Builds both task pipelines; see the module docstring. `extra`: more {task: batch
+                  extra: dict | None = None,
+                  tasks: tuple[str, ...] = TASKS) -> iterator.TaskBatchIterator:
+  """Builds the pipelines of `tasks` (a subset of TASKS: a stage that trains no generation
+  builds no generation batches); see the module docstring. `extra`: more {task: batch
   IterDataset} read in the same steps (e.g. text replay in a multimodal stage)."""
   config_lib.validate(config)
+  tasks = tuple(tasks)
+  if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
+    raise ValueError(f"tasks {tasks!r}: expected a non-empty subset of {TASKS}")
   fold, grid = tuple(int(v) for v in fold), tuple(int(v) for v in grid)
   if grid[0] % fold[0] or grid[1] % fold[1]:
     raise ValueError(f"code grid {grid} is not divisible by the fold {fold}")
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
-  for directory in sorted({streams.pretokenized_dir(config, t) for t in TASKS}):
+  for directory in sorted({streams.pretokenized_dir(config, t) for t in tasks}):
     _check_first_record(directory, grid, split)
   datasets = {t: task_dataset(config, tokenizer, fold, grid, t, split, pi, pc, num_streams,
-                              sharding) for t in TASKS}
+                              sharding) for t in tasks}
   for t, ds in (extra or {}).items():
     if t in datasets:
       raise ValueError(f"extra task {t!r} is one of the pipeline's own tasks {TASKS}")

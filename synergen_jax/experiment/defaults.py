@@ -49,6 +49,9 @@ def default_stage_config() -> ml_collections.ConfigDict:
       trainable=tuple(GROUPS),  # parameter groups trained (model/param_groups.py)
       steps=100,
       grad_accum_steps=1,       # micro-batches per step (exact: losses are sums)
+      text_loss_weights=(),     # ((task, weight), ...): the text loss as the weighted mean
+                                # of each task's own mean (every task of the step listed);
+                                # () = one mean over all tasks' text targets
       optimizer=default_optimizer_config(),
       data=ml_collections.ConfigDict(),       # overrides of config.data for this stage
       text_data=ml_collections.ConfigDict(),  # overrides of config.text_data

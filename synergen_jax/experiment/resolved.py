@@ -135,6 +135,7 @@ class Stage:
   trainable: tuple[str, ...]         # parameter groups (model/param_groups.py)
   steps: int
   grad_accum_steps: int
+  text_loss_weights: tuple[tuple[str, float], ...]  # (task, weight); () = pooled mean
   optimizer: Optimizer
   data: Frozen                       # config.data + this stage's overrides
   text_data: Frozen                  # config.text_data + this stage's overrides
@@ -181,6 +182,7 @@ def _stage(config, name: str) -> Stage:
   st = merged.stage(config, name)
   return _typed(Stage, st, name=name, tasks=merged.stage_tasks(st),
                 trainable=tuple(st.trainable),
+                text_loss_weights=tuple((str(t), float(w)) for t, w in st.text_loss_weights),
                 optimizer=Optimizer.from_config(st.optimizer),
                 data=Frozen(merged.stage_data(config, name)),
                 text_data=Frozen(merged.stage_text_data(config, name)))

@@ -91,6 +91,14 @@ def check_fields(config) -> ModelConfig:
           f"{f}.tasks", f"{tuple(st.tasks)}: expected a subset of {tasks_known} with at "
           f"least one of {defaults.MULTIMODAL_TASKS}")
     _need(st.grad_accum_steps >= 1, f"{f}.grad_accum_steps", "expected >= 1")
+    pairs = tuple(st.text_loss_weights)
+    _need(all(isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[1], (int, float))
+              and p[1] >= 0 for p in pairs)
+          and (not pairs or (sorted(str(p[0]) for p in pairs)
+                             == sorted(merged.stage_tasks(st))
+                             and sum(p[1] for p in pairs) > 0)),
+          f"{f}.text_loss_weights", f"{pairs!r}: expected () or one (task, weight >= 0) pair "
+          f"per task of the stage {merged.stage_tasks(st)}, weights not all 0")
     _need(len(st.trainable) > 0 and all(g in GROUPS for g in st.trainable),
           f"{f}.trainable", f"{tuple(st.trainable)}: expected a non-empty subset of {GROUPS}")
     o = st.optimizer

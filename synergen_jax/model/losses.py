@@ -65,10 +65,27 @@ def chunked_cross_entropy(
   return {"nll": nll, "weight": jnp.sum(weights), "correct": jax.lax.stop_gradient(correct)}
 
 
-def combine_task_losses(task_outputs: dict[str, dict[str, jax.Array]],
-                        image_loss_weight: float) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """loss = text CE + lambda * image CE, each averaged over all tasks' target weights.
+def text_task_mean(text_nll: dict, text_weight: dict, task_weights: dict) -> jax.Array:
+  """sum_t w_t * nll_t / n_t over sum_t w_t: the weighted mean of each task's own mean
+  text loss (a task without text targets in the batch drops out of both sums)."""
+  num, den = 0.0, 0.0
+  for task, w in task_weights.items():
+    present = (text_weight[task] > 0).astype(jnp.float32) * w
+    num = num + present * text_nll[task] / jnp.maximum(text_weight[task], 1e-8)
+    den = den + present
+  return num / jnp.maximum(den, 1e-8)
 
+
+def combine_task_losses(task_outputs: dict[str, dict[str, jax.Array]],
+                        image_loss_weight: float,
+                        text_task_weights: dict[str, float] | None = None,
+                        ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """loss = text CE + lambda * image CE.
+
+  The image CE is averaged over all tasks' image targets; the text CE likewise, or, with
+  `text_task_weights` ({task: weight}, every task listed), it is the weighted mean of each
+  task's own mean (`text_task_mean`), so a task's share of the text loss does not follow
+  its share of the targets (a few answer tokens beside rows of text replay).
   task_outputs: {task: {"text_nll", "text_weight", "text_correct", "image_nll",
   "image_weight", "image_correct", ...}}. Returns (loss, flat metrics).
   """
@@ -77,7 +94,12 @@ def combine_task_losses(task_outputs: dict[str, dict[str, jax.Array]],
 
   text_w = jnp.maximum(total("text_weight"), 1e-8)
   image_w = jnp.maximum(total("image_weight"), 1e-8)
-  text_loss = total("text_nll") / text_w
+  if text_task_weights:
+    text_loss = text_task_mean({t: o["text_nll"] for t, o in task_outputs.items()},
+                               {t: o["text_weight"] for t, o in task_outputs.items()},
+                               text_task_weights)
+  else:
+    text_loss = total("text_nll") / text_w
   image_loss = total("image_nll") / image_w
   loss = text_loss + image_loss_weight * image_loss
   metrics = {"loss": loss, "text_loss": text_loss, "image_loss": image_loss}

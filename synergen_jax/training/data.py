@@ -37,10 +37,11 @@ def train_iterator(experiment, stage, tokenizer, mesh):
         docs, tokenizer, model_config.patch_size, t, shuffle=True, num_epochs=None,
         process_index=jax.process_index(), process_count=jax.process_count(),
         num_streams=streams, sharding=sharding.row_sharding(mesh))
+  vision_tasks = tuple(t for t in stage.tasks if t in mm_pipeline.TASKS)  # only these built
   return mm_pipeline.make_pipeline(stage.data, tokenizer, model_config.fold,
                                    model_config.tile_grid, split="train",
                                    sharding=sharding.row_sharding(mesh), num_streams=streams,
-                                   extra=extra)
+                                   extra=extra, tasks=vision_tasks)
 
 
 class ValidationSets:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from synergen_jax import sharding
-from synergen_jax.model.losses import combine_task_losses
+from synergen_jax.model.losses import combine_task_losses, text_task_mean
 from synergen_jax.model.synergen import target_weights
 from synergen_jax.state import freezing
 from synergen_jax.state.train_state import StateSpec, TrainState
@@ -66,10 +66,16 @@ def _micro(batch: dict, k: int) -> dict:
 
 
 def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
-                    compiler_options: dict | None = None):
-  """(state, {task: batch}) -> (state, metrics), jitted with the state donated."""
+                    compiler_options: dict | None = None,
+                    text_loss_weights: tuple[tuple[str, float], ...] = ()):
+  """(state, {task: batch}) -> (state, metrics), jitted with the state donated.
+
+  text_loss_weights: ((task, weight), ...) for a per-task mean text loss
+  (`losses.combine_task_losses`); () = one mean over all tasks' text targets.
+  """
   model, lam = spec.model, spec.config.image_loss_weight
   k = int(grad_accum_steps)
+  task_w = dict(text_loss_weights) or None
 
   def task_outputs(params, batches):
     return {t: model.apply({"params": params}, b, **head_budgets(spec.config, t))
@@ -78,23 +84,27 @@ def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
   def grads_full(trainable, frozen, batches):
     def loss_fn(tr):
       outs = task_outputs(freezing.merge(tr, frozen), batches)
-      loss, _ = combine_task_losses(outs, lam)
+      loss, _ = combine_task_losses(outs, lam, task_w)
       return loss, outs
     (_, outs), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
     return grads, outs
 
   def grads_accumulated(trainable, frozen, batches):
-    weights = [target_weights(b, **head_budgets(spec.config, t)) for t, b in batches.items()]
-    text_w = jnp.maximum(sum(w[0] for w in weights), 1e-8)
-    image_w = jnp.maximum(sum(w[1] for w in weights), 1e-8)
+    weights = {t: target_weights(b, **head_budgets(spec.config, t)) for t, b in batches.items()}
+    text_w = jnp.maximum(sum(w[0] for w in weights.values()), 1e-8)
+    image_w = jnp.maximum(sum(w[1] for w in weights.values()), 1e-8)
     micro = {t: _micro(b, k) for t, b in batches.items()}
     row_spec = sharding.row_sharding(spec.mesh)
 
     def micro_loss(tr, mb):
       outs = task_outputs(freezing.merge(tr, frozen), mb)
-      text = sum(o["text_nll"] for o in outs.values())
       image = sum(o["image_nll"] for o in outs.values())
-      return text / text_w + lam * image / image_w, outs
+      if task_w:  # each task's micro-batch sum over its whole-batch target count
+        text = text_task_mean({t: o["text_nll"] for t, o in outs.items()},
+                              {t: w[0] for t, w in weights.items()}, task_w)
+      else:
+        text = sum(o["text_nll"] for o in outs.values()) / text_w
+      return text + lam * image / image_w, outs
 
     def body(carry, mb):
       mb = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, row_spec), mb)
@@ -112,7 +122,7 @@ def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
     trainable, frozen = spec.split(state.params)
     compute = grads_full if k == 1 else grads_accumulated
     grads, outs = compute(trainable, frozen, batches)
-    _, metrics = combine_task_losses(outs, lam)
+    _, metrics = combine_task_losses(outs, lam, task_w)
     updates, opt_state = spec.tx.update(grads, state.opt_state, trainable)
     trainable = optax.apply_updates(trainable, updates)
     metrics.update(batch_counts(batches))

@@ -89,10 +89,12 @@ def spec_for(ctx: "RunContext", trainable, opt: experiment_lib.Optimizer,
 
 @functools.lru_cache(maxsize=8)
 def _train_step(spec: StateSpec, tasks: tuple[str, ...], grad_accum_steps: int,
-                options: tuple[tuple[str, Any], ...]):
+                options: tuple[tuple[str, Any], ...],
+                text_loss_weights: tuple[tuple[str, float], ...] = ()):
   """The jitted train step, cached so that a stage resumed in the same process (tests, or
   a driver calling `run_stage` again) does not compile again."""
-  return step_lib.make_train_step(spec, tasks, grad_accum_steps, dict(options))
+  return step_lib.make_train_step(spec, tasks, grad_accum_steps, dict(options),
+                                  text_loss_weights)
 
 
 def evaluate(ctx: RunContext, params, names) -> dict:
@@ -185,7 +187,8 @@ def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict |
   st = ctx.experiment.stage(stage)
   tasks, trainable = st.tasks, st.trainable
   spec = spec_for(ctx, trainable, st.optimizer, st.steps)
-  train_step = _train_step(spec, tasks, st.grad_accum_steps, tcfg.xla_compiler_options)
+  train_step = _train_step(spec, tasks, st.grad_accum_steps, tcfg.xla_compiler_options,
+                           st.text_loss_weights)
   sdir = workdir_lib.stage_dir(ctx.workdir, stage)
   manager = workdir_lib.checkpoint_manager(ctx.workdir, stage, tcfg.keep_checkpoints,
                                            tcfg.async_checkpoints)
