@@ -29,10 +29,10 @@ def main(argv):
   import tensorflow_datasets as tfds
   from data_pipelines import build
   from data_pipelines import config as config_lib
-  from data_pipelines import pipeline
-  from data_pipelines import pretokenize
-  from data_pipelines import scene_scorer
-  from data_pipelines import scenes
+  from data_pipelines.pipeline import multimodal
+  from data_pipelines.pipeline import pretokenize
+  from data_pipelines.scenes import render
+  from data_pipelines.scenes import scorer
   from synergen_jax.tokenizer import Tokenizer
 
   out = {}
@@ -63,16 +63,16 @@ def main(argv):
   t = time.time()
   for split in ("test", "compositional"):
     for seed in range(_SCORER.value // 2):
-      img, graph = scenes.render_scene(seed, 64, split)
+      img, graph = render.render_scene(seed, 64, split)
       n = len(graph["objects"])
       total += n
-      right += round(scene_scorer.match_fraction(scene_scorer.score_image(img), graph,
+      right += round(scorer.match_fraction(scorer.score_image(img), graph,
                                                  max_center_dist=0.05) * n)
   out["scorer_accuracy"] = right / total
   out["scorer_objects"] = total
   out["scorer_ms_per_image"] = round(1000 * (time.time() - t) / max(_SCORER.value, 1), 2)
 
-  it = pipeline.make_pipeline(cfg, tok, cfg.fold, config_lib.code_grid(cfg))
+  it = multimodal.make_pipeline(cfg, tok, cfg.fold, config_lib.code_grid(cfg))
   it.next_local()  # warm-up (thread start, first file reads)
   m0 = it.metrics()
   t = time.time()
@@ -80,12 +80,12 @@ def main(argv):
     it.next_local()
   dt = time.time() - t
   m1 = it.metrics()
-  ex = sum(m1[f"{k}/examples"] - m0[f"{k}/examples"] for k in pipeline.TASKS)
-  tokens = sum(m1[f"{k}/tokens"] - m0[f"{k}/tokens"] for k in pipeline.TASKS)
+  ex = sum(m1[f"{k}/examples"] - m0[f"{k}/examples"] for k in multimodal.TASKS)
+  tokens = sum(m1[f"{k}/tokens"] - m0[f"{k}/tokens"] for k in multimodal.TASKS)
   out["steps"] = _STEPS.value
   out["examples_per_s"] = round(ex / dt, 1)
   out["tokens_per_s"] = round(tokens / dt, 1)
-  for k in pipeline.TASKS:
+  for k in multimodal.TASKS:
     out[f"packing_efficiency/{k}"] = round(m1[f"{k}/packing_efficiency"], 4)
     out[f"batch/{k}"] = f"{cfg[k].batch_size}x{cfg[k].seq_len}"
   it.close()

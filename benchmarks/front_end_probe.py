@@ -24,7 +24,7 @@ how many examples the skill costs with the LLM out of the way: a lower bound on 
 demo's recipe must show the model (benchmarks/grounding_probe.py measures the LLM itself).
 `--shift=K` moves each training image by up to K codes in x and y (background code fill).
 `--slot_shared` starts the fold's fc1 slot-shared (model.fold_slot_shared_init).
-`--cell=C --max_objects=M` render the in-cell world (data_pipelines/scenes.py placement);
+`--cell=C --max_objects=M` render the in-cell world (data_pipelines/scenes/render.py placement);
 the default (0, 4) is the free world.
 """
 
@@ -42,15 +42,17 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from data_pipelines import augment, scene_palette, scenes  # noqa: E402
+from data_pipelines.pipeline import augment  # noqa: E402
+from data_pipelines.scenes import palette  # noqa: E402
+from data_pipelines.scenes import render as scene_render  # noqa: E402
 from synergen_jax import image_grid, sharding  # noqa: E402
 from synergen_jax.model.folding import TokenFold  # noqa: E402
 from synergen_jax import experiment  # noqa: E402
 from synergen_jax.training import vq_code_init  # noqa: E402
 from synergen_jax.vq_training import vq_checkpoint  # noqa: E402
 
-SHAPES = scene_palette.SHAPES
-COLORS = scene_palette.COLOR_NAMES
+SHAPES = palette.SHAPES
+COLORS = palette.COLOR_NAMES
 NAMES = SHAPES + COLORS  # query vocabulary (the name in the question)
 ANSWERS = SHAPES + COLORS
 TRAIN_EVAL = 1000
@@ -61,7 +63,7 @@ def render(task: str, split: str, count: int, image_size: int, cell: int = 0,
   """(images uint8 [N, S, S, 3], examples [(image index, name id, answer id)])."""
   images, examples, seed = [], [], 0
   while len(images) < count:
-    scene = scenes.sample_scene(seed, image_size, split, cell=cell, max_objects=max_objects)
+    scene = scene_render.sample_scene(seed, image_size, split, cell=cell, max_objects=max_objects)
     seed += 1
     objects = scene["objects"]
     if task == "shape":
@@ -76,7 +78,7 @@ def render(task: str, split: str, count: int, image_size: int, cell: int = 0,
           examples.append((len(images), NAMES.index(o["shape"]), ANSWERS.index(o["color"])))
         if colors.count(o["color"]) == 1:  # "What shape is the <colour> object?"
           examples.append((len(images), NAMES.index(o["color"]), ANSWERS.index(o["shape"])))
-    images.append(scenes.draw_scene(scene))
+    images.append(scene_render.draw_scene(scene))
   return np.stack(images), np.asarray(examples, np.int32)
 
 

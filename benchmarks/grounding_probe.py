@@ -24,7 +24,7 @@ the image changes; a model that answers from the question's wording does not.
 `--slot_shared` starts the fold's fc1 slot-shared (`model.fold_slot_shared_init`: the
 text stage never trains the fold, so its fc1 is the init, made slot-shared here);
 `--shift=K` moves each training row's code grid by up to K whole codes
-(`data_pipelines.augment.shift_codes`); `--vision_lr_mult=K` trains the vision group (code tables, fold MLP, vision FFNs, head)
+(`data_pipelines.pipeline.augment.shift_codes`); `--vision_lr_mult=K` trains the vision group (code tables, fold MLP, vision FFNs, head)
 at K times the learning rate (`optimizer.group_lr_mult`); `--groups=vision,llm_attention`
 trains only those parameter groups (a stage's `trainable`; default every group);
 `--from_stage=S` starts from stage S's final params as they are (no stage-1-style
@@ -46,7 +46,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data_pipelines import augment, pretokenize, records, sequences  # noqa: E402
+from data_pipelines.pipeline import augment  # noqa: E402
+from data_pipelines.pipeline import records  # noqa: E402
+from data_pipelines.pipeline import sequences  # noqa: E402
 from synergen_jax import sharding  # noqa: E402
 from synergen_jax import workdir  # noqa: E402
 from synergen_jax.inference.session import pad_prompts  # noqa: E402
@@ -64,7 +66,7 @@ def load_questions(pretokenized_dir: str, split: str, types, max_objects: int,
                    max_records: int = 0) -> list:
   """[(codes [T, h, w], question, answer, type, objects)] of the split's (first
   `max_records`) records."""
-  src = grain.sources.ArrayRecordDataSource(pretokenize.shard_files(pretokenized_dir, split))
+  src = grain.sources.ArrayRecordDataSource(records.shard_files(pretokenized_dir, split))
   out = []
   for i in range(min(len(src), max_records or len(src))):
     rec = records.decode_record(src[i])

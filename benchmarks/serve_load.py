@@ -56,8 +56,8 @@ def percentile(xs, q):
 def scene_urls(n: int, size: int) -> list[str]:
   """n distinct images (the server caches the VQ codes of recent images: each request
   here is a new one, so every request pays its VQ encoding)."""
-  from data_pipelines import scenes
-  base = [scenes.render_scene(i, size, "validation")[0] for i in range(16)]
+  from data_pipelines.scenes import render
+  base = [render.render_scene(i, size, "validation")[0] for i in range(16)]
   out = []
   for i in range(n):
     image = base[i % 16].copy()
@@ -130,10 +130,10 @@ class Run:
 def model_calls(args) -> list[dict]:
   """The model calls alone, in this process (no HTTP): ms per batched call by rows, and
   the throughput ceiling batching can give on this machine (rows x t(1) / t(rows))."""
+  from data_pipelines.scenes import render
   from synergen_jax.serve.engine import Engine
-  from data_pipelines import scenes
   engine = Engine.load(args.workdir, args.stage, vq_dir=args.vq_dir, max_batch=args.max_batch)
-  image = scenes.render_scene(0, engine.image_size, "validation")[0]
+  image = render.render_scene(0, engine.image_size, "validation")[0]
   answer = engine.answer_prompt(image, [(QUESTIONS[0], None)], args.max_tokens)
   gen = engine.generation_prompt(PROMPTS[0])
   calls = {

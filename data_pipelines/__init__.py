@@ -1,16 +1,16 @@
-"""Data for synergen-jax: the embedded scene dataset, sequences, pretokenization, Grain.
+"""Data for synergen-jax: the embedded scene dataset, raw sources, the Grain pipeline.
 
-Modules (one concept each):
-  scene_palette, scenes, scene_text, text_corpus   the procedural scene world
-  scene_scorer                                     pixels -> objects (evaluation)
-  tfds_base, tfds_scenes, tfds_text, build         TFDS ArrayRecord builders + CLI
-  image_io, tiling                                 decoding, resize/crop, dynamic tiles
-  sources, records, pretokenize                    raw data -> VQ-code ArrayRecord shards
-  raw_examples                                     a raw split's read loop (skips counted)
-  field_mapping, conversations                     which raw field is what; LLaVA turns
-  source_webdataset, source_parquet, source_llava  readers of the raw formats (docs/DATA.md)
-  sequences, packing, pipeline                     examples -> packed per-task batches
-  config                                           default_data_config() (demo defaults)
+Three sub-packages, each importing only those above it in this list:
+  scenes/     the embedded world: renderer, palette, text, scorer, TFDS builders
+  sources/    raw sources: tfds, array_record, webdataset, parquet, llava; the field
+              mapping, conversations, image decoding
+  pipeline/   pretokenization, records, sequences, choosing examples, stream
+              arithmetic, packing, the checkpointable iterator, the task pipelines
+and at the top:
+  config      default_data_config() (demo defaults), the `data` schema (sources/ and
+              pipeline/ read it)
+  build       `python -m data_pipelines.build`: the TFDS datasets and the tokenizer
+  pretokenize `python -m data_pipelines.pretokenize` (pipeline/pretokenize.py's command line)
 """
 
 from data_pipelines.config import default_data_config

@@ -17,8 +17,8 @@ import tensorflow_datasets as tfds
 from absl import flags
 
 from data_pipelines import config as config_lib
-from data_pipelines import tfds_scenes
-from data_pipelines import tfds_text
+from data_pipelines.scenes import tfds_scenes
+from data_pipelines.scenes import tfds_text
 from synergen_jax import cli
 from synergen_jax.tokenizer import Tokenizer
 
@@ -97,7 +97,7 @@ def main(argv):
     report["text_vocab_size"] = tok.text_vocab_size
     report["tokenizer_train_s"] = round(time.time() - t2, 2)
   if _PRETOK.value:
-    from data_pipelines import pretokenize  # keeps --help free of JAX
+    from data_pipelines.pipeline import pretokenize  # keeps --help free of JAX
     t3 = time.time()
     cfg = config_lib.default_data_config()
     cfg.image_size = _IMAGE_SIZE.value

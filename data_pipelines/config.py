@@ -1,8 +1,9 @@
 """The data config (ml_collections) with the CPU demo defaults.
 
-Fields (all read by `pretokenize.py` and `pipeline.py`; nothing else reads them):
+Fields (all read by `pipeline/`: pretokenize, examples, streams, multimodal; nothing else
+reads them):
 
-  source.kind            where raw images + text come from (sources.py, docs/DATA.md):
+  source.kind            where raw images + text come from (sources/readers.py, docs/DATA.md):
                          "tfds" | "array_record" | "webdataset" | "parquet" | "llava"
   source.name            TFDS name (with config), e.g. "synergen_scenes/64px"
   source.data_dir        TFDS data dir, or for the file kinds a glob of the files
@@ -10,7 +11,7 @@ Fields (all read by `pretokenize.py` and `pipeline.py`; nothing else reads them)
   source.image_root      directory that image paths are relative to (llava; `{split}`
                          replaced); "" = as written
   source.split           split to pretokenize (the pipeline's split is an argument)
-  source.fields          field mapping (field_mapping.py): image, captions, questions,
+  source.fields          field mapping (sources/field_mapping.py): image, captions, questions,
                          answers, question_types, scene_graph, id, conversation; each a
                          key, a dotted path (json.caption) or alternatives (jpg|png);
                          None (the default) = the kind's default, "" = no such field
@@ -53,7 +54,7 @@ Fields (all read by `pretokenize.py` and `pipeline.py`; nothing else reads them)
 
 import ml_collections
 
-from data_pipelines import field_mapping
+from data_pipelines.sources import field_mapping
 
 
 def default_data_config() -> ml_collections.ConfigDict:

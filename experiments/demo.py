@@ -34,7 +34,7 @@ import ml_collections
 from synergen_jax.configs import models
 from synergen_jax import experiment
 
-from data_pipelines import tfds_scenes
+from data_pipelines.scenes import tfds_scenes
 
 TRAIN_SIZE, EVAL_SIZE = 6000, 300
 CELL, MAX_OBJECTS = 16, 3   # objects in the fold's token cells; 1-3 per scene
@@ -111,7 +111,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The demo job (synergen_jax/demo.py): dataset sizes, tokenizer, VQ tokenizer training.
   config.demo = ml_collections.ConfigDict(dict(
       train_size=TRAIN_SIZE, eval_size=EVAL_SIZE, image_size=64, vocab_size=1024,
-      cell=CELL, max_objects=MAX_OBJECTS,  # the scene world (data_pipelines/scenes.py)
+      cell=CELL, max_objects=MAX_OBJECTS,  # the scene world (data_pipelines/scenes/render.py)
       vq_config="vq_demo_f4.py",  # next to this file
       vq_steps=1200,              # vq_demo_f4.py's own schedule (~2.5 min on 2 CPU cores)
       vq_eval_images=64,

@@ -21,7 +21,7 @@ count 0.70; GenEval-style colours / single object / overall 0.70 / 0.20 / 0.19 (
 
 import os
 
-from data_pipelines import tfds_scenes
+from data_pipelines.scenes import tfds_scenes
 from synergen_jax import experiment
 
 TRAIN_SIZE, EVAL_SIZE = 3000, 300

@@ -7,7 +7,7 @@ experiments/vq_demo_f4.py (its reconstructions keep the objects the scorer needs
   python -m synergen_jax.train_vq --config=experiments/vq_demo.py --workdir=/tmp/vq_demo
 
 Quality vs training time (issue 4; validation split, 256 images, object recovery = share
-of objects whose shape and colour `scene_scorer` recovers from the reconstructions):
+of objects whose shape and colour `scenes/scorer.py` recovers from the reconstructions):
   python benchmarks/vq_quality.py --config=experiments/vq_demo.py --eval_at=1200
 These defaults, 2400 steps of batch 2 (450-480 s process CPU; 341 s wall, compilation
 included, with the 2-core machine's load average at 1-2):
@@ -62,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict(dict(
       image_size=64, batch_size=2, text_prob=0.3, eval_images=256, eval_batch_size=64,
-      cell=0, max_objects=4))  # the scene world (data_pipelines/scenes.py placement)
+      cell=0, max_objects=4))  # the scene world (data_pipelines/scenes/render.py placement)
 
   c.train = ml_collections.ConfigDict(dict(
       # Batch 2: per image seen, small batches learn more; per step the tiny model's cost

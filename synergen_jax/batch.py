@@ -14,7 +14,7 @@ one-position decode step, the all-zero batch that traces shapes.
   text_target    float32    # [batch, length]          0.0
   image_target   float32    # [batch, length]          0.0
 
-An example (one unpacked sequence, `data_pipelines.sequences`) holds `EXAMPLE_FIELDS`
+An example (one unpacked sequence, `data_pipelines.pipeline.sequences`) holds `EXAMPLE_FIELDS`
 over its n positions ([n], image_codes [n, m*n]); packing or padding adds segment_ids
 and positions. A prompt and a decode step hold `INPUT_FIELDS` (no targets).
 

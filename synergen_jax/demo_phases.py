@@ -20,7 +20,7 @@ from typing import Any, Callable
 import tensorflow_datasets as tfds
 
 from data_pipelines import build
-from data_pipelines import pretokenize
+from data_pipelines.pipeline import pretokenize
 from synergen_jax import experiment
 from synergen_jax import files
 from synergen_jax import preemption

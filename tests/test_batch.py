@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data_pipelines import packing
-from data_pipelines import sequences
-from data_pipelines import text_pipeline
+from data_pipelines.pipeline import packing
+from data_pipelines.pipeline import sequences
+from data_pipelines.pipeline import text as text_pipeline
 from synergen_jax import batch as batch_lib
 from synergen_jax.configs import models
 from synergen_jax.inference import decoding, image_generation, session

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from data_pipelines import image_io
+from data_pipelines.sources import image_io
 from synergen_jax.evaluation.benchmarks import (load_geneval, prompts, records, registry)
 from tests import bench_fixtures as fx
 

@@ -21,12 +21,14 @@ from array_record.python import array_record_module
 from flax import serialization
 
 from data_pipelines import config as config_lib
-from data_pipelines import packing
-from data_pipelines import pipeline
-from data_pipelines import pretokenize
-from data_pipelines import records
-from data_pipelines import sequences
-from data_pipelines import source_parquet
+from data_pipelines.pipeline import examples
+from data_pipelines.pipeline import multimodal
+from data_pipelines.pipeline import packing
+from data_pipelines.pipeline import pretokenize
+from data_pipelines.pipeline import records
+from data_pipelines.pipeline import sequences
+from data_pipelines.pipeline import streams
+from data_pipelines.sources import parquet
 from synergen_jax import batch as batch_lib
 from synergen_jax import image_grid
 from synergen_jax.tokenizer import Tokenizer
@@ -74,7 +76,7 @@ def _config(tmp_path, kind: str, data_dir: str, **source) -> ml_collections.Conf
 
 def _records(cfg, split="train") -> list[bytes]:
   out = []
-  for path in pretokenize.shard_files(cfg.pretokenized_dir, split):
+  for path in records.shard_files(cfg.pretokenized_dir, split):
     reader = array_record_module.ArrayRecordReader(path)
     out += reader.read_all()
     reader.close()
@@ -179,7 +181,7 @@ def test_parquet_reads_row_groups_lazily_and_counts_skips(tmp_path, tok, monkeyp
     reads.append((i, tuple(columns)))
     return read_row_group(self, i, columns=columns, **kw)
 
-  monkeypatch.setattr(source_parquet.pq.ParquetFile, "read_row_group", counting)
+  monkeypatch.setattr(parquet.pq.ParquetFile, "read_row_group", counting)
   cfg = _config(tmp_path, "parquet", d / "*.parquet", image_root=str(tmp_path / "root"))
   stats, _, recs = _run(cfg)
   assert stats["skip_reasons"] == {"missing_image": 2, "undecodable_image": 1,
@@ -257,7 +259,7 @@ def test_llava_cli_with_field_flags(tmp_path):
   stats = json.loads(proc.stdout.strip().splitlines()[-1])
   assert stats["written"] == 3 and stats["skipped"] == 6
   reader = array_record_module.ArrayRecordReader(
-      pretokenize.shard_files(str(out), "train")[0])
+      records.shard_files(str(out), "train")[0])
   assert [records.decode_record(r)["id"] for r in reader.read_all()] == ["0", "1", "2"]
   reader.close()
   proc = subprocess.run(
@@ -388,7 +390,7 @@ def test_multi_turn_targets_cover_exactly_the_assistant_turns(tmp_path, tok):
   root = _llava_files(tmp_path)
   cfg = _config(tmp_path, "llava", tmp_path / "llava" / "*", image_root=str(root))
   _, raw, recs = _run(cfg)
-  builder = pipeline.ExampleBuilder(cfg, tok, FOLD, GRID, "understanding")
+  builder = examples.ExampleBuilder(cfg, tok, FOLD, GRID, "understanding")
   user, asst, end, img = tok.turn_start("user"), tok.turn_start("assistant"), tok.turn_end(), \
       [tok.image_id] * 4
   image = [tok.boi_id] + img + [tok.eoi_id]
@@ -416,7 +418,7 @@ def test_multi_turn_targets_cover_exactly_the_assistant_turns(tmp_path, tok):
     if rec["id"] != "l2":
       np.testing.assert_array_equal(ex["image_codes"][ex["is_image"]],
                                     np.asarray(image_grid.fold_grid(rec["und_codes"][0], *FOLD)))
-  gen = pipeline.ExampleBuilder(cfg, tok, FOLD, GRID, "generation")
+  gen = examples.ExampleBuilder(cfg, tok, FOLD, GRID, "generation")
   assert [gen(d, np.random.default_rng(0)).get(packing.SKIP_KEY) for d in raw] == \
       ["no_text", "no_text", "no_image", "no_text"]
 
@@ -447,15 +449,15 @@ def test_overlong_counts_in_the_pipeline(tmp_path, tok):
   cfg = _config(tmp_path, "llava", tmp_path / "llava" / "*", image_root=str(root))
   _, raw, recs = _run(cfg)
   l0 = raw[[r["id"] for r in recs].index("l0")]
-  full = len(pipeline.ExampleBuilder(cfg, tok, FOLD, GRID, "understanding")(
+  full = len(examples.ExampleBuilder(cfg, tok, FOLD, GRID, "understanding")(
       l0, np.random.default_rng(0))["tokens"])
   cfg.understanding.seq_len = full - 1
   cfg.overlong = "truncate"
-  ex = pipeline.ExampleBuilder(cfg, tok, FOLD, GRID, "understanding")(l0, None)
+  ex = examples.ExampleBuilder(cfg, tok, FOLD, GRID, "understanding")(l0, None)
   assert ex.pop(packing.TRUNCATED_KEY) is True and len(ex["tokens"]) < full
   assert (ex["tokens"] == tok.im_end_id).sum() == 2  # the first user + assistant turn
   cfg.overlong = "drop"
-  ex = pipeline.ExampleBuilder(cfg, tok, FOLD, GRID, "understanding")(l0, None)
+  ex = examples.ExampleBuilder(cfg, tok, FOLD, GRID, "understanding")(l0, None)
   assert ex == packing.skip("overlong_dropped")
 
 
@@ -490,8 +492,8 @@ def test_tasks_read_their_own_directories(tmp_path, tok):
   _run(pairs)
   cfg.generation.pretokenized_dir = pairs.pretokenized_dir
   cfg.understanding.batch_size = cfg.generation.batch_size = 2
-  assert pipeline.pretokenized_dir(cfg, "understanding") == cfg.pretokenized_dir
-  it = pipeline.make_pipeline(cfg, tok, FOLD, GRID)
+  assert streams.pretokenized_dir(cfg, "understanding") == cfg.pretokenized_dir
+  it = multimodal.make_pipeline(cfg, tok, FOLD, GRID)
   batch = it.next_local()
   und, gen = batch["understanding"], batch["generation"]
   assert und["image_target"].sum() == 0 and und["text_target"].sum() > 0

@@ -17,12 +17,15 @@ from flax import serialization
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from data_pipelines import config as config_lib
-from data_pipelines import pipeline
-from data_pipelines import pretokenize
-from data_pipelines import records
-from data_pipelines import scenes
-from data_pipelines import tfds_scenes
 from data_pipelines.build import tokenizer_corpus
+from data_pipelines.pipeline import examples
+from data_pipelines.pipeline import iterator
+from data_pipelines.pipeline import multimodal
+from data_pipelines.pipeline import pretokenize
+from data_pipelines.pipeline import records
+from data_pipelines.pipeline import streams
+from data_pipelines.scenes import render
+from data_pipelines.scenes import tfds_scenes
 from synergen_jax.tokenizer import Tokenizer
 
 SIZES = {"train": 40, "validation": 8, "test": 0, "compositional": 0}
@@ -67,7 +70,7 @@ def test_builder_is_deterministic(env, tmp_path):
     assert ra["questions"] == rb["questions"] and ra["answers"] == rb["answers"]
     np.testing.assert_array_equal(ra["image"], rb["image"])
     split, seed = ra["id"].decode().split("/")
-    img, graph = scenes.render_scene(int(seed), 64, split)
+    img, graph = render.render_scene(int(seed), 64, split)
     np.testing.assert_array_equal(ra["image"], img)  # PNG is lossless
     assert json.loads(ra["scene_graph"]) == json.loads(json.dumps(graph))
 
@@ -75,14 +78,14 @@ def test_builder_is_deterministic(env, tmp_path):
 def test_pretokenize_codes_and_resume(env):
   cfg = env["cfg"]
   assert env["stats"]["written"] == SIZES["train"] and env["stats"]["skipped"] == 0
-  files = pretokenize.shard_files(cfg.pretokenized_dir, "train")
+  files = records.shard_files(cfg.pretokenized_dir, "train")
   assert len(files) == 2
   again = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
   assert again["shards_skipped"] == 2 and again["written"] == 0
   reader = array_record_module.ArrayRecordReader(files[0])
   rec = records.decode_record(reader.read([0])[0])
   split, seed = rec["id"].split("/")
-  img, _ = scenes.render_scene(int(seed), 64, split)
+  img, _ = render.render_scene(int(seed), 64, split)
   want = np.asarray(pretokenize.mean_color_quantizer(8)(img[None]))[0]
   np.testing.assert_array_equal(rec["gen_codes"], want)
   np.testing.assert_array_equal(rec["und_codes"][0], want)  # 1 tile == the whole image
@@ -103,12 +106,12 @@ def test_an_image_that_is_its_own_tile_is_encoded_once(env, tmp_path, monkeypatc
   stats = pretokenize.pretokenize(cfg, quantize, split="train")
   assert stats["written"] == SIZES["train"]
   assert sum(encoded) == SIZES["train"]  # not twice: generation image == the one tile
-  for path in pretokenize.shard_files(cfg.pretokenized_dir, "train"):
+  for path in records.shard_files(cfg.pretokenized_dir, "train"):
     reader = array_record_module.ArrayRecordReader(path)
     for data in reader.read_all():
       rec = records.decode_record(data)
       split, seed = rec["id"].split("/")
-      want = np.asarray(quantize(scenes.render_scene(int(seed), 64, split)[0][None]))[0]
+      want = np.asarray(quantize(render.render_scene(int(seed), 64, split)[0][None]))[0]
       np.testing.assert_array_equal(rec["gen_codes"], want)
       np.testing.assert_array_equal(rec["und_codes"], want[None])
 
@@ -141,7 +144,7 @@ def _check_row_contract(b, tok, task):
 
 
 def test_batch_contract(env):
-  it = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
+  it = multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
   batch = next(it)
   assert set(batch) == {"understanding", "generation"}
   dtypes = {"tokens": np.int32, "image_codes": np.int32, "is_image": np.bool_,
@@ -163,7 +166,7 @@ def test_multi_turn_conversations(env):
   cfg = ml_collections.ConfigDict(env["cfg"].to_dict())
   cfg.und_caption_prob, cfg.und_qa_turns = 0.0, 4
   tok = env["tok"]
-  it = pipeline.make_pipeline(cfg, tok, FOLD, GRID)
+  it = multimodal.make_pipeline(cfg, tok, FOLD, GRID)
   b = it.next_local()["understanding"]
   _check_row_contract(b, tok, "understanding")
   turns = []
@@ -183,7 +186,7 @@ def test_multi_turn_conversations(env):
   assert max(turns) == 4 and min(turns) >= 1
   it.close()
   cfg.understanding.seq_len = 64  # too short for 4 turns: fewer, none dropped
-  it = pipeline.make_pipeline(cfg, tok, FOLD, GRID)
+  it = multimodal.make_pipeline(cfg, tok, FOLD, GRID)
   it.next_local()
   assert it.metrics().get("understanding/skipped/overlong_dropped", 0) == 0
   it.close()
@@ -196,7 +199,7 @@ def test_question_type_weights_pick_the_mix(env):
   cfg.und_caption_prob, cfg.und_qa_turns = 0.0, 4
   cfg.und_type_weights = (("color", 1.0),)
   tok = env["tok"]
-  it = pipeline.make_pipeline(cfg, tok, FOLD, GRID)
+  it = multimodal.make_pipeline(cfg, tok, FOLD, GRID)
   b = it.next_local()["understanding"]
   asked = 0
   for r in range(b["tokens"].shape[0]):
@@ -209,23 +212,23 @@ def test_question_type_weights_pick_the_mix(env):
   assert asked > 0
   it.close()
   rec = {"questions": ["a", "b", "c"], "question_types": ["color", "shape", "count"]}
-  np.testing.assert_allclose(pipeline.question_probs(rec, (("color", 3), ("shape", 1))),
+  np.testing.assert_allclose(examples.question_probs(rec, (("color", 3), ("shape", 1))),
                              [0.75, 0.25, 0.0])
-  assert pipeline.question_probs(rec, ()) is None
-  assert not pipeline.question_probs(rec, (("text", 1.0),)).any()
+  assert examples.question_probs(rec, ()) is None
+  assert not examples.question_probs(rec, (("text", 1.0),)).any()
   cfg.und_type_weights = (("color", -1.0),)
   with pytest.raises(ValueError, match="data.und_type_weights"):
-    pipeline.make_pipeline(cfg, tok, FOLD, GRID)
+    multimodal.make_pipeline(cfg, tok, FOLD, GRID)
 
 
 def test_object_keep_samples_scenes_by_object_count(env):
   """data.und_object_keep: one-object scenes never become understanding examples with
   probability 0; each skip is counted by its reason; a bad pair names the field."""
   rec = {"scene_graph": json.dumps({"objects": [{}, {}]})}
-  assert pipeline.object_keep_prob(rec, ((2, 0.25), (1, 0.0))) == 0.25
-  assert pipeline.object_keep_prob(rec, ((1, 0.0),)) == 1.0  # count not listed
-  assert pipeline.object_keep_prob({"scene_graph": ""}, ((2, 0.0),)) == 1.0  # real data
-  assert pipeline.object_keep_prob(rec, ()) == 1.0
+  assert examples.object_keep_prob(rec, ((2, 0.25), (1, 0.0))) == 0.25
+  assert examples.object_keep_prob(rec, ((1, 0.0),)) == 1.0  # count not listed
+  assert examples.object_keep_prob({"scene_graph": ""}, ((2, 0.0),)) == 1.0  # real data
+  assert examples.object_keep_prob(rec, ()) == 1.0
   cfg = ml_collections.ConfigDict(env["cfg"].to_dict())
   cfg.und_caption_prob = 1.0
   counts = {}
@@ -236,7 +239,7 @@ def test_object_keep_samples_scenes_by_object_count(env):
   drop = min(counts)  # the smallest object count in the test world
   assert sum(counts.values()) > counts[drop] > 0
   cfg.und_object_keep = ((drop, 0.0),)
-  it = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+  it = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
   b = it.next_local()["understanding"]
   _check_row_contract(b, env["tok"], "understanding")
   skipped = it.metrics().get("understanding/skipped/sampled_out_by_objects", 0)
@@ -245,14 +248,14 @@ def test_object_keep_samples_scenes_by_object_count(env):
   for bad in (((1, 1.5),), (("1", 0.5),), ((1,),)):
     cfg.und_object_keep = bad
     with pytest.raises(ValueError, match="data.und_object_keep"):
-      pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+      multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
 
 
 def test_a_pipeline_of_one_task_gives_the_same_batches(env):
   """tasks=("understanding",): no generation batches are built, and the understanding
   batches are those of the two-task pipeline (each task has its own seeded stream)."""
-  both = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
-  one = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID, tasks=("understanding",))
+  both = multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
+  one = multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, GRID, tasks=("understanding",))
   for _ in range(2):
     a, b = both.next_local(), one.next_local()
     assert set(b) == {"understanding"}
@@ -262,7 +265,7 @@ def test_a_pipeline_of_one_task_gives_the_same_batches(env):
   both.close()
   one.close()
   with pytest.raises(ValueError, match="tasks"):
-    pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID, tasks=("text",))
+    multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, GRID, tasks=("text",))
 
 
 def test_extra_task_datasets_join_the_batches(env):
@@ -272,7 +275,7 @@ def test_extra_task_datasets_join_the_batches(env):
   rows = [{"tokens": np.full((2, 16), i, np.int32), "segment_ids": np.ones((2, 16), np.int32)}
           for i in range(100)]
   extra = {"text": grain.MapDataset.source(rows).to_iter_dataset()}
-  it = pipeline.make_pipeline(env["cfg"], tok, FOLD, GRID, extra=extra)
+  it = multimodal.make_pipeline(env["cfg"], tok, FOLD, GRID, extra=extra)
   first = it.next_local()
   assert set(first) == {"understanding", "generation", "text"}
   assert first["text"]["tokens"][0, 0] == 0
@@ -284,7 +287,7 @@ def test_extra_task_datasets_join_the_batches(env):
   assert again["text"]["tokens"][0, 0] == 1
   it.close()
   with pytest.raises(ValueError, match="extra task 'generation'"):
-    pipeline.make_pipeline(env["cfg"], tok, FOLD, GRID, extra={"generation": extra["text"]})
+    multimodal.make_pipeline(env["cfg"], tok, FOLD, GRID, extra={"generation": extra["text"]})
 
 
 def _take(it, n):
@@ -302,13 +305,13 @@ def _same(a, b):
 def test_iterator_state_round_trip(env):
   cfg = env["cfg"].copy_and_resolve_references()
   cfg.prefetch_buffer = 2
-  it = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+  it = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
   _take(it, 2)
   state = json.loads(json.dumps(it.get_state()))  # what the checkpoint stores
   first = _take(it, 6)  # crosses an epoch boundary (40 records)
   it.set_state(state)
   _same(first, _take(it, 6))
-  fresh = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+  fresh = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
   fresh.set_state(state)
   _same(first, _take(fresh, 6))
   it.close()
@@ -319,7 +322,7 @@ def test_processes_read_disjoint_shards(env):
   cfg = env["cfg"]
   ids = []
   for pi in range(2):
-    ds = pipeline.record_dataset(cfg, "train", seed=0, process_index=pi, process_count=2)
+    ds = streams.record_dataset(cfg, "train", seed=0, process_index=pi, process_count=2)
     ids.append({records.decode_record(ds[i])["id"] for i in range(SIZES["train"] // 2)})
   assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == SIZES["train"]
 
@@ -329,8 +332,8 @@ def test_input_streams_make_batches_independent_of_the_process_count(env):
   """Two input streams read by one process give the global batches that two processes
   (one stream each) give together, with skip counts summed and resumable state."""
   cfg = env["cfg"]
-  one = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID, num_streams=2)
-  per_process = [pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID, process_index=i,
+  one = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID, num_streams=2)
+  per_process = [multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID, process_index=i,
                                         process_count=2) for i in range(2)]
   first = _take(one, 3)
   halves = [_take(it, 3) for it in per_process]
@@ -341,7 +344,7 @@ def test_input_streams_make_batches_independent_of_the_process_count(env):
         np.testing.assert_array_equal(
             v, np.concatenate([halves[0][step][task][k], halves[1][step][task][k]]))
   # One stream of 8 rows is another data order (the comparison is not vacuous).
-  single = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+  single = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
   assert not np.array_equal(_take(single, 1)[0]["generation"]["tokens"],
                             first[0]["generation"]["tokens"])
   m = one.metrics()
@@ -349,7 +352,7 @@ def test_input_streams_make_batches_independent_of_the_process_count(env):
                                          for it in per_process)
   state = json.loads(json.dumps(one.get_state()))
   after = _take(one, 2)
-  fresh = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID, num_streams=2)
+  fresh = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID, num_streams=2)
   fresh.set_state(state)
   _same(after, _take(fresh, 2))
   with pytest.raises(ValueError, match="input streams"):
@@ -359,19 +362,19 @@ def test_input_streams_make_batches_independent_of_the_process_count(env):
 
 
 def test_input_stream_counts_are_checked():
-  assert pipeline.input_streams(0, 8, "f", process_index=1, process_count=2) == (2, [1])
-  assert pipeline.input_streams(4, 8, "f", process_index=1, process_count=2) == (4, [2, 3])
+  assert streams.input_streams(0, 8, "f", process_index=1, process_count=2) == (2, [1])
+  assert streams.input_streams(4, 8, "f", process_index=1, process_count=2) == (4, [2, 3])
   with pytest.raises(ValueError, match="multiple of 2"):
-    pipeline.input_streams(3, 12, "f", process_index=0, process_count=2)
+    streams.input_streams(3, 12, "f", process_index=0, process_count=2)
   with pytest.raises(ValueError, match=r"data.generation.batch_size=6 is not divisible"):
-    pipeline.input_streams(4, 6, "data.generation.batch_size", process_index=0,
+    streams.input_streams(4, 6, "data.generation.batch_size", process_index=0,
                            process_count=1)
 
 
 def test_global_arrays_with_data_sharding(env):
   mesh = Mesh(np.asarray(jax.devices()[:8]), ("data",))
   sharding = NamedSharding(mesh, PartitionSpec("data"))
-  it = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID, sharding=sharding)
+  it = multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, GRID, sharding=sharding)
   b = next(it)["generation"]
   assert isinstance(b["tokens"], jax.Array) and b["tokens"].shape == (8, 128)
   assert b["image_codes"].shape == (8, 128, 4)
@@ -412,7 +415,7 @@ def test_bad_pretokenized_records_skipped_and_counted(env, tmp_path):
     cfg.pretokenized_dir = str(d)
     cfg.und_caption_prob = 0.0
     cfg.overlong = overlong
-    it = pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+    it = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
     batch = it.next_local()
     assert batch["generation"]["tokens"].shape == (8, 128)
     m = it.metrics()
@@ -438,7 +441,7 @@ def _png(a):
 
 def test_bad_raw_images_skipped_and_counted(env, tmp_path):
   png = _png
-  rgb = scenes.render_scene(0, 64)[0]
+  rgb = render.render_scene(0, 64)[0]
   raw = [
       {"img": png(rgb), "txt": "ok rgb"},
       {"img": png(np.concatenate([rgb, np.full((64, 64, 1), 255, np.uint8)], -1)), "txt": "rgba"},
@@ -468,7 +471,7 @@ def test_undecodable_array_record_records_skipped_and_counted(tmp_path):
   data_pipelines.pretokenize` runs it: its default data config and encoder, these flags
   (the command itself: test_data_formats.py::test_llava_cli_with_field_flags)."""
   good = [serialization.msgpack_serialize(
-      {"image": _png(scenes.render_scene(s, 64)[0]), "captions": f"scene {s}", "id": str(s)})
+      {"image": _png(render.render_scene(s, 64)[0]), "captions": f"scene {s}", "id": str(s)})
       for s in range(4)]
   _write_records(tmp_path / "raw.ar", good[:2] + [good[2][:len(good[2]) // 2], b"not msgpack"]
                  + good[2:])
@@ -482,7 +485,7 @@ def test_undecodable_array_record_records_skipped_and_counted(tmp_path):
                                   split="train")
   assert stats["written"] == 4 and stats["skipped"] == 2
   assert stats["skip_reasons"] == {pretokenize.UNDECODABLE_RECORD: 2}
-  [shard] = pretokenize.shard_files(str(out), "train")
+  [shard] = records.shard_files(str(out), "train")
   reader = array_record_module.ArrayRecordReader(shard)
   ids = [records.decode_record(r)["id"] for r in reader.read_all()]
   reader.close()
@@ -511,25 +514,35 @@ def test_config_errors_name_the_field(env):
   cfg = env["cfg"].copy_and_resolve_references()
   cfg.overlong = "wrap"
   with pytest.raises(ValueError, match="data.overlong"):
-    pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+    multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
   with pytest.raises(ValueError, match="code grid"):
-    pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, (16, 16))
+    multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, (16, 16))
   cfg = env["cfg"].copy_and_resolve_references()
   cfg.pretokenized_dir = os.path.join(str(env["root"]), "missing")
   with pytest.raises(FileNotFoundError, match="pretokenized_dir"):
-    pipeline.make_pipeline(cfg, env["tok"], FOLD, GRID)
+    multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
 
 
 def test_orbax_grain_checkpoint_handler_round_trip(env, tmp_path):
   import grain
   from etils import epath
   handler = grain.checkpoint.CheckpointHandler()  # what Orbax's Composite uses for "data"
-  it = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
+  it = multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
   it.next_local()
   handler.save(epath.Path(tmp_path), args=grain.checkpoint.CheckpointSave(it))
   expected = _take(it, 2)
-  restored = pipeline.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
+  restored = multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, GRID)
   handler.restore(epath.Path(tmp_path), args=grain.checkpoint.CheckpointRestore(restored))
   _same(expected, _take(restored, 2))
   it.close()
   restored.close()
+
+
+def test_pod_metrics_on_one_process_are_the_iterator_metrics():
+  class Counted:
+    def counters(self):
+      return {"t/examples": 3, "t/tokens": 10, "t/positions": 20, "t/skipped/no_text": 1}
+
+  assert iterator.sum_over_processes(Counted().counters()) == Counted().counters()
+  assert iterator.pod_metrics(Counted()) == {"t/examples": 3, "t/tokens": 10,
+                                             "t/skipped/no_text": 1, "t/packing_efficiency": 0.5}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data_pipelines import sequences
+from data_pipelines.pipeline import sequences
 from synergen_jax import batch as batch_lib
 from synergen_jax import image_grid
 from tests import model_utils

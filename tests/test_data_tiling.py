@@ -6,8 +6,8 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from data_pipelines import image_io
-from data_pipelines import tiling
+from data_pipelines.pipeline import tiling
+from data_pipelines.sources import image_io
 
 
 @pytest.mark.parametrize("w,h,max_tiles,expected", [

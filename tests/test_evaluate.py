@@ -15,7 +15,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from data_pipelines import scenes
+from data_pipelines.scenes import render
 from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.evaluation import geneval, vqa
@@ -44,7 +44,7 @@ def session(run):
 
 
 def _scene_image(seed=0):
-  return scenes.render_scene(seed, 64, "validation")
+  return render.render_scene(seed, 64, "validation")
 
 
 def test_checkpoint_restores_onto_another_mesh_with_the_same_outputs(run, session):
@@ -175,10 +175,10 @@ def test_other_prompt_index_stays_in_the_category_and_never_picks_itself():
 
 
 def test_geneval_categories_score_renders_right_and_blank_images_wrong():
-  graphs = [scenes.render_scene(s, 64, "validation")[1] for s in range(80)]
+  graphs = [render.render_scene(s, 64, "validation")[1] for s in range(80)]
   items = geneval.prompts(graphs, per_category=3)
   assert {it["category"] for it in items} == set(geneval.CATEGORIES)
-  real = {g["seed"]: scenes.render_scene(g["seed"], 64, "validation")[0] for g in graphs}
+  real = {g["seed"]: render.render_scene(g["seed"], 64, "validation")[0] for g in graphs}
   blank = np.zeros((64, 64, 3), np.uint8)
   for it in items:
     assert geneval.correct(it["category"], real[it["scene"]["seed"]], it["scene"]), it["prompt"]
@@ -187,7 +187,7 @@ def test_geneval_categories_score_renders_right_and_blank_images_wrong():
   two = next(it["scene"] for it in items if it["category"] == "color_attr")
   swapped = dict(two, objects=[dict(two["objects"][0], color=two["objects"][1]["color"]),
                                dict(two["objects"][1], color=two["objects"][0]["color"])])
-  assert not geneval.correct("color_attr", scenes.draw_scene(swapped), two)
+  assert not geneval.correct("color_attr", render.draw_scene(swapped), two)
 
 
 def _cli(module, *args):

@@ -93,7 +93,7 @@ def test_slot_shared_init_makes_the_fold_blind_to_which_slot_holds_a_code():
 
 
 def test_code_shift_moves_whole_codes_and_fills_with_the_corner():
-  from data_pipelines import augment
+  from data_pipelines.pipeline import augment
   grid = np.arange(1, 17).reshape(1, 4, 4)
   rng = np.random.default_rng(0)
   for _ in range(20):

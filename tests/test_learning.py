@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data_pipelines import sequences
+from data_pipelines.pipeline import sequences
 from synergen_jax import sharding
 from synergen_jax.configs import models
 from synergen_jax.inference import session

@@ -58,7 +58,7 @@ TIMING_KEYS = ("step_s", "tokens_per_s", "mfu", "model_flops_per_step", "wall_s"
 # whatever they are) with test sizes. Only sizes are overridden.
 DEMO_CONFIG = '''
 """experiments/demo.py at test size (tests/test_restart.py)."""
-from data_pipelines import tfds_scenes
+from data_pipelines.scenes import tfds_scenes
 from synergen_jax import experiment
 
 TRAIN, EVAL = 24, 8

@@ -21,7 +21,7 @@ import PIL.Image
 import pytest
 import requests
 
-from data_pipelines import scenes
+from data_pipelines.scenes import render
 
 T = 120  # generous per-request timeout (s): the box may be loaded
 
@@ -84,7 +84,7 @@ def data_url(data: bytes, mime="image/png") -> str:
 
 
 def scene(seed=0) -> np.ndarray:
-  return scenes.render_scene(seed, 64, "validation")[0]
+  return render.render_scene(seed, 64, "validation")[0]
 
 
 def chat_body(question="What color is the circle?", image=None, **kw):

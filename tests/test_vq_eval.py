@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from data_pipelines import scene_palette as pal
-from data_pipelines.scenes import draw_scene
+from data_pipelines.scenes import palette as pal
+from data_pipelines.scenes.render import draw_scene
 from synergen_jax.vq_training import data as vq_data
 from synergen_jax.vq_training import eval as vq_eval
 

@@ -12,7 +12,7 @@ emu3 = pytest.importorskip("transformers.models.emu3")
 
 from safetensors.torch import save_file  # noqa: E402
 
-from data_pipelines.scenes import render_scene  # noqa: E402
+from data_pipelines.scenes.render import render_scene  # noqa: E402
 from synergen_jax.model.vq import VQTokenizer, config as vq_config  # noqa: E402
 from synergen_jax.weights import emu3_vq  # noqa: E402
 

@@ -202,8 +202,8 @@ def test_ema_codebook_update():
 
 
 def test_foreground_mask_and_weighted_loss():
-  from data_pipelines import scene_palette as pal
-  from data_pipelines.scenes import render_scene
+  from data_pipelines.scenes import palette as pal
+  from data_pipelines.scenes.render import render_scene
   from synergen_jax.model.vq.tokenizer import images_to_float
   from synergen_jax.vq_training.losses import foreground_mask, reconstruction_loss
   pairs = [render_scene(i, 32, "validation", text_prob=0.0) for i in range(3)]
@@ -247,8 +247,8 @@ def test_gradient_loss():
 
 
 def test_edge_mask():
-  from data_pipelines import scene_palette as pal
-  from data_pipelines.scenes import render_scene
+  from data_pipelines.scenes import palette as pal
+  from data_pipelines.scenes.render import render_scene
   from scipy import ndimage
   from synergen_jax.model.vq.tokenizer import images_to_float
   from synergen_jax.vq_training.losses import edge_mask

@@ -22,9 +22,9 @@ import jax
 import tensorflow_datasets as tfds
 
 from data_pipelines import config as data_config_lib
-from data_pipelines import pretokenize
-from data_pipelines import tfds_scenes
 from data_pipelines.build import tokenizer_corpus
+from data_pipelines.pipeline import pretokenize
+from data_pipelines.scenes import tfds_scenes
 from synergen_jax.tokenizer import Tokenizer
 from synergen_jax.training import run as run_lib
 

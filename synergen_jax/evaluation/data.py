@@ -3,15 +3,15 @@
   records(config, split, limit=None) -> (list of RawExample with a decoded image, skipped)
 
 Reads `config.data.source` with its split replaced (validation, test, compositional),
-in order (`data_pipelines.raw_examples`). Records without an image, or whose image or
+in order (`data_pipelines.sources.raw_examples`). Records without an image, or whose image or
 record cannot be decoded, are skipped and counted.
 """
 
 import json
 
-from data_pipelines import image_io
-from data_pipelines import raw_examples
-from data_pipelines import sources
+from data_pipelines.sources import image_io
+from data_pipelines.sources import raw_examples
+from data_pipelines.sources import readers
 
 
 def records(config, split: str, limit: int | None = None) -> tuple[list, int]:
@@ -23,9 +23,9 @@ def records(config, split: str, limit: int | None = None) -> tuple[list, int]:
   return out, sum(skips.values())
 
 
-def _with_decoded_image(raw: sources.RawExample) -> sources.RawExample:
+def _with_decoded_image(raw: readers.RawExample) -> readers.RawExample:
   if raw.image is None:  # a text-only conversation
-    raise sources.MissingImage(f"record {raw.id} has no image")
+    raise readers.MissingImage(f"record {raw.id} has no image")
   raw.image = image_io.decode_image(raw.image)
   return raw
 

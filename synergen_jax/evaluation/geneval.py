@@ -1,7 +1,7 @@
 """GenEval-style scoring of generated scene images with the pixel scene scorer.
 
 Prompts come from held-out scene graphs (no text in the scene), phrased like the
-training captions (`data_pipelines.scene_text.captions`):
+training captions (`data_pipelines.scenes.text.captions`):
 
   category        scenes          caption phrasing                    an image is right when
   single_object   1 object        "A large red circle on a dark ..."  that shape in that colour
@@ -24,8 +24,8 @@ GenEval metadata (`clauses`) judged by GenEval's rule engine
   correct(category, image, scene) -> bool
 """
 
-from data_pipelines import scene_scorer
-from data_pipelines import scene_text
+from data_pipelines.scenes import scorer
+from data_pipelines.scenes import text as scene_text
 from synergen_jax.evaluation.benchmarks import geneval_rules
 
 CATEGORIES = ("single_object", "two_objects", "counting", "colors", "position", "color_attr")
@@ -76,7 +76,7 @@ def other_prompt_index(items: list[dict]) -> list[int]:
 
 
 class SceneDetector:
-  """The scene world's pixel scorer (`scene_scorer.score_image`) as a GenEval detector
+  """The scene world's pixel scorer (`scenes.scorer.score_image`) as a GenEval detector
   (`benchmarks.geneval_rules.Detector`). Every recovered object is reported, with score
   1.0, under several class names, so GenEval's clauses can ask for what the scene
   captions name: "object", its shape ("circle"), "<colour> object", "<colour> <shape>"
@@ -84,7 +84,7 @@ class SceneDetector:
 
   def detect(self, image) -> dict:
     out: dict[str, list] = {}
-    for f in scene_scorer.score_image(image):
+    for f in scorer.score_image(image):
       det = geneval_rules.Detection(box=tuple(f["box"]), score=1.0, color=f["color"])
       for name in ("object", f["shape"], f"{f['color']} object",
                    f"{f['color']} {f['shape']}",

@@ -13,7 +13,7 @@ import time
 import jax
 import numpy as np
 
-from data_pipelines import image_io
+from data_pipelines.sources import image_io
 from synergen_jax import files
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.evaluation import data

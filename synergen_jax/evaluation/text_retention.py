@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from data_pipelines import text_pipeline
+from data_pipelines.pipeline import text as text_pipeline
 from synergen_jax import sharding
 from synergen_jax.model.losses import combine_task_losses
 

@@ -12,7 +12,7 @@ from typing import Any
 import ml_collections
 
 from data_pipelines import config as data_config_lib
-from data_pipelines import pretokenize
+from data_pipelines.pipeline import records
 from synergen_jax import sharding
 from synergen_jax.experiment import defaults, merged
 from synergen_jax.experiment.configdict import check_known
@@ -172,7 +172,7 @@ def _dataset_checks(experiment, st) -> None:
 
 def _need_shards(directory: str, split: str, field: str) -> None:
   try:
-    pretokenize.shard_files(directory, split)
+    records.shard_files(directory, split)
   except FileNotFoundError as e:
     raise ConfigError(f"config.{field}: missing dataset: {e}") from None
 

@@ -5,7 +5,7 @@
   session.generate(prompts, seed=0, cfg_scale=7.5) -> uint8 [len(prompts), H, W, 3]
 
 Parameters restore onto `mesh` (default: every present device as (1, n, 1)), whatever
-mesh wrote them. Prompts follow the training templates (`data_pipelines/sequences.py`):
+mesh wrote them. Prompts follow the training templates (`data_pipelines/pipeline/sequences.py`):
 an image is tiled like the training data, VQ-encoded and folded; a generation prompt
 is `generation_prefix + " " + text` with its `<UNCOND>` twin for classifier-free
 guidance. Calls are padded to `batch_size` rows and prompts to a multiple of
@@ -22,9 +22,9 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from data_pipelines import image_io
-from data_pipelines import sequences
-from data_pipelines import tiling
+from data_pipelines.pipeline import sequences
+from data_pipelines.pipeline import tiling
+from data_pipelines.sources import image_io
 from synergen_jax import batch as batch_lib
 from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib

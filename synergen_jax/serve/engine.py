@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data_pipelines import sequences
+from data_pipelines.pipeline import sequences
 from synergen_jax import sharding
 from synergen_jax.inference import session as session_lib
 from synergen_jax.inference.decoding import generate_text

@@ -4,7 +4,7 @@ Only `data:image/...;base64,` URLs are accepted: the server never fetches a URL 
 opens a path. The pixel limit is checked from the header, before any pixel is decoded
 (a decompression bomb costs nothing); undecodable or truncated data, unknown formats and
 zero-size images raise `BadImage`. Any size and mode is accepted (palette, gray, alpha,
-CMYK, 16-bit: `data_pipelines.image_io.decode_image`); the model's tiling resizes.
+CMYK, 16-bit: `data_pipelines.sources.image_io.decode_image`); the model's tiling resizes.
 """
 
 import base64
@@ -17,7 +17,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
-from data_pipelines import image_io
+from data_pipelines.sources import image_io
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)"
                        r"(?P<b64>;base64)?,", re.ASCII)

@@ -1,7 +1,7 @@
 """The data a stage trains and validates on, as global arrays on the mesh.
 
   train_iterator(experiment, stage, tokenizer, mesh)
-      multimodal stage: `data_pipelines.pipeline.make_pipeline` on the stage's data
+      multimodal stage: `data_pipelines.pipeline.multimodal.make_pipeline` on the stage's data
       config -> {"understanding", "generation"} (+ "text" when the stage's tasks list it:
       text replay from the stage's text_data config); text stage: `text_data` -> {"text"}.
       Checkpointable (get_state / set_state).
@@ -15,8 +15,8 @@
 import jax
 import ml_collections
 
-from data_pipelines import pipeline as mm_pipeline
-from data_pipelines import text_pipeline
+from data_pipelines.pipeline import multimodal as mm_pipeline
+from data_pipelines.pipeline import text as text_pipeline
 from synergen_jax import sharding
 
 

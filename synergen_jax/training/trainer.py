@@ -12,7 +12,6 @@ raises `preemption.Preempted`.
 
 import dataclasses
 import functools
-import json
 import os
 import shutil
 import time
@@ -20,9 +19,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
-from data_pipelines import pipeline as mm_pipeline
+from data_pipelines.pipeline import iterator as data_iterator
 
 from synergen_jax import experiment as experiment_lib
 from synergen_jax import files
@@ -170,23 +168,6 @@ def _interval_row(host: list[dict], timed: int, elapsed: float, spec: StateSpec,
   return row
 
 
-def _data_metrics(data_iter) -> dict:
-  """The data iterator's counters (examples, tokens, packing efficiency, skipped records
-  per reason; since the stage started), summed over all processes' input streams."""
-  counters = data_iter.counters()
-  if jax.process_count() > 1:  # every process logs at the same steps
-    blob = np.frombuffer(json.dumps(counters).encode(), np.uint8)
-    sizes = np.asarray(multihost_utils.process_allgather(np.array([blob.size]))).reshape(-1)
-    padded = np.zeros(int(sizes.max()), np.uint8)
-    padded[:blob.size] = blob
-    total: dict = {}
-    for row, n in zip(np.asarray(multihost_utils.process_allgather(padded)), sizes):
-      for k, v in json.loads(bytes(row[:n]).decode()).items():
-        total[k] = total.get(k, 0) + v
-    counters = total
-  return mm_pipeline.metrics_from_counters(counters)
-
-
 def _write_final(ctx: RunContext, stage: str, params, summary: dict) -> None:
   out = workdir_lib.final_params_dir(ctx.workdir, stage)
   tmp = out + ".tmp"
@@ -253,8 +234,9 @@ def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict |
           now = time.perf_counter()
           row = _interval_row(host, len(host) - untimed, now - t_mark, spec, peak, trainable)
           step_s = row.get("step_s", step_s)
+          data_metrics = data_iterator.pod_metrics(data_iter)  # all-gathers: every process
           writer.write(step, {**{f"train/{k}": v for k, v in row.items()},
-                              **{f"data/{k}": v for k, v in _data_metrics(data_iter).items()}})
+                              **{f"data/{k}": v for k, v in data_metrics.items()}})
           eta = None if step_s is None else step_s * (st.steps - step)
           log(metrics_log.console_line(stage, step, st.steps, row, eta))
           interval, untimed, t_mark = [], 0, now

@@ -6,7 +6,7 @@ the data order depends only on (seed, step): a resumed run sees the same batches
 
 import numpy as np
 
-from data_pipelines.scenes import render_scene
+from data_pipelines.scenes.render import render_scene
 
 _SEED_STRIDE = 10**8
 

@@ -13,7 +13,7 @@ import collections
 
 import numpy as np
 
-from data_pipelines.scene_scorer import matched_objects, score_image
+from data_pipelines.scenes.scorer import matched_objects, score_image
 
 
 def object_misses(images: np.ndarray, scenes: list[dict]) -> tuple[int, collections.Counter]:

@@ -23,7 +23,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 
-from data_pipelines import image_io
+from data_pipelines.sources import image_io
 
 MISSING_IMAGE = "missing_image"
 UNDECODABLE_IMAGE = image_io.ImageDecodeError.reason

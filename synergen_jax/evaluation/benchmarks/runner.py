@@ -19,7 +19,7 @@ import json
 import os
 import time
 
-from data_pipelines import image_io
+from data_pipelines.sources import image_io
 from synergen_jax import files
 from synergen_jax.evaluation.benchmarks import predictions as pred_io
 from synergen_jax.evaluation.benchmarks import prompts, records, registry, report

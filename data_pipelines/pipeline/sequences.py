@@ -25,7 +25,7 @@ With `answer=None` / `codes=None` the builders return the inference prompt
 
 import numpy as np
 
-from data_pipelines import conversations
+from data_pipelines.sources import conversations
 from synergen_jax import batch as batch_lib
 from synergen_jax import image_grid
 

@@ -20,6 +20,10 @@ Every record is a pure function of (config, split, index), so building twice giv
 identical records.
 """
 
+# The docstring above is the TFDS description written into every built dataset_info.json:
+# kept verbatim so that a rebuild writes the same metadata (`scenes.py` is now
+# scenes/render.py, `scene_text` scenes/text.py).
+
 import dataclasses
 import io
 import json
@@ -28,9 +32,9 @@ import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
-from data_pipelines import scene_text
-from data_pipelines import tfds_base
-from data_pipelines import scenes
+from data_pipelines.scenes import render
+from data_pipelines.scenes import text as scene_text
+from data_pipelines.scenes import tfds_base
 
 DEFAULT_SPLIT_SIZES = {"train": 8000, "validation": 500, "test": 500, "compositional": 500}
 
@@ -39,23 +43,23 @@ DEFAULT_SPLIT_SIZES = {"train": 8000, "validation": 500, "test": 500, "compositi
 class SceneConfig(tfds.core.BuilderConfig):
   """Image size, number of records per split, the share of scenes with text, and the
   placement (`cell`: 0 = free, else objects centred in cell x cell pixel cells) and the
-  most objects per scene (`scenes.sample_scene`)."""
+  most objects per scene (`render.sample_scene`)."""
   image_size: int = 64
   split_sizes: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPLIT_SIZES))
   text_prob: float = 0.3
   cell: int = 0
-  max_objects: int = scenes.MAX_OBJECTS
+  max_objects: int = render.MAX_OBJECTS
 
 
 def config_name(image_size: int, train_size: int | None = None, eval_size: int | None = None,
-                cell: int = 0, max_objects: int = scenes.MAX_OBJECTS) -> str:
+                cell: int = 0, max_objects: int = render.MAX_OBJECTS) -> str:
   """The builder-config name of a scene world: "64px", "64px_3000_300",
   "64px_cell16_max3_3000_300" (placement and object count appear when not the free
   default; sizes when given). Experiments name their dataset with it."""
   name = f"{image_size}px"
   if cell:
     name += f"_cell{cell}"
-  if max_objects != scenes.MAX_OBJECTS:
+  if max_objects != render.MAX_OBJECTS:
     name += f"_max{max_objects}"
   if train_size is not None:
     name += f"_{train_size}_{eval_size}"
@@ -64,20 +68,20 @@ def config_name(image_size: int, train_size: int | None = None, eval_size: int |
 
 def scene_config(image_size: int = 64, split_sizes: dict | None = None,
                  text_prob: float = 0.3, name: str | None = None, cell: int = 0,
-                 max_objects: int = scenes.MAX_OBJECTS) -> SceneConfig:
+                 max_objects: int = render.MAX_OBJECTS) -> SceneConfig:
   """A SceneConfig named by `config_name` (or `name`); validates its fields."""
   sizes = dict(DEFAULT_SPLIT_SIZES if split_sizes is None else split_sizes)
-  unknown = set(sizes) - set(scenes.SPLITS)
+  unknown = set(sizes) - set(render.SPLITS)
   if unknown:
     raise ValueError(f"split_sizes has unknown splits {sorted(unknown)}; "
-                     f"expected a subset of {scenes.SPLITS}")
+                     f"expected a subset of {render.SPLITS}")
   if any(int(v) < 0 for v in sizes.values()):
     raise ValueError(f"split_sizes must be >= 0, got {sizes}")
   if not 0.0 <= text_prob <= 1.0:
     raise ValueError(f"text_prob must be in [0, 1], got {text_prob}")
-  scenes.cells_of(int(image_size), int(cell))  # validates cell
-  if not 1 <= int(max_objects) <= scenes.MAX_OBJECTS:
-    raise ValueError(f"max_objects must be in [1, {scenes.MAX_OBJECTS}], got {max_objects}")
+  render.cells_of(int(image_size), int(cell))  # validates cell
+  if not 1 <= int(max_objects) <= render.MAX_OBJECTS:
+    raise ValueError(f"max_objects must be in [1, {render.MAX_OBJECTS}], got {max_objects}")
   where = f"in {cell} px cells" if cell else "placed freely"
   return SceneConfig(name=name or config_name(image_size, cell=cell, max_objects=max_objects),
                      image_size=int(image_size),
@@ -95,9 +99,9 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def scene_record(split: str, seed: int, image_size: int, text_prob: float, cell: int = 0,
-                 max_objects: int = scenes.MAX_OBJECTS) -> dict:
+                 max_objects: int = render.MAX_OBJECTS) -> dict:
   """The feature dict of one record (image as PNG bytes)."""
-  image, graph = scenes.render_scene(seed, image_size=image_size, split=split,
+  image, graph = render.render_scene(seed, image_size=image_size, split=split,
                                      text_prob=text_prob, cell=cell, max_objects=max_objects)
   qa = scene_text.qa_pairs(graph)
   return {

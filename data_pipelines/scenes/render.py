@@ -18,8 +18,8 @@ Placement (`cell`):
           cell (large 13-14 px, small 11-12 px at c = 16), sized so that the demo's 4x VQ
           reconstructs them (object recovery 0.94 vs 0.92 for the free world's sizes).
 
-A scene has 1-`max_objects` (default 4) non-overlapping objects (shape from `scene_palette.SHAPES`, colour
-from `scene_palette.COLORS`, size "small" or "large"), each (shape, colour) pair at
+A scene has 1-`max_objects` (default 4) non-overlapping objects (shape from `palette.SHAPES`, colour
+from `palette.COLORS`, size "small" or "large"), each (shape, colour) pair at
 most once, on a dark background; a share of scenes (`text_prob`) also carries a
 short white text of 1-3 glyphs (digits / capitals, 3 x 5 px at 64 px, scaled
 with the image size), which needs fine detail to read.
@@ -39,7 +39,7 @@ Each split has its own seed stream, so seed 0 of "train" and of "test" differ.
 
 import numpy as np
 
-from data_pipelines import scene_palette as pal
+from data_pipelines.scenes import palette as pal
 
 SPLITS = ("train", "validation", "test", "compositional")
 _SPLIT_STREAM = {name: i + 1 for i, name in enumerate(SPLITS)}

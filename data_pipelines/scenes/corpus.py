@@ -12,9 +12,9 @@ visual training (perplexity on `text`, exact match of `answer` given `prompt`).
 
 import numpy as np
 
-from data_pipelines import scene_palette as pal
-from data_pipelines import scene_text
-from data_pipelines import scenes
+from data_pipelines.scenes import palette as pal
+from data_pipelines.scenes import render
+from data_pipelines.scenes import text as scene_text
 
 TEXT_SPLITS = ("train", "test")
 KINDS = ("fact", "arithmetic", "sentence")
@@ -55,7 +55,7 @@ def text_example(seed: int, split: str = "train") -> dict:
     value = a + b if op == "plus" else (a - b if op == "minus" else a * b)
     prompt, answer = f"What is {a} {op} {b}?", f"{value}."
   else:  # a caption of a scene from the same generator, split by its first clause
-    scene = scenes.sample_scene(int(rng.integers(1 << 30)), 64,
+    scene = render.sample_scene(int(rng.integers(1 << 30)), 64,
                                 "train" if split == "train" else "test")
     caption = scene_text.captions(scene)[int(rng.integers(3))]
     words = caption.split(" ")

@@ -1,4 +1,7 @@
-"""The pretokenized record: what `pretokenize.py` writes and the pipelines read.
+"""The pretokenized shards: what `pretokenize.py` writes and the pipelines read.
+
+  shard_path(directory, split, shard, num_shards) -> .../{split}.array_record-NNNNN-of-NNNNN
+  shard_files(directory, split) -> the complete shards of a split, sorted
 
 One ArrayRecord record = msgpack (flax.serialization; no pickle) of
   id              str
@@ -13,6 +16,8 @@ One ArrayRecord record = msgpack (flax.serialization; no pickle) of
 A text-only record (a conversation without an image) has empty codes: gen_codes [0, 0],
 und_codes [0, 0, 0], und_grid [0, 0] (`has_image` is False).
 """
+
+import os
 
 import numpy as np
 from flax import serialization
@@ -72,3 +77,21 @@ def decode_record(data: bytes) -> dict:
     raise RecordError(f"record {rec.get('id', '?')!r}: a conversation needs an answer to "
                       f"every user turn, got {len(rec['conversation'])} turn texts")
   return rec
+
+
+def shard_path(directory: str, split: str, shard: int, num_shards: int) -> str:
+  return os.path.join(directory, f"{split}.array_record-{shard:05d}-of-{num_shards:05d}")
+
+
+def shard_files(directory: str, split: str) -> list[str]:
+  """The complete pretokenized shards of a split, sorted; raises if there are none."""
+  directory = os.path.expanduser(directory)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"data.pretokenized_dir {directory!r} does not exist; run "
+                            "python -m data_pipelines.pretokenize first")
+  prefix = f"{split}.array_record-"
+  files = sorted(os.path.join(directory, f) for f in os.listdir(directory)
+                 if f.startswith(prefix) and not f.endswith((".tmp", ".json")))
+  if not files:
+    raise FileNotFoundError(f"no pretokenized shards {prefix}* in {directory!r}")
+  return files

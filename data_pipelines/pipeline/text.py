@@ -7,7 +7,7 @@ pretrained LLM a real run imports). Documents:
     question/answer pairs in the chat template, so the LLM knows the language and the
     chat format the vision stages use.
 Each document is `<s> ... </s>` with a next-token target on every position after `<s>`,
-no image positions; rows are packed with `data_pipelines.packing` (same batch contract
+no image positions; rows are packed with `packing.py` (same batch contract
 as the multimodal tasks) and the iterator is checkpointable (get_state / set_state).
 """
 
@@ -18,10 +18,10 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_pipelines import packing
-from data_pipelines import pipeline as mm_pipeline
-from data_pipelines import pretokenize
-from data_pipelines import records
+from data_pipelines.pipeline import iterator
+from data_pipelines.pipeline import packing
+from data_pipelines.pipeline import records
+from data_pipelines.pipeline import streams
 from synergen_jax import batch as batch_lib
 
 TASK = "text"
@@ -45,7 +45,7 @@ def scene_documents(pretokenized_dir: str, split: str) -> list[tuple[str, str]]:
   """(kind, text) documents from pretokenized records: ("plain", caption) and
   ("chat", question + "\\x00" + answer)."""
   out = []
-  for path in pretokenize.shard_files(pretokenized_dir, split):
+  for path in records.shard_files(pretokenized_dir, split):
     src = grain.sources.ArrayRecordDataSource([path])
     for i in range(len(src)):
       try:
@@ -80,7 +80,7 @@ class TextExample:
   def ids(self, kind: str, text: str) -> list[int]:
     if kind == "chat":
       question, answer = text.split("\x00", 1)
-      # The understanding template without the image (data_pipelines/sequences.py).
+      # The understanding template without the image (sequences.py).
       return (self.tok.encode_chat([("user", question)]) + self.tok.encode(answer)
               + self.tok.turn_end() + [self.tok.eos_id])
     return self.tok.encode(text, add_bos=True, add_eos=True)
@@ -99,19 +99,19 @@ def text_dataset(docs, tokenizer, mn: int, text_cfg, *, shuffle: bool, num_epoch
                  sharding=None) -> grain.IterDataset:
   """Packed local batches [batch / process_count, seq_len] of the documents.
 
-  Input streams as in `data_pipelines.pipeline`: stream s of S packs documents [s::S]
+  Input streams as in `streams.py`: stream s of S packs documents [s::S]
   into batches of batch / S rows; this process concatenates its streams' batches.
   """
-  streams, mine = mm_pipeline.input_streams(
+  count, mine = streams.input_streams(
       num_streams, int(text_cfg.batch_size), "text_data.batch_size",
       process_index=process_index, process_count=process_count, sharding=sharding)
-  stream_bs = text_cfg.batch_size // streams
+  stream_bs = text_cfg.batch_size // count
   seed = int(text_cfg.seed)
-  if len(docs) < streams:
-    raise ValueError(f"{len(docs)} text documents cannot feed {streams} input streams")
+  if len(docs) < count:
+    raise ValueError(f"{len(docs)} text documents cannot feed {count} input streams")
   parts = []
   for stream in mine:
-    ds = grain.MapDataset.source(docs)[stream::streams]
+    ds = grain.MapDataset.source(docs)[stream::count]
     if shuffle:
       ds = ds.shuffle(seed=seed)
     ds = ds.repeat(num_epochs).map(TextExample(tokenizer, mn, text_cfg.seq_len))
@@ -119,7 +119,7 @@ def text_dataset(docs, tokenizer, mn: int, text_cfg, *, shuffle: bool, num_epoch
                                text_cfg.packing_bins or stream_bs, tokenizer.pad_id,
                                seed=seed + 2)
     parts.append(it.batch(stream_bs, drop_remainder=True))
-  it = mm_pipeline.concat_streams(parts)
+  it = streams.concat_streams(parts)
   if text_cfg.prefetch_buffer:
     it = grain.experimental.ThreadPrefetchIterDataset(
         it, prefetch_buffer_size=int(text_cfg.prefetch_buffer))
@@ -128,7 +128,7 @@ def text_dataset(docs, tokenizer, mn: int, text_cfg, *, shuffle: bool, num_epoch
 
 def make_text_pipeline(text_cfg, pretokenized_dir: str, tokenizer, mn: int, *, split: str,
                        sharding=None, train: bool = True, docs=None, num_streams: int = 0):
-  """`{"text": batch}` iterator (checkpointable), like `data_pipelines.make_pipeline`.
+  """`{"text": batch}` iterator (checkpointable), like `multimodal.make_pipeline`.
 
   train=True: shuffled, repeated forever; False: in order, one pass (validation).
   """
@@ -137,4 +137,4 @@ def make_text_pipeline(text_cfg, pretokenized_dir: str, tokenizer, mn: int, *, s
                     num_epochs=None if train else 1,
                     process_index=jax.process_index(), process_count=jax.process_count(),
                     num_streams=num_streams, sharding=sharding)
-  return mm_pipeline.TaskBatchIterator({TASK: ds}, sharding)
+  return iterator.TaskBatchIterator({TASK: ds}, sharding)

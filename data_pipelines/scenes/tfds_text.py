@@ -8,12 +8,15 @@ Measures whether text skill survives visual training (perplexity on `text`, exac
 match of `answer` after `prompt`).
 """
 
+# The docstring above is the TFDS description written into every built dataset_info.json:
+# kept verbatim so that a rebuild writes the same metadata (`text_corpus` is now scenes/corpus.py).
+
 import dataclasses
 
 import tensorflow_datasets as tfds
 
-from data_pipelines import tfds_base
-from data_pipelines import text_corpus
+from data_pipelines.scenes import corpus
+from data_pipelines.scenes import tfds_base
 
 
 @dataclasses.dataclass
@@ -43,5 +46,5 @@ class SynergenText(tfds_base.ArrayRecordBuilder):
 
   def _generate_examples(self, split: str, num_examples: int):
     for seed in range(num_examples):
-      ex = text_corpus.text_example(seed, split)
+      ex = corpus.text_example(seed, split)
       yield f"{split}/{seed}", dict(ex, id=f"{split}/{seed}")

@@ -19,7 +19,7 @@ Public API:
 Method: every pixel takes the nearest palette colour (objects, backgrounds, text
 white) if it is within `max_color_dist` of it; pixels of each object colour are
 split into 8-connected components; components smaller than `min_area_frac` of the
-image are noise; each component's shape is the template (`scene_palette.shape_mask`
+image are noise; each component's shape is the template (`palette.shape_mask`
 fitted to the component's box) with the highest IoU. Works on the crisp renders
 (>= 99% of objects right) and tolerates the colour noise of VQ reconstructions.
 """
@@ -27,8 +27,8 @@ fitted to the component's box) with the highest IoU. Works on the crisp renders
 import numpy as np
 from scipy import ndimage
 
-from data_pipelines import scene_palette as pal
-from data_pipelines.scenes import region_name
+from data_pipelines.scenes import palette as pal
+from data_pipelines.scenes.render import region_name
 
 _OBJECT_RGB = np.array([pal.COLORS[c] for c in pal.COLOR_NAMES], np.float32)  # [C, 3]
 _OTHER_RGB = np.array(list(pal.BACKGROUNDS) + [pal.TEXT_COLOR], np.float32)  # [K, 3]

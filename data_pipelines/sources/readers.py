@@ -12,9 +12,9 @@ which `{split}` is replaced by the split):
                   every pixel format and count failures instead of crashing.
   "array_record"  ArrayRecord files whose records are msgpack maps (flax.serialization)
                   of field -> bytes / str / list.
-  "webdataset"    tar shards as img2dataset / webdataset write them (source_webdataset.py).
-  "parquet"       parquet files, row group by row group (source_parquet.py).
-  "llava"         LLaVA instruction data, a JSON list or JSONL (source_llava.py); image
+  "webdataset"    tar shards as img2dataset / webdataset write them (webdataset.py).
+  "parquet"       parquet files, row group by row group (parquet.py).
+  "llava"         LLaVA instruction data, a JSON list or JSONL (llava.py); image
                   paths relative to `source.image_root`.
 Field names come from `source.fields` over the kind's defaults (field_mapping.py). An
 image field holding a path (str, or a {"bytes": None, "path": p} map) is read from
@@ -41,11 +41,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 from flax import serialization
 
-from data_pipelines import conversations
-from data_pipelines import field_mapping
-from data_pipelines import source_llava
-from data_pipelines import source_parquet
-from data_pipelines import source_webdataset
+from data_pipelines.sources import conversations
+from data_pipelines.sources import field_mapping
+from data_pipelines.sources import llava
+from data_pipelines.sources import parquet
+from data_pipelines.sources import webdataset
 
 KINDS = tuple(field_mapping.KIND_DEFAULTS)  # tfds, array_record, webdataset, parquet, llava
 
@@ -174,11 +174,11 @@ def open_raw_source(source):
   if source.kind == "array_record":
     return _MsgpackArrayRecordSource(_files(source, "ArrayRecord"))
   if source.kind == "webdataset":
-    return source_webdataset.WebDatasetSource(_files(source, "tar"))
+    return webdataset.WebDatasetSource(_files(source, "tar"))
   if source.kind == "parquet":
     columns = [c for name in field_mapping.NAMES for c in field_mapping.top_level(fields[name])]
-    return source_parquet.ParquetSource(_files(source, "parquet"), list(dict.fromkeys(columns)))
-  return source_llava.LlavaSource(_files(source, "JSON / JSONL"))
+    return parquet.ParquetSource(_files(source, "parquet"), list(dict.fromkeys(columns)))
+  return llava.LlavaSource(_files(source, "JSON / JSONL"))
 
 
 def _image(value, image_root: str, index: int):

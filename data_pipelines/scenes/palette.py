@@ -1,6 +1,6 @@
 """The visual vocabulary of the embedded scene dataset: shapes, colours, font.
 
-Shared by the renderer (`scenes.py`) and the pixel-only scorer (`scene_scorer.py`),
+Shared by the renderer (`render.py`) and the pixel-only scorer (`scorer.py`),
 so both agree on what a "red triangle" looks like:
 
 - `SHAPES`: circle, square, triangle (apex up), diamond, cross.

@@ -15,15 +15,15 @@ scene has one circle), and questions about absent objects never name a held-out
 
 import numpy as np
 
-from data_pipelines import scene_palette as pal
-from data_pipelines import scenes
+from data_pipelines.scenes import palette as pal
+from data_pipelines.scenes import render
 
 QA_TYPES = ("color", "shape", "count", "position", "relation", "existence", "text")
 _NUMBER_WORDS = ("no", "one", "two", "three", "four")
 
 
 def _rng(scene: dict, stream: int) -> np.random.Generator:
-  split_id = scenes.SPLITS.index(scene["split"]) + 1
+  split_id = render.SPLITS.index(scene["split"]) + 1
   return np.random.default_rng([split_id, int(scene["seed"]), stream])
 
 
@@ -96,7 +96,7 @@ def qa_pairs(scene: dict) -> list[tuple[str, str, str]]:
   if objs:
     o = objs[int(rng.integers(len(objs)))]
     out.append(("existence", f"Is there {_a(_name(o))}?", "yes"))
-  absent = [p for p in scenes.ALL_PAIRS if p not in present
+  absent = [p for p in render.ALL_PAIRS if p not in present
             and (scene["split"] == "compositional" or p not in pal.HELDOUT_PAIRS)]
   shape, color = absent[int(rng.integers(len(absent)))]
   out.append(("existence", f"Is there {_a(color + ' ' + shape)}?", "no"))

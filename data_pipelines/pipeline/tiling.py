@@ -11,7 +11,7 @@ the tiles' folded tokens inside one `<boi>` ... `<eoi>`.
 
 import numpy as np
 
-from data_pipelines import image_io
+from data_pipelines.sources import image_io
 
 
 def candidate_grids(max_tiles: int, min_tiles: int = 1) -> list[tuple[int, int]]:
