@@ -12,16 +12,16 @@ compositional split, text glyphs and every question type stay.
 Stages (METHOD.md section 8 in miniature; every stage validated on the same batches):
   text    pretrains the LLM on text (synergen_text + the scenes' captions and chat QA);
           stands in for the pretrained LLM that real runs import
-  stage1  trains vision (VQ-code embedding, PE, fold MLP, vision FFNs initialised from the
-          text FFNs, unfolding head, new tokens); captions only, like S.1's caption prompts;
-          the VQ-code tables start from the VQ codebook (`code_embed_from_vq`)
-  bind    a curriculum step: vision + self-attention on colour and shape questions only
-          (`und_type_weights`), 4 per image, with text replay; names are bound to the
-          tokens' attributes here, where the grounding probe showed the answers go
-          furthest (benchmarks/grounding_probe.py; docs/LEARNING.md)
-  stage2  + generation; every question type as conversations (up to 4 turns about one
-          image, colour and shape twice as likely), 20% captions
-  sft     everything; conversations (20% captions) with text replay beside them
+  bind    the first multimodal stage, a curriculum step: every parameter (vision FFNs
+          initialised from the text FFNs, VQ-code tables from the VQ codebook) trained on
+          colour and shape questions only (`und_type_weights`), one question per 64-token
+          row, 32 rows a step, no text replay: the rows of the grounding probe, where
+          names are bound to the tokens' attributes in ~19k answers (docs/LEARNING.md:
+          the phase change needs distinct images, the LLM's FFNs and no text beside)
+  retext  text only again, briefly: the text LLM the bind stage overwrote comes back
+  stage2  vision + self-attention; + generation; every question type as conversations
+          (up to 4 turns about one image, colour and shape twice as likely), 20% captions
+  sft     everything; conversations (20% captions) with 4 rows of text replay beside
 The model is `configs.models.demo()` made smaller (d 128) so that the job fits 15 minutes
 on a 2-core CPU. 64 px images -> 16 x 16 VQ codes of 4 x 4 px (experiments/vq_demo_f4.py:
 its reconstructions score 0.96 GenEval-style, the 8x VQ's 0.76, the images 0.99)
@@ -36,9 +36,9 @@ from synergen_jax import experiment
 
 from data_pipelines.scenes import tfds_scenes
 
-TRAIN_SIZE, EVAL_SIZE = 6000, 300
+TRAIN_SIZE, EVAL_SIZE = 12000, 300  # binding needs distinct scenes (6,000: colour 0.76)
 CELL, MAX_OBJECTS = 16, 3   # objects in the fold's token cells; 1-3 per scene
-STEPS = {"stage1": 150, "bind": 600, "stage2": 300, "sft": 250}  # (text: 150)
+STEPS = {"bind": 600, "retext": 80, "stage2": 300, "sft": 250}  # (text: 150)
 # Question mixes (data.und_type_weights): the binding curriculum asks colour and shape
 # only; later stages ask every type, colour and shape twice as often.
 BINDING = (("color", 1.0), ("shape", 1.0))
@@ -76,27 +76,27 @@ def get_config() -> ml_collections.ConfigDict:
   t.tfds_name, t.data_dir = "synergen_text", "{workdir}/data/tfds"
   t.batch_size, t.seq_len = 8, 128
 
-  config.stage_order = ("text", "stage1", "bind", "stage2", "sft")
+  config.stage_order = ("text", "bind", "retext", "stage2", "sft")
   common = dict(warmup_steps=20, b1=0.9, b2=0.95, eps=1e-8, clip_norm=1.0)
   # Questions come as conversations: up to 4 question/answer turns about one image per
   # understanding example (4x the answers per image of one question per image).
   turns = dict(und_qa_turns=4)
-  # Text replay: 2 rows of text beside the vision tasks once the LLM's own weights or
-  # attention train, so its text skills survive (METHOD.md: SFT mixes text data).
-  replay = dict(tasks=("understanding", "generation", "text"), text_data=dict(batch_size=2))
+  # Text replay: rows of text beside the vision tasks once the LLM's own weights train,
+  # so its text skills survive (METHOD.md: SFT mixes text data).
+  replay = dict(tasks=("understanding", "generation", "text"), text_data=dict(batch_size=4))
   config.stages.text = experiment.make_stage(
       "text", ("llm", "llm_attention"), 150,
       optimizer=dict(common, lr=3e-3, schedule="cosine", end_lr_frac=0.1, weight_decay=0.01))
-  config.stages.stage1 = experiment.make_stage(
-      "multimodal", ("vision",), STEPS["stage1"], vision_ffn_from_text=True,
-      code_embed_from_vq=True,
-      optimizer=dict(common, lr=2e-3, schedule="constant", weight_decay=0.05),
-      data=dict(und_caption_prob=1.0))
   config.stages.bind = experiment.make_stage(
-      "multimodal", ("vision", "llm_attention"), STEPS["bind"],
-      optimizer=dict(common, lr=1e-3, schedule="cosine", end_lr_frac=0.3, weight_decay=0.05),
-      data=dict(und_caption_prob=0.0, und_type_weights=BINDING, **turns),
-      tasks=("understanding", "text"), text_data=dict(batch_size=2))
+      "multimodal", ("vision", "llm_attention", "llm"), STEPS["bind"],
+      vision_ffn_from_text=True, code_embed_from_vq=True, tasks=("understanding",),
+      optimizer=dict(common, lr=1e-3, schedule="constant", weight_decay=0.0),
+      data=dict(und_caption_prob=0.0, und_type_weights=BINDING, und_qa_turns=1,
+                understanding=dict(batch_size=32, seq_len=64)))
+  config.stages.retext = experiment.make_stage(
+      "text", ("llm", "llm_attention"), STEPS["retext"],
+      optimizer=dict(common, warmup_steps=10, lr=1e-3, schedule="cosine", end_lr_frac=0.1,
+                     weight_decay=0.01))
   config.stages.stage2 = experiment.make_stage(
       "multimodal", ("vision", "llm_attention"), STEPS["stage2"],
       optimizer=dict(common, lr=7e-4, schedule="cosine", end_lr_frac=0.1, weight_decay=0.05),

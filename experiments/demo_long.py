@@ -7,8 +7,9 @@ The demo (experiments/demo.py) puts every object in one token cell of the fold; 
 experiment keeps the original world (1-4 objects placed anywhere, 3,000 training scenes),
 where each object appears at every sub-token offset and the fold MLP must learn each
 offset separately (the shift problem, docs/LEARNING.md). The vision stages run three
-times the demo's steps with the demo's recipe (binding curriculum, question mix, several
-questions per image, text replay), and the fold's first projection starts slot-shared
+times the demo's steps with the demo's recipe (binding stage, text restored after it,
+question mix, several questions per image, text replay), and the fold's first projection
+starts slot-shared
 (`model.fold_slot_shared_init`, what the front-end and grounding probes on the free world
 measured to help: docs/LEARNING.md, "the shift problem, model side").
 
@@ -25,7 +26,7 @@ from data_pipelines.scenes import tfds_scenes
 from synergen_jax import experiment
 
 TRAIN_SIZE, EVAL_SIZE = 3000, 300
-STEPS = {"stage1": 450, "bind": 1800, "stage2": 900, "sft": 750}
+STEPS = {"bind": 1800, "stage2": 900, "sft": 750}  # 3x the demo's vision stages
 
 
 def get_config():

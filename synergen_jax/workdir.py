@@ -159,8 +159,11 @@ def start_params_dir(workdir: str, experiment, stage: str) -> str | None:
 def text_pretrained_params_dir(workdir: str, experiment, stage: str) -> str | None:
   """The final params of the last text-only stage before `stage` (the LLM before any
   vision training: what text skills are measured against), if at hand."""
-  order = list(experiment.stage_order)
-  for name in reversed(order[:order.index(stage)]):
+  order = list(experiment.stage_order)[:list(experiment.stage_order).index(stage)]
+  kinds = [experiment.stage(name).kind for name in order]
+  if "multimodal" in kinds:  # a text stage after vision training (the demo's retext) is
+    order = order[:kinds.index("multimodal")]  # not the LLM before vision training
+  for name in reversed(order):
     if experiment.stage(name).kind == "text":
       d = final_params_dir(workdir, name)
       return d if os.path.isdir(d) else None

@@ -91,3 +91,18 @@ def test_start_and_text_pretrained_params_only_when_at_hand(tmp_path):
   assert workdir_lib.start_params_dir(w, _config(str(imported)), "text") is None
   imported.mkdir()
   assert workdir_lib.start_params_dir(w, _config(str(imported)), "text") == str(imported)
+
+
+def test_text_pretrained_params_are_those_before_any_vision_training(tmp_path):
+  """A text stage after a multimodal one (the demo's `retext`) restores the LLM; text
+  retention is still measured against the text stage before vision training."""
+  w = str(tmp_path)
+  c = _raw("")
+  c.stages.retext = experiment.make_stage("text", ("llm",), 3)
+  c.stage_order = ("text", "s1", "retext", "s2")
+  config = experiment.resolve(c)
+  for stage in ("text", "s1", "retext"):
+    _finish(w, stage)
+  want = workdir_lib.final_params_dir(w, "text")
+  assert workdir_lib.text_pretrained_params_dir(w, config, "s2") == want
+  assert workdir_lib.text_pretrained_params_dir(w, config, "retext") == want
