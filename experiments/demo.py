@@ -38,7 +38,7 @@ from data_pipelines.scenes import tfds_scenes
 
 TRAIN_SIZE, EVAL_SIZE = 12000, 300  # binding needs distinct scenes (6,000: colour 0.76)
 CELL, MAX_OBJECTS = 16, 3   # objects in the fold's token cells; 1-3 per scene
-STEPS = {"bind": 600, "retext": 80, "stage2": 300, "sft": 250}  # (text: 150)
+STEPS = {"bind": 480, "retext": 80, "stage2": 280, "sft": 230}  # (text: 150)
 # Question mixes (data.und_type_weights): the binding curriculum asks colour and shape
 # only; later stages ask every type, colour and shape twice as often.
 BINDING = (("color", 1.0), ("shape", 1.0))
