@@ -4,7 +4,7 @@ fixture in conftest.py): TFDS scenes at 64 px, a tokenizer, mean-colour pretoken
 
 It is trained once per test session, not once per xdist worker: the first worker that
 needs it builds it under the session's shared temporary directory while holding a file
-lock (`build`), the others wait for the lock and reuse it. Every worker then gets its own
+lock (`_once`), the others wait for the lock and reuse it. Every worker then gets its own
 copy of the trained workdir (`load`): tests may write into it (a rerun rewrites its
 reports), the data is only read. The data alone (`data`: built once per session too,
 under a lock of its own) also serves tests that train the tiny experiment their own way
@@ -14,7 +14,6 @@ under a lock of its own) also serves tests that train the tiny experiment their 
 import fcntl
 import json
 import os
-import pickle
 import shutil
 import sys
 
@@ -75,47 +74,38 @@ def shared_root(tmp_path_factory):
   return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-def data(tmp_path_factory):
-  """(data root, text vocab size): the session's `build_data`, built by the first worker
-  that asks (the others wait for the lock and reuse it); tests only read it."""
-  shared = shared_root(tmp_path_factory)
-  root = shared / "tiny_data"
-  with open(shared / "tiny_data.lock", "w") as lock:
+def _once(shared, name: str, build_into):
+  """shared/name, built by `build_into(directory)` once per session: the first worker that
+  asks builds it while holding shared/name.lock (the others wait and reuse it); the
+  marker shared/name/COMPLETE is written last, so a build that failed half-way is redone."""
+  root = shared / name
+  with open(shared / f"{name}.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be building it: wait
-    if not (root / "vocab.json").exists():
-      shutil.rmtree(root, ignore_errors=True)  # a build that failed half-way
-      tok = build_data(root)
-      (root / "vocab.json.tmp").write_text(json.dumps(tok.text_vocab_size))
-      os.replace(root / "vocab.json.tmp", root / "vocab.json")  # the marker: complete
+    if not (root / "COMPLETE").exists():
+      shutil.rmtree(root, ignore_errors=True)
+      root.mkdir()
+      build_into(root)
+      (root / "COMPLETE").touch()
+  return root
+
+
+def data(tmp_path_factory):
+  """(data root, text vocab size): the session's `build_data`; tests only read it."""
+  def build_into(root):
+    (root / "vocab.json").write_text(json.dumps(build_data(root).text_vocab_size))
+  root = _once(shared_root(tmp_path_factory), "tiny_data", build_into)
   return root, json.loads((root / "vocab.json").read_text())
 
 
-def build(root, data_root, vocab_size: int) -> None:
-  """The straight run under `root` on the data under `data_root`, then root/run.pkl (the
-  marker: complete)."""
-  report = run_lib.run_experiment(config(data_root, vocab_size), str(root / "straight"),
-                                  mesh=mesh())
-  with open(root / "run.pkl.tmp", "wb") as f:
-    pickle.dump({"vocab_size": vocab_size, "report": report}, f)
-  os.replace(root / "run.pkl.tmp", root / "run.pkl")
-
-
 def load(tmp_path_factory) -> dict:
-  """The session's tiny run (built by the first worker that asks), with this worker's own
-  copy of the straight workdir."""
+  """The session's tiny run (the straight run of `config`, its report in the workdir's
+  report.json), with this worker's own copy of the straight workdir."""
   data_root, vocab_size = data(tmp_path_factory)
-  shared = shared_root(tmp_path_factory)
-  root = shared / "tiny_run"
-  with open(shared / "tiny_run.lock", "w") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be building it: wait
-    if not (root / "run.pkl").exists():
-      shutil.rmtree(root, ignore_errors=True)  # a build that failed half-way
-      root.mkdir()
-      build(root, data_root, vocab_size)
-  with open(root / "run.pkl", "rb") as f:
-    saved = pickle.load(f)
+  root = _once(shared_root(tmp_path_factory), "tiny_run",
+               lambda root: run_lib.run_experiment(config(data_root, vocab_size),
+                                                   str(root / "straight"), mesh=mesh()))
   straight = tmp_path_factory.mktemp("straight")
   shutil.copytree(root / "straight", straight, dirs_exist_ok=True)
-  return {"cfg": config(data_root, saved["vocab_size"]), "mesh": mesh(),
-          "straight": str(straight), "report": saved["report"], "data_root": str(data_root),
-          "tmp": tmp_path_factory}
+  report = json.loads((straight / "report.json").read_text())
+  return {"cfg": config(data_root, vocab_size), "mesh": mesh(), "straight": str(straight),
+          "report": report, "data_root": str(data_root), "tmp": tmp_path_factory}
