@@ -132,7 +132,8 @@ def _link(src: str, dst: str) -> None:
     os.symlink(os.path.abspath(src), dst)
 
 
-def run(base: str, out: str, name: str, extra: list[str], config_file: str = "") -> dict:
+def run(base: str, out: str, name: str, extra: list[str], config_file: str = "",
+        reuse: tuple[str, ...] = ()) -> dict:
   from synergen_jax.evaluation import run as eval_run
   from synergen_jax import workdir as workdir_lib
   from synergen_jax.training import run as run_lib
@@ -148,7 +149,10 @@ def run(base: str, out: str, name: str, extra: list[str], config_file: str = "")
   # initialisation (vision parameters included) that stage makes.
   model_changed = any(k.startswith("model.") for k in VARIANTS[name][1]) or any(
       s.startswith("model.") for s in extra)
-  for sub in ("data", "vq", "jax_cache") + (() if model_changed else (first,)):
+  for stage in reuse:
+    if not workdir_lib.stage_done(base, stage):
+      raise SystemExit(f"--reuse={stage}: that stage of --base={base} has not finished")
+  for sub in ("data", "vq", "jax_cache") + (() if model_changed else (first,) + tuple(reuse)):
     _link(os.path.join(base, sub), os.path.join(workdir, sub))
   t = time.time()
   run_lib.run_experiment(config, workdir)
@@ -173,9 +177,13 @@ def main():
                  help="extra config override (python literal), e.g. stages.sft.steps=600")
   p.add_argument("--config", default="", help="an experiment file to use instead of the "
                  "variant's (its overrides still apply; `--variant=demo` applies none)")
+  p.add_argument("--reuse", default="", help="comma-separated stages after the first whose "
+                 "finished runs in --base are reused (linked), e.g. bind,retext: the variant "
+                 "must keep them unchanged")
   args = p.parse_args()
   os.makedirs(args.out, exist_ok=True)
-  row = run(os.path.abspath(args.base), args.out, args.variant, args.set, args.config)
+  row = run(os.path.abspath(args.base), args.out, args.variant, args.set, args.config,
+            tuple(s for s in args.reuse.split(",") if s))
   print(json.dumps(row, indent=1))
 
 
