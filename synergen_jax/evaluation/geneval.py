@@ -137,16 +137,28 @@ def correct(category: str, image, scene: dict) -> bool:
 
 
 def score(items: list[dict], images, prefix: str = "gen") -> dict:
-  """Per-category and overall accuracy of images[i] (several per item allowed).
+  """Per-category and overall accuracy of images[i] (several per item allowed), and
+  `{prefix}/objects_per_image`: the mean number of objects the scorer finds in an image
+  (a generator that scatters many objects passes "a <colour> object" by chance; compare
+  with the prompts' own count, `objects_per_prompt`).
 
   `images[i]` is a list of uint8 images generated for `items[i]`.
   """
   per_cat: dict[str, list[float]] = {}
+  found = []
   for item, imgs in zip(items, images, strict=True):
     per_cat.setdefault(item["category"], []).extend(
         float(correct(item["category"], im, item["scene"])) for im in imgs)
+    found.extend(len(scorer.score_image(im)) for im in imgs)
   out = {f"{prefix}/{c}": sum(v) / len(v) for c, v in per_cat.items() if v}
   if out:
     out[f"{prefix}/overall"] = sum(out.values()) / len(out)
   out[f"{prefix}/images"] = sum(len(v) for v in per_cat.values())
+  if found:
+    out[f"{prefix}/objects_per_image"] = sum(found) / len(found)
   return out
+
+
+def objects_per_prompt(items: list[dict]) -> float:
+  """The mean number of objects the prompts' scenes hold."""
+  return sum(len(it["scene"]["objects"]) for it in items) / max(len(items), 1)

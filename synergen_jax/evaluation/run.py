@@ -96,6 +96,12 @@ def evaluate_generation(session, e) -> tuple[dict, list]:
   # what a generator that ignores its prompt but draws perfect scenes would score.
   metrics.update(geneval.score(items, [[real[j]] for j in geneval.other_prompt_index(items)],
                                "gen/other_prompt_image"))
+  # The prompt-following control: each prompt scored on the images generated for another
+  # prompt of its category (the same rotation): a generator that ignores its prompt
+  # scores here what it scores on its own prompts.
+  metrics.update(geneval.score(items, [per_item[j] for j in geneval.other_prompt_index(items)],
+                               "gen/generated_other_prompt"))
+  metrics["gen/objects_per_prompt"] = geneval.objects_per_prompt(items)
   metrics["gen/prompts"] = len(items)
   metrics["gen/skipped_records"] = skipped
   log(f"generation: {len(prompts)} images, overall {metrics['gen/overall']:.3f} "
@@ -189,18 +195,24 @@ def markdown(metrics: dict, samples: list, info: dict) -> str:
     lines += ["## Generation: GenEval-style (scene scorer on generated pixels)", "",
               f"{metrics['gen/prompts']} prompts x {info['gen_samples']} samples, CFG scale "
               f"{info['cfg_scale']}, temperature {info['gen_temperature']}.", "",
-              "| category | generated | dataset images (ceiling) | VQ reconstructions | "
-              "another prompt's image (floor) |",
-              "|---|---|---|---|---|"]
-    for c in list(geneval.CATEGORIES) + ["overall"]:
+              "| category | generated | generated for another prompt | dataset images "
+              "(ceiling) | VQ reconstructions | another prompt's image (floor) |",
+              "|---|---|---|---|---|---|"]
+    for c in list(geneval.CATEGORIES) + ["overall", "objects_per_image"]:
       if f"gen/{c}" in metrics:
         lines.append(f"| {c} | {fmt(metrics[f'gen/{c}'])} | "
+                     f"{fmt(metrics.get(f'gen/generated_other_prompt/{c}', '-'))} | "
                      f"{fmt(metrics.get(f'gen/reference/{c}', '-'))} | "
                      f"{fmt(metrics.get(f'gen/vq_reconstruction/{c}', '-'))} | "
                      f"{fmt(metrics.get(f'gen/other_prompt_image/{c}', '-'))} |")
     lines += ["", "The last column scores each prompt on the dataset image of another prompt: "
-              "what a generator that ignores its prompt would score.", "",
-              "![generated](generated.png)", ""]
+              "what a generator that ignores its prompt but draws the dataset's scenes would "
+              "score. \"Generated for another prompt\" scores each prompt on the images "
+              "generated for another prompt of its category: a generator that follows its "
+              "prompts scores far less there than on its own (one that scatters objects "
+              "scores alike on both). objects_per_image: objects the scorer finds per image "
+              f"(the prompts name {metrics.get('gen/objects_per_prompt', 0):.2f} on average).",
+              "", "![generated](generated.png)", ""]
   if "gen/fold_s_per_image" in metrics:
     lines += ["## Generation speed: token folding vs no-fold", "",
               "| | LLM steps / image | s / image |", "|---|---|---|",
