@@ -18,7 +18,8 @@ Stages (METHOD.md section 8 in miniature; every stage validated on the same batc
           row, 32 rows a step, no text replay: the rows of the grounding probe, where
           names are bound to the tokens' attributes in ~19k answers (docs/LEARNING.md:
           the phase change needs distinct images, the LLM's FFNs and no text beside)
-  retext  text only again, briefly: the text LLM the bind stage overwrote comes back
+  bind2   the same rows with position and existence questions beside colour and shape
+  retext  text only again, briefly: the text LLM the bind stages overwrote comes back
   stage2  vision + self-attention; + generation; every question type as conversations
           (up to 4 turns about one image, colour and shape twice as likely), 20% captions
   sft     everything; conversations (20% captions) with 4 rows of text replay beside
@@ -38,10 +39,12 @@ from data_pipelines.scenes import tfds_scenes
 
 TRAIN_SIZE, EVAL_SIZE = 12000, 300  # binding needs distinct scenes (6,000: colour 0.76)
 CELL, MAX_OBJECTS = 16, 3   # objects in the fold's token cells; 1-3 per scene
-STEPS = {"bind": 480, "retext": 80, "stage2": 280, "sft": 230}  # (text: 150)
+STEPS = {"bind": 450, "bind2": 200, "retext": 70, "stage2": 250, "sft": 200}  # (text: 150)
 # Question mixes (data.und_type_weights): the binding curriculum asks colour and shape
-# only; later stages ask every type, colour and shape twice as often.
+# only, then position and existence beside them (the other name -> its-token lookups);
+# later stages ask every type, colour and shape twice as often.
 BINDING = (("color", 1.0), ("shape", 1.0))
+BINDING2 = BINDING + (("position", 1.0), ("existence", 1.0))
 MIX = (("color", 2.0), ("shape", 2.0), ("count", 1.0), ("position", 1.0),
        ("relation", 1.0), ("existence", 1.0), ("text", 1.0))
 
@@ -76,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
   t.tfds_name, t.data_dir = "synergen_text", "{workdir}/data/tfds"
   t.batch_size, t.seq_len = 8, 128
 
-  config.stage_order = ("text", "bind", "retext", "stage2", "sft")
+  config.stage_order = ("text", "bind", "bind2", "retext", "stage2", "sft")
   common = dict(warmup_steps=20, b1=0.9, b2=0.95, eps=1e-8, clip_norm=1.0)
   # Questions come as conversations: up to 4 question/answer turns about one image per
   # understanding example (4x the answers per image of one question per image).
@@ -93,6 +96,14 @@ def get_config() -> ml_collections.ConfigDict:
       optimizer=dict(common, lr=1e-3, schedule="constant", weight_decay=0.0),
       data=dict(und_caption_prob=0.0, und_type_weights=BINDING, und_qa_turns=1,
                 understanding=dict(batch_size=32, seq_len=48)))  # its rows: 44-47 tokens
+  # The second binding step: position and existence join colour and shape (alone they
+  # bind in the same steps but colour and shape are forgotten: docs/LEARNING.md).
+  config.stages.bind2 = experiment.make_stage(
+      "multimodal", ("vision", "llm_attention", "llm"), STEPS["bind2"],
+      tasks=("understanding",),
+      optimizer=dict(common, lr=1e-3, schedule="constant", weight_decay=0.0),
+      data=dict(und_caption_prob=0.0, und_type_weights=BINDING2, und_qa_turns=1,
+                understanding=dict(batch_size=32, seq_len=48)))
   config.stages.retext = experiment.make_stage(
       "text", ("llm", "llm_attention"), STEPS["retext"],
       optimizer=dict(common, warmup_steps=10, lr=1e-3, schedule="cosine", end_lr_frac=0.1,

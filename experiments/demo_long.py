@@ -26,7 +26,7 @@ from data_pipelines.scenes import tfds_scenes
 from synergen_jax import experiment
 
 TRAIN_SIZE, EVAL_SIZE = 3000, 300
-STEPS = {"bind": 1800, "stage2": 900, "sft": 750}  # 3x the demo's vision stages
+STEPS = {"bind": 1800, "bind2": 600, "stage2": 900, "sft": 750}  # ~3x the demo's vision stages
 
 
 def get_config():
