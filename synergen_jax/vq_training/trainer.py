@@ -120,14 +120,7 @@ class VQTrainer:
     step = train["step"]
     x = images_to_float(images)  # [batch, H, W, 3] in [-1, 1]
     adv_on = step >= t.disc.start_step  # the adversarial terms count from disc.start_step
-    pixel_weight = None  # [batch, H, W] when foreground or edge pixels weigh more
-    if t.weighs_pixels:
-      pixel_weight = 1.0
-      if t.foreground_weight:
-        pixel_weight = pixel_weight + t.foreground_weight * vq_losses.foreground_mask(x)
-      if t.edge_weight:
-        pixel_weight = pixel_weight + t.edge_weight * vq_losses.edge_mask(x)
-    codebook_weight = t.codebook_loss_weight
+    pixel_weight = self._pixel_weight(x)
 
     def loss_fn(params):
       out, updates = self.tok.model.apply(
@@ -137,7 +130,8 @@ class VQTrainer:
                                           pixel_weight)
       if t.gradient_weight:
         rec = rec + t.gradient_weight * vq_losses.gradient_loss(out["recon"], x)
-      loss = rec + codebook_weight * out["codebook_loss"] + t.commitment_weight * out["commitment_loss"]
+      loss = (rec + t.codebook_loss_weight * out["codebook_loss"]
+              + t.commitment_weight * out["commitment_loss"])
       aux = {"rec_loss": rec, "codebook_loss": out["codebook_loss"],
              "commitment_loss": out["commitment_loss"]}
       if self.use_disc:
@@ -157,25 +151,53 @@ class VQTrainer:
     updates, opt_state = self.opt.update(grads, train["opt_state"], model_vars["params"])
     params = optax.apply_updates(model_vars["params"], updates)
     new_train = dict(train, step=step + 1, opt_state=opt_state)
-
     if self.use_disc:
-      recon = jax.lax.stop_gradient(out["recon"])
+      aux["d_loss"] = self._disc_step(train, new_train, x, out["recon"], adv_on)
+    params, counts, restarted = self._codebook_step(step, train, new_train, params, out)
 
-      def d_loss_fn(dp):
-        real = self.disc.apply({"params": dp}, x)
-        fake = self.disc.apply({"params": dp}, recon)
-        return vq_losses.hinge_d_loss(real, fake).astype(jnp.float32)
+    batch_usage, perplexity = vq_losses.usage_and_perplexity(counts)
+    metrics = dict(aux, loss=loss, psnr=vq_losses.psnr(out["recon"], x),
+                   batch_code_usage=batch_usage, batch_perplexity=perplexity,
+                   restarted_codes=restarted.astype(jnp.float32),
+                   dead_codes=jnp.sum(new_train["usage"] < t.restart_threshold / k
+                                      ).astype(jnp.float32))
+    return {"params": params, "batch_stats": batch_stats}, new_train, metrics
 
-      d_loss, d_grads = jax.lax.cond(
-          adv_on, jax.value_and_grad(d_loss_fn),
-          lambda dp: (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, dp)),
-          train["disc_params"])
-      d_updates, d_opt = self.disc_opt.update(d_grads, train["disc_opt_state"], train["disc_params"])
-      new_train["disc_params"] = optax.apply_updates(train["disc_params"], d_updates)
-      new_train["disc_opt_state"] = d_opt
-      aux["d_loss"] = d_loss
+  def _pixel_weight(self, x):
+    """[batch, H, W] weights of the pixels in the reconstruction loss, or None (all 1)."""
+    t = self.config.train
+    if not t.weighs_pixels:
+      return None
+    pixel_weight = 1.0
+    if t.foreground_weight:
+      pixel_weight = pixel_weight + t.foreground_weight * vq_losses.foreground_mask(x)
+    if t.edge_weight:
+      pixel_weight = pixel_weight + t.edge_weight * vq_losses.edge_mask(x)
+    return pixel_weight
 
-    # Codebook statistics and dead-code restart.
+  def _disc_step(self, train, new_train, x, recon, adv_on):
+    """The discriminator's update (into `new_train`) from real `x` and the
+    reconstructions; returns its hinge loss (0 before disc.start_step)."""
+    recon = jax.lax.stop_gradient(recon)
+
+    def d_loss_fn(dp):
+      real = self.disc.apply({"params": dp}, x)
+      fake = self.disc.apply({"params": dp}, recon)
+      return vq_losses.hinge_d_loss(real, fake).astype(jnp.float32)
+
+    d_loss, d_grads = jax.lax.cond(
+        adv_on, jax.value_and_grad(d_loss_fn),
+        lambda dp: (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, dp)),
+        train["disc_params"])
+    d_updates, d_opt = self.disc_opt.update(d_grads, train["disc_opt_state"], train["disc_params"])
+    new_train["disc_params"] = optax.apply_updates(train["disc_params"], d_updates)
+    new_train["disc_opt_state"] = d_opt
+    return d_loss
+
+  def _codebook_step(self, step, train, new_train, params, out):
+    """Codebook statistics (into `new_train`), the EMA codebook update and the dead-code
+    restart; returns (params with the new codebook, code counts [K], codes restarted)."""
+    t, k = self.config.train, self.config.model.codebook_size
     counts = vq_losses.code_histogram(out["codes"], k)  # [K]
     usage = t.usage_decay * train["usage"] + (1 - t.usage_decay) * counts / jnp.sum(counts)
     usage = jnp.where(step == 0, counts / jnp.sum(counts), usage)
@@ -202,15 +224,8 @@ class VQTrainer:
       ema_count = jnp.where(dead, fresh_count, ema_count)
       ema_sum = jnp.where(dead[:, None], codebook * fresh_count, ema_sum)
       new_train["ema_count"], new_train["ema_sum"] = ema_count, ema_sum
-    params = {**params, "quantize": {"embedding": {"embedding": codebook}}}
     new_train["usage"] = usage
-
-    batch_usage, perplexity = vq_losses.usage_and_perplexity(counts)
-    metrics = dict(aux, loss=loss, psnr=vq_losses.psnr(out["recon"], x),
-                   batch_code_usage=batch_usage, batch_perplexity=perplexity,
-                   restarted_codes=restarted.astype(jnp.float32),
-                   dead_codes=jnp.sum(usage < t.restart_threshold / k).astype(jnp.float32))
-    return {"params": params, "batch_stats": batch_stats}, new_train, metrics
+    return {**params, "quantize": {"embedding": {"embedding": codebook}}}, counts, restarted
 
   def step(self, model_vars, train, images: np.ndarray):
     """One data-parallel step on uint8 images [batch, H, W, 3] (donates the state)."""
