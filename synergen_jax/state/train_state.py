@@ -47,7 +47,7 @@ class StateSpec:
   config: ModelConfig
   mesh: jax.sharding.Mesh
   trainable_groups: tuple[str, ...]
-  opt: Any                  # experiment.Optimizer (or a ConfigDict with its fields)
+  opt: optimizer_lib.Optimizer  # the stage's (experiment.Stage.optimizer)
   total_steps: int
   compiler_options: dict | None = None  # XLA options of the init/build jits
 
@@ -103,7 +103,8 @@ class StateSpec:
       return self._build_jits[bool(vision_ffn_from_text)](params)
 
 
-def opt_state_bytes_for(config: ModelConfig, groups: Sequence[str], opt: Any) -> dict:
+def opt_state_bytes_for(config: ModelConfig, groups: Sequence[str],
+                        opt: optimizer_lib.Optimizer) -> dict:
   """Optimizer-state and parameter bytes of training `groups`, from abstract shapes only."""
   params = model_init.param_shapes(config)
   trainable, frozen = freezing.split(params, groups)
