@@ -78,6 +78,16 @@ def test_resolved_experiment_is_frozen_and_its_optimizer_is_a_cache_key():
   assert {opt: 1}[experiment.Optimizer.from_config(dict(lr=3e-3))] == 1
   with pytest.raises(KeyError, match="stage 'nope'"):
     exp.stage("nope")
+  # a whole stage (data configs included) is a value: equal stages hash alike
+  again = experiment.resolve(_config()).stage("s1")
+  assert again is not exp.stage("s1") and {exp.stage("s1"): 1}[again] == 1
+
+
+def test_a_state_spec_takes_a_typed_optimizer():
+  from synergen_jax.state import train_state
+  with pytest.raises(TypeError, match="StateSpec.opt"):
+    train_state.StateSpec(ModelConfig.from_config_dict(models.tiny()), None, ("vision",),
+                          defaults.default_optimizer_config(), 10)
 
 
 def test_bad_fields_are_named():

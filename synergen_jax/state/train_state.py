@@ -52,6 +52,9 @@ class StateSpec:
   compiler_options: dict | None = None  # XLA options of the init/build jits
 
   def __post_init__(self):
+    if not isinstance(self.opt, optimizer_lib.Optimizer):
+      raise TypeError(f"StateSpec.opt: an optimizer.Optimizer (Optimizer.from_config makes "
+                      f"one), got {type(self.opt).__name__}")
     self.model = SynerGenVL(self.config)
     self.param_abstract, self.param_shardings = model_init.abstract_params(self.config,
                                                                            self.mesh)
