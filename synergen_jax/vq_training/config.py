@@ -6,10 +6,10 @@
 An experiment file returns a ConfigDict with `seed`, `model` (the VQ sizes,
 `model/vq/config.py`, checked there), `data` and `train`; `resolve` checks every field
 (unknown, missing, wrong type or value: a `ConfigError` naming the field) and casts it to
-its type. A field with a default below is optional: the defaults are the one home of the
-VQ defaults, "off" where a field was added later (Emu3's objective), so experiment
-files written before it existed keep their meaning. Changes go through
-`dataclasses.replace`.
+its type, with `typed_config` as the main experiment. A field with a default below is
+optional: the defaults are the one home of the VQ defaults, "off" where a field was
+added later (Emu3's objective), so experiment files written before it existed keep their
+meaning. Changes go through `dataclasses.replace` (checked again).
 """
 
 import dataclasses
@@ -17,67 +17,131 @@ from typing import Any
 
 import ml_collections
 
-from synergen_jax.experiment.errors import ConfigError
 from synergen_jax.model.vq import config as vq_config
 from synergen_jax.model.vq.tokenizer import VQTokenizer
+from synergen_jax.typed_config import ConfigError, Typed, from_dict, need
 
 
 @dataclasses.dataclass(frozen=True)
-class Data:
+class Data(Typed):
   """The scene images a VQ tokenizer trains and is evaluated on (`vq_training/data.py`)."""
 
-  image_size: int        # square renders of this many pixels
-  batch_size: int        # images per step, split over the devices of the data axis
-  text_prob: float       # share of scenes that carry a line of text
-  eval_images: int       # validation scenes (validation seeds 0 .. eval_images - 1)
-  eval_batch_size: int   # images per encode / decode call of the evaluation
-  cell: int = 0          # object placement (scenes/render.py): 0 free, else a grid cell
-  max_objects: int = 4   # objects per scene: 1 .. max_objects
+  # Square renders of this many pixels.
+  image_size: int
+  # Images per step, split over the devices of the data axis.
+  batch_size: int
+  # Share of scenes that carry a line of text.
+  text_prob: float
+  # Validation scenes (validation seeds 0 .. eval_images - 1).
+  eval_images: int
+  # Images per encode / decode call of the evaluation.
+  eval_batch_size: int
+  # Object placement (scenes/render.py): 0 free, else a grid cell of this many pixels.
+  cell: int = 0
+  # Objects per scene: 1 .. max_objects.
+  max_objects: int = 4
+
+  def check(self):
+    for name in ("image_size", "batch_size", "eval_images", "eval_batch_size", "max_objects"):
+      need(getattr(self, name) >= 1, name, f"{getattr(self, name)}: expected >= 1")
+    need(0.0 <= self.text_prob <= 1.0, "text_prob", f"{self.text_prob}: expected in [0, 1]")
+    need(self.cell >= 0, "cell", f"{self.cell}: expected >= 0 (0 = objects placed freely)")
 
 
 @dataclasses.dataclass(frozen=True)
-class Disc:
+class Disc(Typed):
   """The optional patch-GAN discriminator and its hinge loss."""
 
-  enabled: bool          # train it and add the generator's adversarial loss
-  start_step: int        # the adversarial terms count from this step (0 before)
-  weight: float          # weight of the generator's adversarial loss
-  lr: float              # its peak learning rate (the VQ's schedule shape)
-  channels: int          # width of its first convolution
-  num_layers: int        # its strided convolutions
-  groups: int            # GroupNorm groups of its layers
+  # Train it and add the generator's adversarial loss.
+  enabled: bool
+  # The adversarial terms count from this step (0 before).
+  start_step: int
+  # Weight of the generator's adversarial loss.
+  weight: float
+  # Its peak learning rate (the VQ's schedule shape).
+  lr: float
+  # Width of its first convolution.
+  channels: int
+  # Its strided convolutions.
+  num_layers: int
+  # GroupNorm groups of its layers.
+  groups: int
 
 
 @dataclasses.dataclass(frozen=True)
-class Train:
+class Train(Typed):
   """The objective, optimizer, codebook maintenance and loop of VQ training."""
 
-  steps: int             # training steps
-  lr: float              # peak learning rate (warm-up, then cosine decay)
-  warmup_steps: int      # linear warm-up from 0
-  final_lr_frac: float   # the cosine ends at lr * final_lr_frac
-  b1: float              # AdamW betas
+  # Training steps.
+  steps: int
+  # Peak learning rate (linear warm-up, then cosine decay).
+  lr: float
+  # Warm-up steps from 0.
+  warmup_steps: int
+  # The cosine ends at lr * final_lr_frac.
+  final_lr_frac: float
+  # AdamW's first-moment decay.
+  b1: float
+  # AdamW's second-moment decay.
   b2: float
-  weight_decay: float    # AdamW weight decay
-  grad_clip: float       # global gradient-norm clip
-  l1_weight: float       # reconstruction loss: l1 * |error| + l2 * error^2
+  # AdamW's weight decay.
+  weight_decay: float
+  # Global gradient-norm clip.
+  grad_clip: float
+  # Reconstruction loss: l1_weight * |error| + l2_weight * error^2.
+  l1_weight: float
+  # (see l1_weight)
   l2_weight: float
-  codebook_weight: float  # codebook loss (unused with the EMA codebook)
-  commitment_weight: float  # commitment loss (encoder outputs towards their codes)
-  usage_decay: float     # decay of the running share of positions per code
-  restart_every: int     # dead codes restart from encoder outputs every this many steps
-  restart_until: int     # ... before this step
-  restart_threshold: float  # a code is dead below restart_threshold / codebook_size usage
-  disc: Disc             # the optional discriminator
-  log_every: int         # a metrics row every this many steps (and at the last)
-  checkpoint_every: int  # a checkpoint every this many steps (and at the last of a run)
-  eval_every: int        # validation every this many steps (0: only at the end)
-  max_checkpoints: int | None  # checkpoints kept (None: all)
-  foreground_weight: float = 0.0  # extra weight of foreground pixels in the pixel loss
-  gradient_weight: float = 0.0    # weight of the image-gradient (edge sharpness) loss
-  edge_weight: float = 0.0        # extra weight of pixels next to colour edges
-  codebook_ema_decay: float = 0.0  # 0: codebook learned by its loss (Emu3); else EMA decay
-  codebook_ema_epsilon: float = 1e-5  # Laplace smoothing of the EMA cluster sizes
+  # Codebook loss (unused with the EMA codebook).
+  codebook_weight: float
+  # Commitment loss (encoder outputs towards their codes).
+  commitment_weight: float
+  # Decay of the running share of positions per code.
+  usage_decay: float
+  # Dead codes restart from encoder outputs every this many steps ...
+  restart_every: int
+  # ... before this step.
+  restart_until: int
+  # A code is dead below restart_threshold / codebook_size of the positions.
+  restart_threshold: float
+  # The optional discriminator.
+  disc: Disc
+  # A metrics row every this many steps (and at the last).
+  log_every: int
+  # A checkpoint every this many steps (and at the last of a run).
+  checkpoint_every: int
+  # Validation every this many steps (0: only at the end).
+  eval_every: int
+  # Checkpoints kept (None: all).
+  max_checkpoints: int | None
+  # Extra weight of foreground pixels in the pixel loss (0 = off).
+  foreground_weight: float = 0.0
+  # Weight of the image-gradient (edge sharpness) loss (0 = off).
+  gradient_weight: float = 0.0
+  # Extra weight of pixels next to colour edges in the pixel loss (0 = off).
+  edge_weight: float = 0.0
+  # 0: the codebook is learned by its loss (Emu3); else the decay of its EMA update.
+  codebook_ema_decay: float = 0.0
+  # Laplace smoothing of the EMA cluster sizes.
+  codebook_ema_epsilon: float = 1e-5
+
+  def check(self):
+    for name in ("steps", "restart_every", "log_every", "checkpoint_every"):
+      need(getattr(self, name) >= 1, name, f"{getattr(self, name)}: expected >= 1")
+    need(self.eval_every >= 0, "eval_every", f"{self.eval_every}: expected >= 0 (0 = only "
+         "at the end)")
+    need(self.max_checkpoints is None or self.max_checkpoints >= 1, "max_checkpoints",
+         f"{self.max_checkpoints}: expected >= 1 or None (keep all)")
+    for name in ("l1_weight", "l2_weight", "codebook_weight", "commitment_weight",
+                 "foreground_weight", "edge_weight", "gradient_weight"):
+      need(getattr(self, name) >= 0, name, f"{getattr(self, name)}: expected >= 0")
+    need(self.l1_weight > 0 or self.l2_weight > 0, "l2_weight",
+         "l1_weight and l2_weight are both 0: no reconstruction loss")
+    need(0.0 <= self.codebook_ema_decay < 1.0, "codebook_ema_decay",
+         f"{self.codebook_ema_decay}: expected in [0, 1) (0 = codebook learned by the "
+         "codebook loss, as Emu3)")
+    need(self.codebook_ema_epsilon > 0, "codebook_ema_epsilon",
+         f"{self.codebook_ema_epsilon}: expected > 0")
 
   @property
   def weighs_pixels(self) -> bool:
@@ -94,83 +158,27 @@ class Train:
 class VQExperiment:
   """A VQ tokenizer experiment, resolved (module doc)."""
 
-  seed: int              # data order, initialisation and code restarts
-  model: ml_collections.FrozenConfigDict  # the VQ sizes (model/vq/config.py)
+  # Data order, initialisation and code restarts.
+  seed: int
+  # The VQ sizes (model/vq/config.py, checked there).
+  model: ml_collections.FrozenConfigDict
+  # The scene images.
   data: Data
+  # Objective, optimizer and loop.
   train: Train
-  config: ml_collections.FrozenConfigDict  # the experiment file's ConfigDict, as given
-                                           # (W/config.json and every checkpoint hold it)
+  # The experiment file's ConfigDict as given (W/config.json and every checkpoint hold it).
+  config: ml_collections.FrozenConfigDict
 
 
-def _fail(field: str, msg: str):
-  raise ConfigError(f"VQ experiment field `{field}`: {msg}")
-
-
-_CASTS = {"int": int, "float": float, "int | None": int}
-
-
-def _typed(cls, section, where: str, **nested):
-  """`cls` from a ConfigDict section: unknown and missing fields are errors, numbers are
-  cast to the field's type, bools must be bools."""
-  fields = {f.name: f for f in dataclasses.fields(cls)}
-  required = {n for n, f in fields.items() if f.default is dataclasses.MISSING}
-  unknown = sorted(set(section.keys()) - set(fields))
-  if unknown:
-    raise ConfigError(f"VQ experiment: unknown `{where}` fields {unknown}; known fields "
-                      f"are {sorted(fields)}")
-  missing = sorted(required - set(section.keys()))
-  if missing:
-    raise ConfigError(f"VQ experiment: missing `{where}` fields {missing}")
-  values = {}
-  for name, f in fields.items():
-    if name in nested or name not in section:
-      continue
-    v = section[name]
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if kind == "bool":
-      if not isinstance(v, bool):
-        _fail(f"{where}.{name}", f"must be a bool, got {v!r}")
-    elif kind in _CASTS and not (v is None and "None" in kind):
-      if isinstance(v, bool) or not isinstance(v, (int, float)):
-        _fail(f"{where}.{name}", f"must be a number, got {v!r}")
-      if kind.startswith("int") and v != int(v):
-        _fail(f"{where}.{name}", f"must be an integer, got {v!r}")
-      v = _CASTS[kind](v)
-    values[name] = v
-  return cls(**values, **nested)
-
-
-def _check_data(d: Data) -> None:
-  for name in ("image_size", "batch_size", "eval_images", "eval_batch_size", "max_objects"):
-    if getattr(d, name) < 1:
-      _fail(f"data.{name}", f"must be >= 1, got {getattr(d, name)}")
-  if not 0.0 <= d.text_prob <= 1.0:
-    _fail("data.text_prob", f"must be in [0, 1], got {d.text_prob}")
-  if d.cell < 0:
-    _fail("data.cell", f"must be >= 0 (0 = objects placed freely), got {d.cell}")
-
-
-def _check_train(t: Train) -> None:
-  for name in ("steps", "restart_every", "log_every", "checkpoint_every"):
-    if getattr(t, name) < 1:
-      _fail(f"train.{name}", f"must be >= 1, got {getattr(t, name)}")
-  if t.eval_every < 0:
-    _fail("train.eval_every", f"must be >= 0 (0 = only at the end), got {t.eval_every}")
-  if t.max_checkpoints is not None and t.max_checkpoints < 1:
-    _fail("train.max_checkpoints", f"must be >= 1 or None (keep all), got {t.max_checkpoints}")
-  for name in ("l1_weight", "l2_weight", "codebook_weight", "commitment_weight"):
-    if getattr(t, name) < 0:
-      _fail(f"train.{name}", f"must be >= 0, got {getattr(t, name)}")
-  if t.l1_weight == 0 and t.l2_weight == 0:
-    _fail("train.l2_weight", "l1_weight and l2_weight are both 0: no reconstruction loss")
-  for name in ("foreground_weight", "edge_weight", "gradient_weight"):
-    if getattr(t, name) < 0:
-      _fail(f"train.{name}", f"must be a number >= 0 (0 = off), got {getattr(t, name)!r}")
-  if not 0.0 <= t.codebook_ema_decay < 1.0:
-    _fail("train.codebook_ema_decay", f"must be in [0, 1) (0 = codebook learned by the "
-          f"codebook loss, as Emu3), got {t.codebook_ema_decay!r}")
-  if t.codebook_ema_epsilon <= 0:
-    _fail("train.codebook_ema_epsilon", f"must be > 0, got {t.codebook_ema_epsilon!r}")
+def _with_defaults(cls, section, where: str, **nested):
+  """`cls` from a ConfigDict section; its fields with a default may be left out."""
+  values = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+  for f in dataclasses.fields(cls):
+    if f.default is not dataclasses.MISSING:
+      values.setdefault(f.name, f.default)
+  for name in nested:
+    values.pop(name, None)
+  return from_dict(cls, values, where, **nested)
 
 
 def resolve(config: Any) -> VQExperiment:
@@ -178,28 +186,23 @@ def resolve(config: Any) -> VQExperiment:
   as it is); raises ConfigError (a ValueError) naming the field."""
   if isinstance(config, VQExperiment):
     return config
-  for name in ("seed", "model", "data", "train"):
-    if name not in config:
-      raise ConfigError(f"VQ experiment: missing field `{name}`")
-  unknown = sorted(set(config.keys()) - {"seed", "model", "data", "train"})
-  if unknown:
-    raise ConfigError(f"VQ experiment: unknown fields {unknown}; known fields are "
-                      "['data', 'model', 'seed', 'train']")
-  if isinstance(config.seed, bool) or not isinstance(config.seed, int):
-    _fail("seed", f"must be an integer, got {config.seed!r}")
+  known = ("seed", "model", "data", "train")
+  for name in config.keys():
+    need(name in known, f"config.{name}", f"unknown field; known: {sorted(known)}")
+  for name in known:
+    need(name in config, f"config.{name}", "missing")
+  need(isinstance(config.seed, int) and not isinstance(config.seed, bool), "config.seed",
+       f"{config.seed!r}: expected an int")
   try:
     vq_config.validate(config.model)
   except (ValueError, TypeError, AttributeError, KeyError) as e:
-    raise ConfigError(f"VQ experiment `model`: {e}") from None
-  data = _typed(Data, config.data, "data")
-  _check_data(data)
-  if "disc" not in config.train:
-    raise ConfigError("VQ experiment: missing `train` fields ['disc']")
-  disc = _typed(Disc, config.train.disc, "train.disc")
-  train = _typed(Train, config.train, "train", disc=disc)
-  _check_train(train)
-  return VQExperiment(seed=int(config.seed), model=ml_collections.FrozenConfigDict(config.model),
-                      data=data, train=train,
+    raise ConfigError("config.model", str(e)) from None
+  need("disc" in config.train, "config.train.disc", "missing")
+  disc = from_dict(Disc, config.train.disc, "config.train.disc")
+  return VQExperiment(seed=int(config.seed),
+                      model=ml_collections.FrozenConfigDict(config.model),
+                      data=_with_defaults(Data, config.data, "config.data"),
+                      train=_with_defaults(Train, config.train, "config.train", disc=disc),
                       config=ml_collections.FrozenConfigDict(config))
 
 
