@@ -54,6 +54,7 @@ def main(argv):
   cfg = config_lib.default_data_config()
   cfg.source.data_dir = tfds_dir
   cfg.pretokenized_dir = os.path.join(_WORKDIR.value, "pretok")
+  cfg = config_lib.resolve(cfg)
   t = time.time()
   stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(cfg.vq_downsample))
   out["pretokenize_s"] = round(time.time() - t, 2)
@@ -72,7 +73,7 @@ def main(argv):
   out["scorer_objects"] = total
   out["scorer_ms_per_image"] = round(1000 * (time.time() - t) / max(_SCORER.value, 1), 2)
 
-  it = multimodal.make_pipeline(cfg, tok, cfg.fold, config_lib.code_grid(cfg))
+  it = multimodal.make_pipeline(cfg, tok, (2, 2), cfg.code_grid)  # the demo default fold
   it.next_local()  # warm-up (thread start, first file reads)
   m0 = it.metrics()
   t = time.time()

@@ -7,8 +7,8 @@ Three sub-packages, each importing only those above it in this list:
   pipeline/   pretokenization, records, sequences, choosing examples, stream
               arithmetic, packing, the checkpointable iterator, the task pipelines
 and at the top:
-  config      default_data_config() (demo defaults), the `data` schema (sources/ and
-              pipeline/ read it)
+  config      the `data` and `text_data` configs: defaults (ConfigDicts) and the typed
+              frozen DataConfig / TextData that sources/ and pipeline/ read
   build       `python -m data_pipelines.build`: the TFDS datasets and the tokenizer
   pretokenize `python -m data_pipelines.pretokenize` (pipeline/pretokenize.py's command line)
 """

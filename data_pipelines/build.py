@@ -104,6 +104,7 @@ def main(argv):
     cfg.source.name = report["scenes_name"]
     cfg.source.data_dir = _DATA_DIR.value
     cfg.pretokenized_dir = _PRETOK.value
+    cfg = config_lib.resolve(cfg)
     enc = pretokenize.mean_color_quantizer(cfg.vq_downsample)
     for split in ("train", "validation"):
       report[f"pretokenize_{split}"] = pretokenize.pretokenize(cfg, enc, split=split)

@@ -35,7 +35,7 @@ def _load_encoder(spec: str, arg: str, config):
 def main(argv):
   del argv
   f = flags.FLAGS
-  config = f.data
+  config = config_lib.resolve(f.data)  # checked, errors naming --data.<field>
   if f.multihost:
     sharding.initialize_distributed()  # then process i writes the shards s % count == i
   if f.stats_only:

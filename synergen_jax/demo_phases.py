@@ -97,8 +97,8 @@ class Job:
     cfg.train.restart_until = min(cfg.train.restart_until, max(int(demo.vq_steps) - 25, 0))
     cfg.train.checkpoint_every = min(cfg.train.checkpoint_every, int(demo.vq_steps))
     cfg.data.eval_images = int(demo.vq_eval_images)
-    cfg.data.cell = int(demo.get("cell", 0))  # the VQ learns the world the model sees
-    cfg.data.max_objects = int(demo.get("max_objects", 4))
+    cfg.data.cell = demo.cell  # the VQ learns the world the model sees
+    cfg.data.max_objects = demo.max_objects
     cfg.data.eval_batch_size = min(cfg.data.eval_batch_size, int(demo.vq_eval_images))
     return cfg
 
@@ -117,7 +117,7 @@ def build_dataset(job: Job) -> dict:
   """TFDS scenes + text (idempotent); returns sizes."""
   demo, config = job.demo, job.exp
   scenes = build.build_scenes(job.data_dir, demo.image_size, demo.train_size, demo.eval_size,
-                              demo.get("cell", 0), demo.get("max_objects", 4))
+                              demo.cell, demo.max_objects)
   preemption.signal_point("dataset")  # test hook: scenes built, text not yet
   name = f"synergen_scenes/{scenes.builder_config.name}"
   if name != config.data.source.name:

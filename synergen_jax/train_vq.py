@@ -21,15 +21,16 @@ _CHECK_CONFIG = flags.DEFINE_bool("check_config", False, "Only check the VQ conf
 @cli.command
 def main(argv):
   del argv
+  from synergen_jax.vq_training import config as vq_train_config  # keeps --help fast
   if _CHECK_CONFIG.value:
-    from synergen_jax.vq_training import config as vq_train_config  # keeps --help fast
     tok = vq_train_config.check_config(_CONFIG.value)
     print(f"config OK: VQ tokenizer, downsampling {tok.factor}x", flush=True)
     return
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
+  experiment = vq_train_config.resolve(_CONFIG.value)  # once, here: a ConfigError names the field
   from synergen_jax.vq_training import trainer as vq_trainer  # keeps --help fast
-  metrics = vq_trainer.VQTrainer(_CONFIG.value).train_and_evaluate(_WORKDIR.value)
+  metrics = vq_trainer.VQTrainer(experiment).train_and_evaluate(_WORKDIR.value)
   print(json.dumps(metrics, indent=2))
 
 

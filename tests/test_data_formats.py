@@ -2,6 +2,7 @@
 -> multi-turn understanding examples. Tiny data written here: 32 px images, mean-colour
 codes of 8 px blocks (4 x 4 codes), fold 2 x 2 (4 image tokens per image)."""
 
+import dataclasses
 import io
 import json
 import os
@@ -27,7 +28,6 @@ from data_pipelines.pipeline import packing
 from data_pipelines.pipeline import pretokenize
 from data_pipelines.pipeline import records
 from data_pipelines.pipeline import sequences
-from data_pipelines.pipeline import streams
 from data_pipelines.sources import parquet
 from synergen_jax import batch as batch_lib
 from synergen_jax import image_grid
@@ -56,7 +56,12 @@ def _image(seed: int, fmt: str = "PNG") -> bytes:
   return buf.getvalue()
 
 
-def _config(tmp_path, kind: str, data_dir: str, **source) -> ml_collections.ConfigDict:
+def _config(tmp_path, kind: str, data_dir: str, **source) -> config_lib.DataConfig:
+  return config_lib.resolve(_raw_config(tmp_path, kind, data_dir, **source))
+
+
+def _raw_config(tmp_path, kind: str, data_dir: str, **source) -> ml_collections.ConfigDict:
+  """The data ConfigDict, as the pretokenize command line's flags make it."""
   cfg = config_lib.default_data_config()
   cfg.source.kind = kind
   cfg.source.data_dir = str(data_dir)
@@ -67,7 +72,7 @@ def _config(tmp_path, kind: str, data_dir: str, **source) -> ml_collections.Conf
     else:
       cfg.source[k] = v
   cfg.pretokenized_dir = str(tmp_path / f"pretok_{kind}")
-  cfg.image_size, cfg.vq_downsample, cfg.fold = 32, 8, FOLD
+  cfg.image_size, cfg.vq_downsample = 32, 8
   cfg.num_shards, cfg.encode_batch_size = 1, 16
   cfg.understanding.seq_len = cfg.generation.seq_len = 128
   cfg.prefetch_buffer = 0
@@ -324,12 +329,11 @@ def test_same_records_in_every_format_pretokenize_identically(tmp_path, tok):
 def test_multihost_processes_write_disjoint_shards(tmp_path, tok, monkeypatch):
   root = _llava_files(tmp_path)
   cfg = _config(tmp_path, "llava", tmp_path / "llava" / "*", image_root=str(root))
-  cfg.num_shards = 3
+  cfg = dataclasses.replace(cfg, num_shards=3)
   _, whole, _ = _run(cfg)
   parts = []
   for process in range(2):
-    c = ml_collections.ConfigDict(cfg.to_dict())
-    c.pretokenized_dir = str(tmp_path / f"process{process}")
+    c = dataclasses.replace(cfg, pretokenized_dir=str(tmp_path / f"process{process}"))
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     monkeypatch.setattr(jax, "process_index", lambda p=process: p)
     stats = pretokenize.pretokenize(c, QUANTIZE, split="train")
@@ -350,15 +354,15 @@ def test_multihost_processes_write_disjoint_shards(tmp_path, tok, monkeypatch):
 
 
 def test_bad_source_configs_name_the_field(tmp_path):
-  cfg = _config(tmp_path, "csv", tmp_path)
-  with pytest.raises(ValueError, match="data.source.kind must be one of"):
+  cfg = _raw_config(tmp_path, "csv", tmp_path)
+  with pytest.raises(ValueError, match=r"^data\.source\.kind: 'csv': expected one of"):
     pretokenize.pretokenize(cfg, QUANTIZE)
   cfg = _config(tmp_path, "webdataset", tmp_path / "nothing" / "*.tar")
   with pytest.raises(FileNotFoundError, match=r"data.source.data_dir: no tar files match"):
     pretokenize.pretokenize(cfg, QUANTIZE)
-  cfg = _config(tmp_path, "parquet", tmp_path / "x.parquet")
+  cfg = _raw_config(tmp_path, "parquet", tmp_path / "x.parquet")
   cfg.source.fields = dict(cfg.source.fields.to_dict(), capton="text")
-  with pytest.raises(ValueError, match="data.source.fields.capton: unknown field"):
+  with pytest.raises(ValueError, match=r"^data\.source\.fields\.capton: unknown field"):
     pretokenize.pretokenize(cfg, QUANTIZE)
   (tmp_path / "x.tar").write_bytes(b"\x1f\x8b" + b"\0" * 600)
   cfg = _config(tmp_path, "webdataset", tmp_path / "x.tar")
@@ -451,12 +455,12 @@ def test_overlong_counts_in_the_pipeline(tmp_path, tok):
   l0 = raw[[r["id"] for r in recs].index("l0")]
   full = len(examples.ExampleBuilder(cfg, tok, FOLD, GRID, "understanding")(
       l0, np.random.default_rng(0))["tokens"])
-  cfg.understanding.seq_len = full - 1
-  cfg.overlong = "truncate"
+  cfg = dataclasses.replace(cfg, overlong="truncate", understanding=dataclasses.replace(
+      cfg.understanding, seq_len=full - 1))
   ex = examples.ExampleBuilder(cfg, tok, FOLD, GRID, "understanding")(l0, None)
   assert ex.pop(packing.TRUNCATED_KEY) is True and len(ex["tokens"]) < full
   assert (ex["tokens"] == tok.im_end_id).sum() == 2  # the first user + assistant turn
-  cfg.overlong = "drop"
+  cfg = dataclasses.replace(cfg, overlong="drop")
   ex = examples.ExampleBuilder(cfg, tok, FOLD, GRID, "understanding")(l0, None)
   assert ex == packing.skip("overlong_dropped")
 
@@ -490,9 +494,12 @@ def test_tasks_read_their_own_directories(tmp_path, tok):
       (f"{i}.png", _image(40 + i)), (f"{i}.txt", f"a red circle {i}".encode()))])
   pairs = _config(tmp_path, "webdataset", tmp_path / "pairs" / "*.tar")
   _run(pairs)
-  cfg.generation.pretokenized_dir = pairs.pretokenized_dir
-  cfg.understanding.batch_size = cfg.generation.batch_size = 2
-  assert streams.pretokenized_dir(cfg, "understanding") == cfg.pretokenized_dir
+  cfg = dataclasses.replace(
+      cfg, understanding=dataclasses.replace(cfg.understanding, batch_size=2),
+      generation=dataclasses.replace(cfg.generation, batch_size=2,
+                                     pretokenized_dir=pairs.pretokenized_dir))
+  assert cfg.task_pretokenized_dir("understanding") == cfg.pretokenized_dir
+  assert cfg.task_pretokenized_dir("generation") == pairs.pretokenized_dir
   it = multimodal.make_pipeline(cfg, tok, FOLD, GRID)
   batch = it.next_local()
   und, gen = batch["understanding"], batch["generation"]

@@ -1,5 +1,6 @@
 """End to end: TFDS build -> pretokenize -> Grain pipeline (batch contract, state, skips)."""
 
+import dataclasses
 import glob
 import io
 import json
@@ -7,7 +8,6 @@ import os
 import shutil
 
 import jax
-import ml_collections
 import numpy as np
 import PIL.Image
 import pytest
@@ -56,6 +56,7 @@ def env(tmp_path_factory):
   cfg.generation.batch_size = 8
   cfg.generation.seq_len = 128
   cfg.prefetch_buffer = 0
+  cfg = config_lib.resolve(cfg)
   stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
   return {"root": root, "builder": builder, "tok": tok, "cfg": cfg, "stats": stats}
 
@@ -93,8 +94,7 @@ def test_pretokenize_codes_and_resume(env):
 
 
 def test_an_image_that_is_its_own_tile_is_encoded_once(env, tmp_path, monkeypatch):
-  cfg = ml_collections.ConfigDict(env["cfg"].to_dict())
-  cfg.pretokenized_dir = str(tmp_path / "pretok")
+  cfg = dataclasses.replace(env["cfg"], pretokenized_dir=str(tmp_path / "pretok"))
   quantize = pretokenize.mean_color_quantizer(8)
   encoded, encode_batched = [], pretokenize.encode_batched
 
@@ -163,8 +163,7 @@ def test_batch_contract(env):
 def test_multi_turn_conversations(env):
   """und_qa_turns: several distinct questions about one image per example, every answer a
   target; as many turns as fit the task's seq_len."""
-  cfg = ml_collections.ConfigDict(env["cfg"].to_dict())
-  cfg.und_caption_prob, cfg.und_qa_turns = 0.0, 4
+  cfg = dataclasses.replace(env["cfg"], und_caption_prob=0.0, und_qa_turns=4)
   tok = env["tok"]
   it = multimodal.make_pipeline(cfg, tok, FOLD, GRID)
   b = it.next_local()["understanding"]
@@ -185,7 +184,8 @@ def test_multi_turn_conversations(env):
       turns.append(users)
   assert max(turns) == 4 and min(turns) >= 1
   it.close()
-  cfg.understanding.seq_len = 64  # too short for 4 turns: fewer, none dropped
+  cfg = dataclasses.replace(  # too short for 4 turns: fewer, none dropped
+      cfg, understanding=dataclasses.replace(cfg.understanding, seq_len=64))
   it = multimodal.make_pipeline(cfg, tok, FOLD, GRID)
   it.next_local()
   assert it.metrics().get("understanding/skipped/overlong_dropped", 0) == 0
@@ -195,9 +195,8 @@ def test_multi_turn_conversations(env):
 def test_question_type_weights_pick_the_mix(env):
   """data.und_type_weights: only the weighted types are asked (colour only here), in every
   conversation; a record without such a question becomes a caption example."""
-  cfg = ml_collections.ConfigDict(env["cfg"].to_dict())
-  cfg.und_caption_prob, cfg.und_qa_turns = 0.0, 4
-  cfg.und_type_weights = (("color", 1.0),)
+  cfg = dataclasses.replace(env["cfg"], und_caption_prob=0.0, und_qa_turns=4,
+                            und_type_weights=(("color", 1.0),))
   tok = env["tok"]
   it = multimodal.make_pipeline(cfg, tok, FOLD, GRID)
   b = it.next_local()["understanding"]
@@ -216,9 +215,8 @@ def test_question_type_weights_pick_the_mix(env):
                              [0.75, 0.25, 0.0])
   assert examples.question_probs(rec, ()) is None
   assert not examples.question_probs(rec, (("text", 1.0),)).any()
-  cfg.und_type_weights = (("color", -1.0),)
-  with pytest.raises(ValueError, match="data.und_type_weights"):
-    multimodal.make_pipeline(cfg, tok, FOLD, GRID)
+  with pytest.raises(ValueError, match="und_type_weights"):
+    dataclasses.replace(cfg, und_type_weights=(("color", -1.0),))
 
 
 def test_object_keep_samples_scenes_by_object_count(env):
@@ -229,8 +227,6 @@ def test_object_keep_samples_scenes_by_object_count(env):
   assert examples.object_keep_prob(rec, ((1, 0.0),)) == 1.0  # count not listed
   assert examples.object_keep_prob({"scene_graph": ""}, ((2, 0.0),)) == 1.0  # real data
   assert examples.object_keep_prob(rec, ()) == 1.0
-  cfg = ml_collections.ConfigDict(env["cfg"].to_dict())
-  cfg.und_caption_prob = 1.0
   counts = {}
   src = env["builder"].as_data_source("train", decoders={"image": tfds.decode.SkipDecoding()})
   for i in range(len(src)):
@@ -238,7 +234,7 @@ def test_object_keep_samples_scenes_by_object_count(env):
     counts[n] = counts.get(n, 0) + 1
   drop = min(counts)  # the smallest object count in the test world
   assert sum(counts.values()) > counts[drop] > 0
-  cfg.und_object_keep = ((drop, 0.0),)
+  cfg = dataclasses.replace(env["cfg"], und_caption_prob=1.0, und_object_keep=((drop, 0.0),))
   it = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
   b = it.next_local()["understanding"]
   _check_row_contract(b, env["tok"], "understanding")
@@ -246,9 +242,10 @@ def test_object_keep_samples_scenes_by_object_count(env):
   assert skipped > 0
   it.close()
   for bad in (((1, 1.5),), (("1", 0.5),), ((1,),)):
-    cfg.und_object_keep = bad
-    with pytest.raises(ValueError, match="data.und_object_keep"):
-      multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
+    with pytest.raises(ValueError, match="und_object_keep"):
+      dataclasses.replace(cfg, und_object_keep=bad)
+    with pytest.raises(ValueError, match=r"^data\.und_object_keep"):
+      config_lib.resolve(dict(und_object_keep=bad))
 
 
 def test_a_pipeline_of_one_task_gives_the_same_batches(env):
@@ -303,8 +300,7 @@ def _same(a, b):
 
 @pytest.mark.slow
 def test_iterator_state_round_trip(env):
-  cfg = env["cfg"].copy_and_resolve_references()
-  cfg.prefetch_buffer = 2
+  cfg = dataclasses.replace(env["cfg"], prefetch_buffer=2)
   it = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
   _take(it, 2)
   state = json.loads(json.dumps(it.get_state()))  # what the checkpoint stores
@@ -411,10 +407,8 @@ def test_bad_pretokenized_records_skipped_and_counted(env, tmp_path):
   _write_records(d / "train.array_record-00000-of-00001",
                  [short, good, b"garbage", wrong_grid, no_text, b""] * 4)
   for overlong, reason in (("drop", "overlong_dropped"), ("truncate", "overlong_truncated")):
-    cfg = env["cfg"].copy_and_resolve_references()
-    cfg.pretokenized_dir = str(d)
-    cfg.und_caption_prob = 0.0
-    cfg.overlong = overlong
+    cfg = dataclasses.replace(env["cfg"], pretokenized_dir=str(d), und_caption_prob=0.0,
+                              overlong=overlong)
     it = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
     batch = it.next_local()
     assert batch["generation"]["tokens"].shape == (8, 128)
@@ -453,13 +447,13 @@ def test_bad_raw_images_skipped_and_counted(env, tmp_path):
       {"txt": "no image"},
   ]
   _write_records(tmp_path / "raw.ar", [serialization.msgpack_serialize(r) for r in raw])
-  cfg = env["cfg"].copy_and_resolve_references()
-  cfg.source.kind = "array_record"
-  cfg.source.data_dir = str(tmp_path / "*.ar")
-  cfg.source.fields = {"image": "img", "captions": "txt", "questions": "", "answers": "",
-                       "question_types": "", "scene_graph": "", "id": ""}
-  cfg.pretokenized_dir = str(tmp_path / "out")
-  cfg.num_shards = 1
+  fields = config_lib.SourceFields(image="img", captions="txt", questions="", answers="",
+                                   question_types="", scene_graph="", id="",
+                                   conversation=None)
+  cfg = dataclasses.replace(
+      env["cfg"], source=dataclasses.replace(env["cfg"].source, kind="array_record",
+                                             data_dir=str(tmp_path / "*.ar"), fields=fields),
+      pretokenized_dir=str(tmp_path / "out"), num_shards=1)
   stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
   assert stats["written"] == 5 and stats["skipped"] == 3
   assert stats["skip_reasons"] == {"undecodable_image": 2, "missing_image": 1}
@@ -502,23 +496,23 @@ def test_undecodable_tfds_record_skipped_and_counted(env, tmp_path):
   reader.close()
   recs[5] = recs[5][:40]  # truncated tf.Example
   _write_records(path, recs)
-  cfg = env["cfg"].copy_and_resolve_references()
-  cfg.source.data_dir = str(tfds_dir)
-  cfg.pretokenized_dir = str(tmp_path / "out")
+  cfg = dataclasses.replace(
+      env["cfg"], source=dataclasses.replace(env["cfg"].source, data_dir=str(tfds_dir)),
+      pretokenized_dir=str(tmp_path / "out"))
   stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
   assert stats["written"] == SIZES["train"] - 1 and stats["skipped"] == 1
   assert stats["skip_reasons"] == {pretokenize.UNDECODABLE_RECORD: 1}
 
 
 def test_config_errors_name_the_field(env):
-  cfg = env["cfg"].copy_and_resolve_references()
-  cfg.overlong = "wrap"
-  with pytest.raises(ValueError, match="data.overlong"):
-    multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
+  with pytest.raises(ValueError, match="overlong: 'wrap'"):
+    dataclasses.replace(env["cfg"], overlong="wrap")
+  with pytest.raises(TypeError, match="DataConfig"):  # typed configs only
+    multimodal.make_pipeline(config_lib.default_data_config(), env["tok"], FOLD, GRID)
   with pytest.raises(ValueError, match="code grid"):
     multimodal.make_pipeline(env["cfg"], env["tok"], FOLD, (16, 16))
-  cfg = env["cfg"].copy_and_resolve_references()
-  cfg.pretokenized_dir = os.path.join(str(env["root"]), "missing")
+  cfg = dataclasses.replace(env["cfg"],
+                            pretokenized_dir=os.path.join(str(env["root"]), "missing"))
   with pytest.raises(FileNotFoundError, match="pretokenized_dir"):
     multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
 

@@ -14,7 +14,7 @@ ORDER = (
     # leaves: no project imports but each other
     "synergen_jax.batch", "synergen_jax.image_grid", "synergen_jax.special_tokens",
     "synergen_jax.files", "synergen_jax.hardware", "synergen_jax.preemption", "synergen_jax.cli",
-    "synergen_jax.metrics_log",
+    "synergen_jax.metrics_log", "synergen_jax.typed_config", "synergen_jax.loop",
     # the model and its placement
     "synergen_jax.sharding", "synergen_jax.model", "synergen_jax.configs",
     "synergen_jax.param_checkpoint", "synergen_jax.tokenizer",

@@ -67,8 +67,8 @@ def test_fold_must_divide_grid(tmp_path):
   cfg.model.fold = (3, 2)
   _fails(cfg, "model.fold")
   cfg = _config(tmp_path)
-  cfg.data.fold = (1, 2)
-  _fails(cfg, "config.stages.stage1.data.fold")
+  cfg.data.fold = (1, 2)  # not a data field: the model's fold, checked where written
+  _fails(cfg, "config.data.fold", "differs from model.fold")
 
 
 def test_batch_must_split_over_devices_and_microbatches(tmp_path):

@@ -5,6 +5,8 @@ discriminator and a temporal residual block) is built once and its step, init, e
 decode are compiled once for the whole module.
 """
 
+import dataclasses
+import glob
 import json
 import os
 
@@ -13,6 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from synergen_jax import experiment
+from synergen_jax import loop
+from synergen_jax.vq_training import config as vq_config
 from synergen_jax.vq_training import vq_checkpoint
 from synergen_jax.vq_training.trainer import VQTrainer
 from tests import model_utils as mu
@@ -41,16 +46,35 @@ def _tiny_config():
   return c
 
 
+LOOP_RUNS = []  # (signal name, first step, last step, hook names) of each `loop.run`
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   """One uninterrupted run, and the same run preempted at step STOP and resumed."""
   trainer = VQTrainer(_tiny_config())  # 8 fake devices: the batch is split 8 ways
   full = str(tmp_path_factory.mktemp("full"))
   split = str(tmp_path_factory.mktemp("split"))
-  metrics = trainer.train_and_evaluate(full)
-  first = trainer.train_and_evaluate(split, stop_at=STOP)
-  second = trainer.train_and_evaluate(split)
+  run = loop.run
+
+  def spy(state, step, last, next_batch, train_step, hooks, timers, signal_name):
+    LOOP_RUNS.append((signal_name, step, last, [h.name for h in hooks]))
+    return run(state, step, last, next_batch, train_step, hooks, timers, signal_name)
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(loop, "run", spy)
+    metrics = trainer.train_and_evaluate(full)
+    first = trainer.train_and_evaluate(split, stop_at=STOP)
+    second = trainer.train_and_evaluate(split)
   return trainer, full, split, metrics, first, second
+
+
+@pytest.mark.slow
+def test_trainer_runs_the_shared_loop(trained):
+  """The VQ trainer's loop is `synergen_jax.loop`'s, with its hooks in its order."""
+  hooks = ["log", "checkpoint", "preempt", "evaluate"]
+  assert LOOP_RUNS == [("vq", 0, STEPS, hooks), ("vq", 0, STOP, hooks),
+                       ("vq", STOP, STEPS, hooks)]
 
 
 def _rows(workdir):
@@ -151,13 +175,13 @@ def test_batch_must_split_over_devices():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("foreground_weight", -1.0, "train.foreground_weight"),
-    ("gradient_weight", -0.5, "train.gradient_weight"),
-    ("edge_weight", -2.0, "train.edge_weight"),
-    ("codebook_ema_decay", 1.0, r"train.codebook_ema_decay`: must be in \[0, 1\)"),
-    ("codebook_ema_epsilon", 0.0, "train.codebook_ema_epsilon"),
-    ("restart_every", 0, "train.restart_every"),
-    ("ema_decay", 0.9, r"unknown `train` fields \['ema_decay'\]"),
+    ("foreground_weight", -1.0, "config.train.foreground_weight: -1.0: expected >= 0"),
+    ("gradient_weight", -0.5, "config.train.gradient_weight"),
+    ("edge_weight", -2.0, "config.train.edge_weight"),
+    ("codebook_ema_decay", 1.0, r"config.train.codebook_ema_decay: 1.0: expected in \[0, 1\)"),
+    ("codebook_ema_epsilon", 0.0, "config.train.codebook_ema_epsilon"),
+    ("restart_every", 0, "config.train.restart_every"),
+    ("ema_decay", 0.9, "config.train.ema_decay: unknown field"),
 ])
 def test_bad_train_config_rejected(field, value, message):
   c = _tiny_config()
@@ -168,17 +192,85 @@ def test_bad_train_config_rejected(field, value, message):
 
 def test_optional_train_fields_default_to_emu3():
   """An experiment written before the optional fields existed trains as Emu3 does."""
-  from synergen_jax.vq_training.config import train_option, validate_config
   c = _tiny_config()
   for name in ("foreground_weight", "codebook_ema_decay", "codebook_ema_epsilon",
                "gradient_weight", "edge_weight"):
     if name in c.train:
       del c.train[name]
-  validate_config(c)
-  assert train_option(c.train, "foreground_weight") == 0.0
-  assert train_option(c.train, "gradient_weight") == 0.0
-  assert train_option(c.train, "edge_weight") == 0.0
-  assert train_option(c.train, "codebook_ema_decay") == 0.0
+  del c.data.cell, c.data.max_objects
+  exp = vq_config.resolve(c)
+  assert (exp.train.foreground_weight, exp.train.gradient_weight, exp.train.edge_weight,
+          exp.train.codebook_ema_decay) == (0.0, 0.0, 0.0, 0.0)
+  assert exp.train.codebook_ema_epsilon == 1e-5
+  assert not exp.train.weighs_pixels
+  assert exp.train.codebook_loss_weight == exp.train.codebook_weight == 1.0
+  assert (exp.data.cell, exp.data.max_objects) == (0, 4)
+
+
+VQ_FILES = [f for f in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..",
+                                                     "experiments", "*.py")))
+            if "stage_order" not in experiment.load_sibling(
+                f, os.path.splitext(os.path.basename(f))[0]).get_config()]
+
+
+@pytest.mark.parametrize("path", VQ_FILES, ids=[os.path.basename(f) for f in VQ_FILES])
+def test_vq_experiment_files_resolve_typed_and_frozen(path):
+  config = experiment.load_sibling(path, os.path.splitext(os.path.basename(path))[0]).get_config()
+  exp = vq_config.resolve(config)
+  assert vq_config.resolve(exp) is exp
+  for section, cls in ((exp.data, vq_config.Data), (exp.train, vq_config.Train),
+                       (exp.train.disc, vq_config.Disc)):
+    assert isinstance(section, cls)
+    for f in dataclasses.fields(cls):  # every value has its field's type
+      v = getattr(section, f.name)
+      want = {"int": int, "float": float, "bool": bool}.get(getattr(f.type, "__name__", ""))
+      if want is not None:
+        assert type(v) is want, (f.name, v)
+  assert exp.train.steps == config.train.steps and exp.data.image_size == config.data.image_size
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    exp.train.steps = 1
+  shorter = dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=5))
+  assert shorter.train.steps == 5 and exp.train.steps == config.train.steps
+  with pytest.raises(experiment.ConfigError, match="steps: 0: expected >= 1"):
+    dataclasses.replace(exp.train, steps=0)  # a changed copy is checked again
+  assert exp.config.to_dict() == config.to_dict()  # what config.json and checkpoints hold
+
+
+def _set(c, path, value):
+  *parents, name = path.split(".")
+  node = c
+  for p in parents:
+    node = node[p]
+  if name in node:
+    del node[name]  # (a ConfigDict keeps a field's type: a new field takes any)
+  if value is not _DELETE:
+    node[name] = value
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("data.batchsize", 2, r"config.data.batchsize: unknown field"),
+    ("data.eval_images", _DELETE, r"config.data.eval_images: missing"),
+    ("data.batch_size", 0, r"config.data.batch_size: 0: expected >= 1"),
+    ("data.text_prob", 1.5, r"config.data.text_prob: 1.5: expected in \[0, 1\]"),
+    ("data.image_size", 32.5, r"config.data.image_size: 32.5: expected an int"),
+    ("train.steps", "10", r"config.train.steps: '10': expected an int"),
+    ("train.disc.enabled", 1, r"config.train.disc.enabled: 1: expected a bool"),
+    ("train.disc.start_step", _DELETE, r"config.train.disc.start_step: missing"),
+    ("train.disc", _DELETE, r"config.train.disc: missing"),
+    ("train.log_every", 0, r"config.train.log_every: 0: expected >= 1"),
+    ("train.eval_every", -1, r"config.train.eval_every: -1: expected >= 0"),
+    ("model.hidden_size", 24, r"config.model: VQ config field `hidden_size`"),
+    ("sead", 0, r"config.sead: unknown field"),
+    ("seed", _DELETE, r"config.seed: missing"),
+])
+def test_bad_config_names_the_field(path, value, message):
+  c = _tiny_config()
+  _set(c, path, value)
+  with pytest.raises(experiment.ConfigError, match=message):
+    vq_config.resolve(c)
 
 
 def test_ema_codebook_update():

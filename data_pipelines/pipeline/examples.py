@@ -48,7 +48,7 @@ def _understanding_example(rec, rng, config, tok, fold):
   about the image (distinct questions, random order; fewer when they would not fit the
   task's seq_len)."""
   has_qa = bool(rec["questions"]) and len(rec["questions"]) == len(rec["answers"])
-  p = question_probs(rec, config.get("und_type_weights", ())) if has_qa else None
+  p = question_probs(rec, config.und_type_weights) if has_qa else None
   has_qa = has_qa and (p is None or bool(p.any()))
   use_caption = bool(rec["captions"]) and (not has_qa or rng.random() < config.und_caption_prob)
   if use_caption:
@@ -57,7 +57,7 @@ def _understanding_example(rec, rng, config, tok, fold):
                                          fold, config.system_prompt)
   if not has_qa:
     return None
-  k = min(max(int(config.get("und_qa_turns", 1)), 1), len(rec["questions"]))
+  k = min(config.und_qa_turns, len(rec["questions"]))
   if p is not None:  # question types weighted (data.und_type_weights)
     k = min(k, int(np.count_nonzero(p)))
     order = [int(i) for i in rng.choice(len(p), size=k, replace=False, p=p)]
@@ -99,11 +99,12 @@ def object_keep_prob(rec, object_keep) -> float:
 
 
 class ExampleBuilder:
-  """grain random-map transform: record bytes -> example dict or a skip marker."""
+  """grain random-map transform: record bytes -> example dict or a skip marker
+  (`config`: a `config.DataConfig`)."""
 
   def __init__(self, config, tokenizer, fold, grid, task):
     self.config, self.tok, self.fold, self.grid, self.task = config, tokenizer, fold, grid, task
-    self.seq_len = config[task].seq_len
+    self.seq_len = config.task(task).seq_len
 
   def __call__(self, data: bytes, rng: np.random.Generator):
     try:
@@ -119,7 +120,7 @@ class ExampleBuilder:
     if self.task == "understanding" and rec["conversation"]:
       return self._conversation(rec)
     if self.task == "understanding":
-      keep = object_keep_prob(rec, self.config.get("und_object_keep", ()))
+      keep = object_keep_prob(rec, self.config.und_object_keep)
       if keep < 1.0 and rng.random() >= keep:
         return packing.skip("sampled_out_by_objects")
     build = _understanding_example if self.task == "understanding" else _generation_example

@@ -12,7 +12,7 @@ losses, depend on S (`num_streams`, default: one stream per process) and not on 
 many processes run.
 
 Per task ("understanding", "generation"), per stream of this process:
-  ArrayRecord shards (records.shard_files of `streams.pretokenized_dir(config, task)`:
+  ArrayRecord shards (records.shard_files of `config.task_pretokenized_dir(task)`:
   the task's own directory if set, else data.pretokenized_dir) -> the stream's slice
   [s::S] -> seeded shuffle (reshuffled every epoch) -> repeat
   -> random_map: decode record, choose prompt/answer (CFG dropout for generation),
@@ -49,13 +49,14 @@ _TASK_SEED_OFFSET = {"understanding": 0, "generation": 1000003}
 def task_dataset(config, tokenizer, fold, grid, task, split="train",
                  process_index=0, process_count=1, num_streams=0,
                  sharding=None) -> grain.IterDataset:
-  """The per-process IterDataset of packed local batches of one task (see module doc)."""
-  tcfg = config[task]
+  """The per-process IterDataset of packed local batches of one task (see module doc);
+  `config` is a `config.DataConfig`."""
+  tcfg = config.task(task)
   count, mine = streams.input_streams(
-      num_streams, int(tcfg.batch_size), f"data.{task}.batch_size",
+      num_streams, tcfg.batch_size, f"data.{task}.batch_size",
       process_index=process_index, process_count=process_count, sharding=sharding)
   stream_bs = tcfg.batch_size // count
-  seed = int(config.seed) + _TASK_SEED_OFFSET[task]
+  seed = config.seed + _TASK_SEED_OFFSET[task]
   parts = []
   for stream in mine:
     ds = streams.record_dataset(config, split, seed, stream, count, task=task)
@@ -67,7 +68,7 @@ def task_dataset(config, tokenizer, fold, grid, task, split="train",
   it = packing.AttachSkipCounts(streams.concat_streams(parts))
   if config.prefetch_buffer:
     it = grain.experimental.ThreadPrefetchIterDataset(
-        it, prefetch_buffer_size=int(config.prefetch_buffer))
+        it, prefetch_buffer_size=config.prefetch_buffer)
   return it
 
 
@@ -77,8 +78,11 @@ def make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None
                   tasks: tuple[str, ...] = TASKS) -> iterator.TaskBatchIterator:
   """Builds the pipelines of `tasks` (a subset of TASKS: a stage that trains no generation
   builds no generation batches); see the module docstring. `extra`: more {task: batch
-  IterDataset} read in the same steps (e.g. text replay in a multimodal stage)."""
-  config_lib.validate(config)
+  IterDataset} read in the same steps (e.g. text replay in a multimodal stage).
+  `config` is a `config.DataConfig` (`config.resolve` makes one of a ConfigDict)."""
+  if not isinstance(config, config_lib.DataConfig):
+    raise TypeError(f"make_pipeline takes a data_pipelines.config.DataConfig, got "
+                    f"{type(config).__name__} (config.resolve makes one)")
   tasks = tuple(tasks)
   if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
     raise ValueError(f"tasks {tasks!r}: expected a non-empty subset of {TASKS}")
@@ -87,7 +91,7 @@ def make_pipeline(config, tokenizer, fold, grid, *, split="train", sharding=None
     raise ValueError(f"code grid {grid} is not divisible by the fold {fold}")
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
-  for directory in sorted({streams.pretokenized_dir(config, t) for t in tasks}):
+  for directory in sorted({config.task_pretokenized_dir(t) for t in tasks}):
     _check_first_record(directory, grid, split)
   datasets = {t: task_dataset(config, tokenizer, fold, grid, t, split, pi, pc, num_streams,
                               sharding) for t in tasks}

@@ -1,7 +1,8 @@
 """Offline image pretokenization: raw dataset -> ArrayRecord shards of VQ codes + text.
 
   pretokenize(config, encode, split=None) -> stats dict
-      Reads `config.source` (sources/readers.py: tfds, array_record, webdataset,
+      `config`: a `config.DataConfig`, or a data ConfigDict resolved here. Reads
+      `config.source` (sources/readers.py: tfds, array_record, webdataset,
       parquet, llava), decodes each image robustly (image_io), skips and counts
       (`skip_reasons`, per reason) the records `readers.extract` refuses
       ("undecodable_record", "missing_image", "missing_text", "bad_conversation",
@@ -115,10 +116,10 @@ def _write_shard(path, indices, split, config, encode, devices, stats):
       images = np.concatenate([b[1][None] if same else np.concatenate([b[1][None], b[2]])
                                for b, same in zip(with_image, own_tile)])
       codes = encode_batched(encode, images, devices)  # [sum(1 + T) - own tiles, h, w]
-      if tuple(codes.shape[1:]) != config_lib.code_grid(config):
+      if tuple(codes.shape[1:]) != config.code_grid:
         raise ValueError(f"the encoder gives {codes.shape[1:]} codes per {config.image_size} "
                          f"px image; data.image_size / data.vq_downsample expects "
-                         f"{config_lib.code_grid(config)} (set data.vq_downsample to the "
+                         f"{config.code_grid} (set data.vq_downsample to the "
                          "VQ's downsampling factor)")
     k, same_of = 0, iter(own_tile)
     for raw, gen, tiles, grid in batch:
@@ -140,7 +141,7 @@ def _write_shard(path, indices, split, config, encode, devices, stats):
 
 def pretokenize(config, encode, split: str | None = None, devices=None) -> dict:
   """Pretokenizes one split of `config.source`; returns counts (see module doc)."""
-  config_lib.validate(config)
+  config = config_lib.resolve(config)
   split = split or config.source.split
   raw_split = raw_examples.RawSplit(config.source, split)
   out_dir = os.path.expanduser(config.pretokenized_dir)

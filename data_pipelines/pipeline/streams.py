@@ -1,7 +1,6 @@
 """Stream arithmetic: which records a stream reads, which streams a process reads, and
 how a process's streams make one batch.
 
-  pretokenized_dir(config, task) -> the task's pretokenized directory
   record_dataset(config, split, seed, stream, num_streams, task) -> grain.MapDataset
       the record bytes of stream s's disjoint slice [s::S], shuffled, repeated
   input_streams(num_streams, global_rows, field, process_index=, process_count=,
@@ -19,18 +18,14 @@ import numpy as np
 from data_pipelines.pipeline import records
 
 
-def pretokenized_dir(config, task: str | None = None) -> str:
-  """Where a task's records are: `data.{task}.pretokenized_dir`, or `data.pretokenized_dir`
-  when that is "" (e.g. SFT: LLaVA conversations for understanding, caption pairs for
-  generation)."""
-  return (config[task].get("pretokenized_dir", "") if task else "") or config.pretokenized_dir
-
-
 def record_dataset(config, split, seed, process_index=0, process_count=1,
                    task: str | None = None) -> grain.MapDataset:
   """Pretokenized record bytes (of `task`'s directory) of one stream's disjoint slice
-  [process_index::process_count] (stream index and count), shuffled, repeated."""
-  directory = pretokenized_dir(config, task)
+  [process_index::process_count] (stream index and count), shuffled, repeated.
+  `config` is a `config.DataConfig`; `task`'s own directory (e.g. SFT: LLaVA
+  conversations for understanding, caption pairs for generation), else
+  `data.pretokenized_dir`."""
+  directory = config.task_pretokenized_dir(task) if task else config.pretokenized_dir
   files = records.shard_files(directory, split)
   ds = grain.MapDataset.source(grain.sources.ArrayRecordDataSource(files))
   if len(ds) < process_count:

@@ -3,7 +3,7 @@
   NAMES                          the mapped names: image, captions, questions, answers,
                                  question_types, scene_graph, id, conversation
   KIND_DEFAULTS[kind]            the mapping a kind uses for a name left unset (None)
-  resolve(source) -> {name: spec}    `source.fields` over the kind's defaults (checked)
+  resolve(source) -> {name: spec}    `source.fields` over the kind's defaults
   lookup(record, spec) -> value | None
   top_level(spec) -> [column]        the record keys a spec reads (parquet projection)
 
@@ -39,26 +39,13 @@ KIND_DEFAULTS = {
 
 
 def resolve(source) -> dict:
-  """{name: spec} for `source.kind`: the set fields of `source.fields`, else the default."""
-  if source.kind not in KIND_DEFAULTS:
-    raise ValueError(f"data.source.kind must be one of {sorted(KIND_DEFAULTS)}, got "
-                     f"{source.kind!r}")
-  fields = source.get("fields") or {}
-  unknown = sorted(set(fields.keys()) - set(NAMES))
-  if unknown:
-    raise ValueError(f"data.source.fields.{unknown[0]}: unknown field; known: {list(NAMES)}")
+  """{name: spec} for `source.kind` (a checked `config.Source`): the set fields of
+  `source.fields`, else the kind's default."""
   out = dict(KIND_DEFAULTS[source.kind])
   for name in NAMES:
-    spec = fields.get(name)
-    if spec is None:
-      continue
-    if not isinstance(spec, str):
-      raise ValueError(f"data.source.fields.{name} must be a string (a key, a dotted path "
-                       f"or alternatives a|b; '' = none), got {spec!r}")
-    out[name] = spec
-  if not out["image"]:
-    raise ValueError(f"data.source.fields.image is empty; kind {source.kind!r} needs the "
-                     "field that holds the image")
+    spec = getattr(source.fields, name)
+    if spec is not None:
+      out[name] = spec
   return out
 
 

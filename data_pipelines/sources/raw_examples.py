@@ -10,23 +10,22 @@ no image, no text, ...) or `prepare` cannot decode its image (`image_io.ImageDec
 `skips[reason]` counts it, the reason being the error's `reason`.
 """
 
+import dataclasses
 from typing import Any, Callable, Iterable, Iterator
-
-import ml_collections
 
 from data_pipelines.sources import image_io
 from data_pipelines.sources import readers
 
 
 class RawSplit:
-  """`readers.open_raw_source` of `source` with its split replaced by `split`."""
+  """`readers.open_raw_source` of `source` (a `data_pipelines.config.Source`) with its
+  split replaced by `split`."""
 
   def __init__(self, source, split: str):
-    self.source = ml_collections.ConfigDict(source.to_dict())  # a copy, also of a frozen one
-    self.source.split = split
+    self.source = dataclasses.replace(source, split=split)
     self.records = readers.open_raw_source(self.source)
     self.fields = readers.field_specs(self.source)
-    self.image_root = readers.split_path(self.source.get("image_root", ""), split)
+    self.image_root = readers.split_path(self.source.image_root, split)
 
   def __len__(self) -> int:
     return len(self.records)

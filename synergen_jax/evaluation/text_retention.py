@@ -5,11 +5,11 @@ the params their stage started from (`workdir.start_params_dir`), so the differe
 what the stage's multimodal training did to the LLM's text skill.
 """
 
+import dataclasses
 import functools
 import math
 
 import jax
-import ml_collections
 import numpy as np
 
 from data_pipelines.pipeline import text as text_pipeline
@@ -19,8 +19,7 @@ from synergen_jax.model.losses import combine_task_losses
 
 def text_batches(experiment, tokenizer, num_batches: int) -> list[dict]:
   """The first `num_batches` packed batches of `text_data.eval_split` (numpy, in order)."""
-  t = ml_collections.ConfigDict(experiment.text_data.to_dict())
-  t.prefetch_buffer = 0
+  t = dataclasses.replace(experiment.text_data, prefetch_buffer=0)
   it = text_pipeline.make_text_pipeline(t, experiment.data.pretokenized_dir, tokenizer,
                                         experiment.model.patch_size, split=t.eval_split,
                                         sharding=None, train=False)

@@ -24,21 +24,26 @@ CLIs, the demo, tests) a config is resolved once:
 
   experiment = resolve(config, workdir)        # typed, frozen; unknown fields are errors
   validate(experiment, jax.device_count())     # mesh, batch splits, datasets, tokenizer
+  dataclasses.replace(experiment.train, ...)   # a changed copy, checked again
 
-Modules: `defaults` (every default, once), `merged` (a raw config's sections over their
-defaults), `resolved` (the dataclasses and `resolve`), `validation`, `configdict`
-(`{workdir}`, merging, JSON), `authoring` (helpers for experiment files), `errors`.
+Modules: `defaults` (every default, once, or where it lives), `merged` (a raw config's
+sections over their defaults), `resolved` (the dataclasses, a comment per field, and
+`resolve`), `validation` (devices and files), `configdict` (`{workdir}`, merging, JSON),
+`authoring` (helpers for experiment files), `errors`.
 """
 
 from synergen_jax.experiment.authoring import load_sibling, make_stage, only_stage
 from synergen_jax.experiment.configdict import from_json, resolve_workdir, to_json
+from data_pipelines.config import DataConfig, TextData
 from synergen_jax.experiment.defaults import (EVAL_SETS, MULTIMODAL_TASKS, STAGE_KINDS,
-                                              base_config, default_eval_config,
+                                              base_config, default_demo_config,
+                                              default_eval_config,
                                               default_optimizer_config,
                                               default_stage_config,
                                               default_text_data_config,
                                               default_train_config)
 from synergen_jax.experiment.errors import ConfigError
-from synergen_jax.experiment.resolved import (Eval, Experiment, Optimizer, Stage, Train,
+from synergen_jax.experiment.resolved import (Demo, Eval, Experiment, Stage, Train,
                                               resolve)
-from synergen_jax.experiment.validation import check_fields, check_tokenizer, validate
+from synergen_jax.experiment.validation import check_tokenizer, validate
+from synergen_jax.state.optimizer import Optimizer

@@ -40,7 +40,11 @@ def merge(base: ml_collections.ConfigDict, over, where: str,
         and isinstance(out[k], ml_collections.ConfigDict)):
       out[k] = merge(out[k], v, f"{where}.{k}")
     else:
-      out[k] = v
+      try:
+        out[k] = v
+      except TypeError:  # ml_collections refuses a value of another type
+        raise ConfigError(f"{where}.{k}", f"{v!r}: expected a "
+                          f"{type(out[k]).__name__}") from None
   return out
 
 

@@ -2,39 +2,25 @@
 
 The defaults are ml_collections ConfigDicts, so experiment files (`experiments/*.py`,
 configs as code) start from them and override fields, and a field a default does not
-have is an unknown field (`validation.check_fields`). Two sections keep their defaults
-beside the code that owns them: `data` in `data_pipelines/config.py` (the data pipeline
-reads it) and `model` in `model/config.ModelConfig` (`configs/models.py` presets start
-from it).
+have is an unknown field (`resolved.resolve`). What each field means: the comment above
+it in its typed dataclass (`resolved.py`). Three sections keep their defaults beside the
+code that owns them: `data` and `text_data` in `data_pipelines/config.py` (the data
+pipeline reads them), a stage's `optimizer` in `state/optimizer.py`, and `model` in
+`model/config.ModelConfig` (`configs/models.py` presets start from it).
 """
 
 import ml_collections
 
 from data_pipelines import config as data_config_lib
+from data_pipelines.config import default_text_data_config
 from synergen_jax.model.param_groups import GROUPS
+from synergen_jax.state.optimizer import SCHEDULES, default_optimizer_config
 
 STAGE_KINDS = ("multimodal", "text")
-SCHEDULES = ("constant", "cosine")
 EVAL_SETS = ("understanding", "generation", "text")
 MULTIMODAL_TASKS = ("understanding", "generation")
 TOP_LEVEL = ("seed", "model", "mesh", "tokenizer", "vq_tokenizer", "data", "text_data",
              "init_params", "stage_order", "stages", "train", "eval", "demo")
-
-
-def default_optimizer_config() -> ml_collections.ConfigDict:
-  """AdamW + warm-up + constant/cosine + global-norm clipping (METHOD.md section 8)."""
-  return ml_collections.ConfigDict(dict(
-      lr=1e-4,                  # peak learning rate
-      schedule="cosine",        # after warm-up: "constant" or "cosine" (to end_lr_frac * lr)
-      warmup_steps=200,         # linear warm-up from 0
-      end_lr_frac=0.0,          # cosine end value as a fraction of lr
-      b1=0.9, b2=0.95, eps=1e-8,
-      weight_decay=0.05,
-      decay_norms_biases_embeddings=False,  # False: no decay on norms, biases, embeddings
-      clip_norm=1.0,            # global gradient-norm clipping (0 = off)
-      # learning-rate factor per parameter group (model/param_groups.py); 1.0 = lr
-      group_lr_mult=ml_collections.ConfigDict({g: 1.0 for g in GROUPS}),
-  ))
 
 
 def default_stage_config() -> ml_collections.ConfigDict:
@@ -55,22 +41,6 @@ def default_stage_config() -> ml_collections.ConfigDict:
       optimizer=default_optimizer_config(),
       data=ml_collections.ConfigDict(),       # overrides of config.data for this stage
       text_data=ml_collections.ConfigDict(),  # overrides of config.text_data
-  ))
-
-
-def default_text_data_config() -> ml_collections.ConfigDict:
-  """Text-only LLM pretraining data (stands in for the pretrained LLM in the demo)."""
-  return ml_collections.ConfigDict(dict(
-      tfds_name="synergen_text",  # TFDS text dataset with a `text` feature ("" = none)
-      data_dir="data/tfds",
-      train_split="train",
-      eval_split="test",
-      scene_text=True,          # add captions and chat QA of data.pretokenized_dir records
-      batch_size=8,
-      seq_len=256,
-      packing_bins=0,           # 0 = the per-process batch size
-      seed=0,
-      prefetch_buffer=2,
   ))
 
 
@@ -141,7 +111,6 @@ def base_config(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.tokenizer = "data/tokenizer/synergen.model"
   c.vq_tokenizer = ""
   c.data = data_config_lib.default_data_config()
-  c.data.fold = tuple(model.fold)
   c.text_data = default_text_data_config()
   c.init_params = ""
   c.stage_order = ()
@@ -149,3 +118,9 @@ def base_config(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.train = default_train_config()
   c.eval = default_eval_config()
   return c
+
+
+def default_demo_config() -> ml_collections.ConfigDict:
+  """The defaults of the optional `demo` section (the demo experiment sets the rest:
+  train_size, eval_size, image_size, vocab_size, vq_config, vq_steps, vq_eval_images)."""
+  return ml_collections.ConfigDict(dict(cell=0, max_objects=4))

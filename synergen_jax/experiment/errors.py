@@ -1,5 +1,6 @@
-"""The one error type of a bad experiment config."""
+"""The one error type of a bad config (`typed_config.ConfigError`, re-exported here for
+the experiment's readers)."""
 
+from synergen_jax.typed_config import ConfigError
 
-class ConfigError(ValueError):
-  """A bad experiment config; the message names the field and what was expected."""
+__all__ = ["ConfigError"]

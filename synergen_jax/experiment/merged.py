@@ -1,6 +1,7 @@
-"""A raw experiment ConfigDict's sections merged over their defaults (unknown fields are
-errors naming the field). `resolve` and the validation read the config through these;
-everything downstream reads the typed `Experiment` that `resolve` builds from them."""
+"""A raw experiment ConfigDict's stage, train and eval sections merged over their
+defaults (unknown fields are errors naming the field). `resolve` reads the config
+through these (the data sections through `data_pipelines.config.overlay`); everything
+downstream reads the typed `Experiment` that `resolve` builds from them."""
 
 import ml_collections
 
@@ -12,24 +13,6 @@ def stage(config, name: str) -> ml_collections.ConfigDict:
   """A stage's fields over the stage defaults (so partial stage configs are allowed)."""
   return merge(defaults.default_stage_config(), config.stages[name], f"config.stages.{name}",
                free=("data", "text_data"))
-
-
-def stage_data(config, name: str) -> ml_collections.ConfigDict:
-  """config.data with stage `name`'s data overrides applied."""
-  return merge(config.data, config.stages[name].get("data", ml_collections.ConfigDict()),
-               f"config.stages.{name}.data")
-
-
-def stage_text_data(config, name: str) -> ml_collections.ConfigDict:
-  """config.text_data (over its defaults) with stage `name`'s text_data overrides."""
-  return merge(text_data(config),
-               config.stages[name].get("text_data", ml_collections.ConfigDict()),
-               f"config.stages.{name}.text_data")
-
-
-def text_data(config) -> ml_collections.ConfigDict:
-  return merge(defaults.default_text_data_config(),
-               config.get("text_data", None) or ml_collections.ConfigDict(), "config.text_data")
 
 
 def train(config) -> ml_collections.ConfigDict:

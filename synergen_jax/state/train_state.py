@@ -47,11 +47,14 @@ class StateSpec:
   config: ModelConfig
   mesh: jax.sharding.Mesh
   trainable_groups: tuple[str, ...]
-  opt: Any                  # experiment.Optimizer (or a ConfigDict with its fields)
+  opt: optimizer_lib.Optimizer  # the stage's (experiment.Stage.optimizer)
   total_steps: int
   compiler_options: dict | None = None  # XLA options of the init/build jits
 
   def __post_init__(self):
+    if not isinstance(self.opt, optimizer_lib.Optimizer):
+      raise TypeError(f"StateSpec.opt: an optimizer.Optimizer (Optimizer.from_config makes "
+                      f"one), got {type(self.opt).__name__}")
     self.model = SynerGenVL(self.config)
     self.param_abstract, self.param_shardings = model_init.abstract_params(self.config,
                                                                            self.mesh)
@@ -103,7 +106,8 @@ class StateSpec:
       return self._build_jits[bool(vision_ffn_from_text)](params)
 
 
-def opt_state_bytes_for(config: ModelConfig, groups: Sequence[str], opt: Any) -> dict:
+def opt_state_bytes_for(config: ModelConfig, groups: Sequence[str],
+                        opt: optimizer_lib.Optimizer) -> dict:
   """Optimizer-state and parameter bytes of training `groups`, from abstract shapes only."""
   params = model_init.param_shapes(config)
   trainable, frozen = freezing.split(params, groups)

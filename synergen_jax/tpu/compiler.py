@@ -84,8 +84,8 @@ def stage_shapes(stage) -> dict:
   """{task: (global rows, length)} of the train batches of `stage` (an
   `experiment.Stage`): text replay from its text_data, the vision tasks from its data."""
   def shape(task):
-    d = stage.text_data if task == "text" else stage.data[task]
-    return int(d.batch_size), int(d.seq_len)
+    d = stage.text_data if task == "text" else stage.data.task(task)
+    return d.batch_size, d.seq_len
   return {t: shape(t) for t in stage.tasks}
 
 

@@ -12,8 +12,9 @@
       Built once and cached.
 """
 
+import dataclasses
+
 import jax
-import ml_collections
 
 from data_pipelines.pipeline import multimodal as mm_pipeline
 from data_pipelines.pipeline import text as text_pipeline
@@ -68,10 +69,8 @@ class ValidationSets:
     return out
 
   def _build_multimodal(self):
-    d = ml_collections.ConfigDict(self.experiment.data.to_dict())
-    d.shuffle = False
-    d.num_epochs = 1
-    d.prefetch_buffer = 0
+    d = dataclasses.replace(self.experiment.data, shuffle=False, num_epochs=1,
+                            prefetch_buffer=0)
     it = mm_pipeline.make_pipeline(d, self.tok, self.model_config.fold,
                                    self.model_config.tile_grid, split="validation",
                                    sharding=sharding.row_sharding(self.mesh),
@@ -89,8 +88,7 @@ class ValidationSets:
       self._cache[task] = [b[task] for b in batches]
 
   def _build_text(self):
-    t = ml_collections.ConfigDict(self.experiment.text_data.to_dict())
-    t.prefetch_buffer = 0
+    t = dataclasses.replace(self.experiment.text_data, prefetch_buffer=0)
     it = text_pipeline.make_text_pipeline(
         t, self.experiment.data.pretokenized_dir, self.tok, self.model_config.patch_size,
         split=t.eval_split, sharding=sharding.row_sharding(self.mesh), train=False,

@@ -22,6 +22,7 @@ from synergen_jax import workdir as workdir_lib
 from synergen_jax.training import data
 from synergen_jax.training import report
 from synergen_jax.training import trainer
+from synergen_jax.training.compiled import Compiled
 
 
 def setup_compilation_cache(workdir: str) -> None:
@@ -30,22 +31,29 @@ def setup_compilation_cache(workdir: str) -> None:
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def prepare(config, workdir: str, mesh=None):
+def prepare(config, workdir: str, mesh=None, compiled: Compiled | None = None):
   """Resolves (a ConfigDict; an `experiment.Experiment` is taken as it is) and validates
-  the experiment before any compile, and builds the shared run context."""
+  the experiment before any compile, and builds the shared run context. The run compiles
+  its functions into `compiled` (a new one by default; another run's of the same model,
+  mesh and XLA options reuses what that run compiled)."""
   exp = (config if isinstance(config, experiment.Experiment)
          else experiment.resolve(config, workdir))
   experiment.validate(exp, len(mesh.devices.flat) if mesh is not None
                       else jax.device_count())
-  tokenizer = workdir_lib.load_tokenizer(exp)
   mesh = mesh if mesh is not None else sharding.make_mesh(exp.mesh_shape)
+  options = exp.train.xla_compiler_options
+  if compiled is None:
+    compiled = Compiled(exp.model, mesh, options)
+  elif compiled.key != (exp.model, mesh, tuple(options)):
+    raise ValueError("`compiled` was built for another model, mesh or XLA options")
+  tokenizer = workdir_lib.load_tokenizer(exp)
   if exp.train.compilation_cache:
     setup_compilation_cache(workdir)
   workdir_lib.write_config(workdir, exp)
   validation = data.ValidationSets(exp, tokenizer, mesh)
   return trainer.RunContext(experiment=exp, workdir=os.path.abspath(workdir), mesh=mesh,
                             tokenizer=tokenizer, validation=validation,
-                            watcher=preemption.PreemptionWatcher())
+                            watcher=preemption.PreemptionWatcher(), compiled=compiled)
 
 
 def _init_eval(ctx) -> dict | None:
@@ -58,9 +66,7 @@ def _init_eval(ctx) -> dict | None:
   if workdir_lib.stage_done(ctx.workdir, first) or workdir_lib.stage_started(ctx.workdir,
                                                                              first):
     return None  # the starting point is no longer at hand; do not guess
-  spec = trainer.spec_for(ctx, ("vision", "llm_attention", "llm"),
-                          experiment.Optimizer.from_config(), 1)
-  params = trainer.initial_params(ctx, first, spec)
+  params = trainer.initial_params(ctx, first, ctx.compiled.full_spec())
   val = trainer.evaluate(ctx, params, ctx.experiment.train.eval_sets)
   if jax.process_index() == 0:
     with open(path, "w") as f:
@@ -70,10 +76,11 @@ def _init_eval(ctx) -> dict | None:
 
 
 def run_experiment(config, workdir: str, stop_at: int | None = None, mesh=None,
-                   ctx=None) -> dict:
+                   ctx=None, compiled: Compiled | None = None) -> dict:
   """Runs (or resumes) all stages; returns the report dict. `stop_at` stops every
-  unfinished stage at that step (used by tests to simulate an interruption)."""
-  ctx = ctx or prepare(config, workdir, mesh)
+  unfinished stage at that step (used by tests to simulate an interruption); `compiled`:
+  see `prepare`."""
+  ctx = ctx or prepare(config, workdir, mesh, compiled)
   init_eval = _init_eval(ctx)
   with ctx.watcher:
     for stage in ctx.experiment.stage_order:

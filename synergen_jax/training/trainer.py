@@ -8,10 +8,13 @@ params, or `config.init_params` / random init for the first stage; "scratch"; or
 params checkpoint directory). It ends by writing its final params (param_checkpoint) and
 `summary.json` (the "done" marker) into W/<stage>/. SIGTERM saves a checkpoint and
 raises `preemption.Preempted`.
+
+The steps run in the shared loop (`synergen_jax/loop.py`) with this stage's hooks
+(`_hooks`: metrics, log, validation, checkpoint, preemption check); the run's compiled
+functions are `ctx.compiled` (`training/compiled.py`).
 """
 
 import dataclasses
-import functools
 import os
 import shutil
 import time
@@ -24,6 +27,7 @@ from data_pipelines.pipeline import iterator as data_iterator
 
 from synergen_jax import experiment as experiment_lib
 from synergen_jax import files
+from synergen_jax import loop
 from synergen_jax import metrics_log
 from synergen_jax import model_init
 from synergen_jax import param_checkpoint
@@ -32,10 +36,10 @@ from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.model import ModelConfig
 from synergen_jax.model.losses import combine_task_losses
+from synergen_jax.training import compiled as compiled_lib
 from synergen_jax.training import resume_checkpoint
 from synergen_jax.training import data as data_lib
 from synergen_jax.training import flops as flops_lib
-from synergen_jax.training import step as step_lib
 from synergen_jax.training import vq_code_init
 from synergen_jax.state.train_state import StateSpec
 
@@ -50,6 +54,7 @@ class RunContext:
   tokenizer: Any
   validation: data_lib.ValidationSets
   watcher: preemption.PreemptionWatcher
+  compiled: compiled_lib.Compiled        # the run's specs, train and eval steps
 
   @property
   def model_config(self) -> ModelConfig:
@@ -61,46 +66,10 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-_ALL_GROUPS = ("vision", "llm_attention", "llm")
-
-
-@functools.lru_cache(maxsize=None)
-def _eval_fn(model_config: ModelConfig, mesh, tasks: tuple[str, ...],
-             options: tuple[tuple[str, Any], ...]):
-  """One compiled eval function per (model, mesh, task set), shared by all stages."""
-  spec = _spec(model_config, mesh, _ALL_GROUPS, experiment_lib.Optimizer.from_config(), 1,
-               options)
-  return step_lib.make_eval_step(spec, tasks, dict(options))
-
-
-@functools.lru_cache(maxsize=16)
-def _spec(model_config: ModelConfig, mesh, trainable: tuple[str, ...],
-          opt: experiment_lib.Optimizer, steps: int,
-          options: tuple[tuple[str, Any], ...] = ()) -> StateSpec:
-  """StateSpecs (and their jitted init/build functions) cached per process."""
-  return StateSpec(model_config, mesh, trainable, opt, steps, dict(options))
-
-
-def spec_for(ctx: "RunContext", trainable, opt: experiment_lib.Optimizer,
-             steps: int) -> StateSpec:
-  return _spec(ctx.model_config, ctx.mesh, tuple(trainable), opt, int(steps),
-               ctx.experiment.train.xla_compiler_options)
-
-
-@functools.lru_cache(maxsize=8)
-def _train_step(spec: StateSpec, tasks: tuple[str, ...], grad_accum_steps: int,
-                options: tuple[tuple[str, Any], ...],
-                text_loss_weights: tuple[tuple[str, float], ...] = ()):
-  """The jitted train step, cached so that a stage resumed in the same process (tests, or
-  a driver calling `run_stage` again) does not compile again."""
-  return step_lib.make_train_step(spec, tasks, grad_accum_steps, dict(options),
-                                  text_loss_weights)
-
-
 def evaluate(ctx: RunContext, params, names) -> dict:
   """Validation losses/accuracies of `params` on the named sets (flat, per task)."""
   names = tuple(names)
-  fn = _eval_fn(ctx.model_config, ctx.mesh, names, ctx.experiment.train.xla_compiler_options)
+  fn = ctx.compiled.eval_step(names)
   sums = None
   with sharding.mesh_context(ctx.mesh):
     for batch in ctx.validation.batches(names):
@@ -152,20 +121,101 @@ def _code_tables_from_vq(ctx: RunContext, stage: str, params):
   return vq_code_init.from_codebook(params, codebook, ctx.experiment.seed)
 
 
-def _interval_row(host: list[dict], timed: int, elapsed: float, spec: StateSpec,
-                  peak: float, trainable) -> dict:
-  """Mean metrics of the interval's steps; throughput of its last `timed` steps."""
-  row = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-  if timed:
-    timed_steps = host[-timed:]
-    counts = flops_lib.total_counts(timed_steps)
-    tokens = sum(v for k, v in counts.items() if k.endswith("/tokens"))
-    step_flops = flops_lib.step_flops(spec.config, counts, trainable) / timed
-    row["step_s"] = elapsed / timed
-    row["tokens_per_s"] = tokens / elapsed
-    row["model_flops_per_step"] = step_flops
-    row["mfu"] = flops_lib.mfu(step_flops / row["step_s"], peak, jax.device_count())
-  return row
+class _Interval:
+  """The train metrics of one log interval and their throughput; the run's first step
+  (it compiles) and validation are not timed."""
+
+  def __init__(self, stage: str, spec: StateSpec, trainable, timers: loop.Timers,
+               peak: tuple[float, str]):
+    self.stage, self.spec, self.trainable, self.timers = stage, spec, trainable, timers
+    self.peak, self.peak_src = peak
+    self.metrics, self.untimed, self.t_mark = [], 0, None
+    self.compile_s = self.step_s = None  # the first step's seconds; the last s/step
+
+  def add(self, step: int, state, metrics) -> None:
+    """The hook after every step."""
+    del step, state
+    self.metrics.append(metrics)
+    if self.t_mark is None:  # the first step of this run compiles: not timed
+      jax.block_until_ready(metrics)
+      self.t_mark = time.perf_counter()
+      self.compile_s, self.untimed = self.t_mark - self.timers.start, 1
+      log(f"[{self.stage}] first step (compile + run) {self.compile_s:.1f}s; peak "
+          f"{self.peak / 1e9:,.0f} GFLOP/s per device ({self.peak_src})")
+
+  def row(self) -> dict:
+    """Mean metrics of the interval's steps; throughput of its timed steps. Starts the
+    next interval."""
+    host = jax.device_get(self.metrics)
+    now = time.perf_counter()
+    row = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    timed = len(host) - self.untimed
+    if timed:
+      counts = flops_lib.total_counts(host[-timed:])
+      tokens = sum(v for k, v in counts.items() if k.endswith("/tokens"))
+      step_flops = flops_lib.step_flops(self.spec.config, counts, self.trainable) / timed
+      elapsed = now - self.t_mark
+      row["step_s"] = elapsed / timed
+      row["tokens_per_s"] = tokens / elapsed
+      row["model_flops_per_step"] = step_flops
+      row["mfu"] = flops_lib.mfu(step_flops / row["step_s"], self.peak, jax.device_count())
+    self.step_s = row.get("step_s", self.step_s)
+    self.metrics, self.untimed, self.t_mark = [], 0, now
+    return row
+
+  def restart_clock(self) -> None:
+    """After validation: its time is not charged to the throughput."""
+    self.t_mark = time.perf_counter()
+
+
+def _start_state(ctx: RunContext, stage: str, spec: StateSpec, manager, data_iter):
+  """The stage's own latest checkpoint (train state + data position), else its start."""
+  st = ctx.experiment.stage(stage)
+  if manager.latest_step() is not None:
+    state = resume_checkpoint.restore(manager, spec, data_iter)
+    log(f"[{stage}] resumed from {workdir_lib.stage_dir(ctx.workdir, stage)}/checkpoints at "
+        f"step {int(state.step)}")
+    return state
+  params = initial_params(ctx, stage, spec)
+  if st.code_embed_from_vq:
+    params = _code_tables_from_vq(ctx, stage, params)
+  return spec.state_from_params(params, st.vision_ffn_from_text)
+
+
+def _hooks(ctx: RunContext, stage: str, last: int, interval: _Interval, writer,
+           manager, data_iter) -> list[loop.Hook]:
+  """After a step, in this order: its metrics, the log row, validation, the checkpoint,
+  the preemption check."""
+  tcfg, st = ctx.experiment.train, ctx.experiment.stage(stage)
+  config_json = experiment_lib.to_json(ctx.experiment.config)
+
+  def log_row(step, state, metrics):
+    row = interval.row()
+    data_metrics = data_iterator.pod_metrics(data_iter)  # all-gathers: every process
+    writer.write(step, {**{f"train/{k}": v for k, v in row.items()},
+                        **{f"data/{k}": v for k, v in data_metrics.items()}})
+    eta = None if interval.step_s is None else interval.step_s * (st.steps - step)
+    log(metrics_log.console_line(stage, step, st.steps, row, eta))
+
+  def validate(step, state, metrics):
+    val = evaluate(ctx, state.params, tcfg.eval_sets)
+    writer.write(step, val, prefix="val/")
+    log(f"[{stage}] step {step} validation: " + fmt_val(val))
+    interval.restart_clock()
+
+  def save(step, state, metrics, force=False):
+    resume_checkpoint.save(manager, state, data_iter, config_json, force=force)
+    if not force:
+      preemption.signal_point(  # test hook: while the asynchronous write is under way
+          f"checkpoint/{stage}", step, ready=lambda: resume_checkpoint.writing(manager, step))
+
+  checkpoint = loop.Hook("checkpoint", save, every=tcfg.checkpoint_every, also_at=(last,))
+  return [loop.Hook("metrics", interval.add, every=1),
+          loop.Hook("log", log_row, every=tcfg.log_every, also_at=(last,)),
+          loop.Hook("evaluate", validate, every=tcfg.eval_every, not_at=(st.steps,)),
+          checkpoint,
+          loop.preemption_hook(ctx.watcher, manager, checkpoint,
+                               lambda step, state: save(step, state, None, force=True))]
 
 
 def _write_final(ctx: RunContext, stage: str, params, summary: dict) -> None:
@@ -183,89 +233,48 @@ def _write_final(ctx: RunContext, stage: str, params, summary: dict) -> None:
 
 def run_stage(ctx: RunContext, stage: str, stop_at: int | None = None) -> dict | None:
   """Trains `stage` to its last step (or to `stop_at`); see the module doc."""
-  tcfg = ctx.experiment.train
   st = ctx.experiment.stage(stage)
-  tasks, trainable = st.tasks, st.trainable
-  spec = spec_for(ctx, trainable, st.optimizer, st.steps)
-  train_step = _train_step(spec, tasks, st.grad_accum_steps, tcfg.xla_compiler_options,
-                           st.text_loss_weights)
+  spec, train_step = ctx.compiled.train_step(st)
   sdir = workdir_lib.stage_dir(ctx.workdir, stage)
+  tcfg = ctx.experiment.train
   manager = workdir_lib.checkpoint_manager(ctx.workdir, stage, tcfg.keep_checkpoints,
                                            tcfg.async_checkpoints)
-  config_json = experiment_lib.to_json(ctx.experiment.config)
   data_iter = data_lib.train_iterator(ctx.experiment, st, ctx.tokenizer, ctx.mesh)
-  if manager.latest_step() is not None:
-    state = resume_checkpoint.restore(manager, spec, data_iter)
-    log(f"[{stage}] resumed from {sdir}/checkpoints at step {int(state.step)}")
-  else:
-    params = initial_params(ctx, stage, spec)
-    if st.code_embed_from_vq:
-      params = _code_tables_from_vq(ctx, stage, params)
-    state = spec.state_from_params(params, st.vision_ffn_from_text)
+  state = _start_state(ctx, stage, spec, manager, data_iter)
   n_train = sum(int(x.size) for x in jax.tree.leaves(spec.split(state.params)[0]))
   n_all = sum(int(x.size) for x in jax.tree.leaves(state.params))
-  log(f"[{stage}] tasks {tasks}, trains {trainable}: {n_train:,d} of {n_all:,d} params; "
-      f"mesh {dict(ctx.mesh.shape)}; {st.steps} steps")
+  log(f"[{stage}] tasks {st.tasks}, trains {st.trainable}: {n_train:,d} of {n_all:,d} "
+      f"params; mesh {dict(ctx.mesh.shape)}; {st.steps} steps")
 
-  peak, peak_src = flops_lib.device_peak_flops(tcfg.peak_flops_per_device)
-  step = int(jax.device_get(state.step))
+  peak = flops_lib.device_peak_flops(tcfg.peak_flops_per_device)
+  start_step = step = int(jax.device_get(state.step))
   writer = metrics_log.MetricsWriter(sdir, resume_step=step)
-  start_step, t_start = step, time.perf_counter()
-  interval, untimed, t_mark, compile_s, step_s, saved = [], 0, None, None, None, step
+  timers = loop.Timers()
+  interval = _Interval(stage, spec, st.trainable, timers, peak)
   last = st.steps if stop_at is None else min(stop_at, st.steps)
+
+  def next_batch(step):
+    batches = next(data_iter)
+    if len(batches) != len(st.tasks):  # a single-task stage of a two-task pipeline
+      batches = {t: batches[t] for t in st.tasks}
+    return batches
+
   try:
+    hooks = _hooks(ctx, stage, last, interval, writer, manager, data_iter)
     with sharding.mesh_context(ctx.mesh):
-      while step < last:
-        batches = next(data_iter)
-        if len(batches) != len(tasks):  # a single-task stage of a two-task pipeline
-          batches = {t: batches[t] for t in tasks}
-        state, metrics = train_step(state, batches)
-        step += 1
-        preemption.signal_point(f"train/{stage}", step)  # test hook (no-op unless set)
-        interval.append(metrics)
-        if t_mark is None:  # the first step of this run compiles: not timed
-          jax.block_until_ready(metrics)
-          t_mark = time.perf_counter()
-          compile_s, untimed = t_mark - t_start, 1
-          log(f"[{stage}] first step (compile + run) {compile_s:.1f}s; peak "
-              f"{peak / 1e9:,.0f} GFLOP/s per device ({peak_src})")
-        if step % tcfg.log_every == 0 or step == last:
-          host = jax.device_get(interval)
-          now = time.perf_counter()
-          row = _interval_row(host, len(host) - untimed, now - t_mark, spec, peak, trainable)
-          step_s = row.get("step_s", step_s)
-          data_metrics = data_iterator.pod_metrics(data_iter)  # all-gathers: every process
-          writer.write(step, {**{f"train/{k}": v for k, v in row.items()},
-                              **{f"data/{k}": v for k, v in data_metrics.items()}})
-          eta = None if step_s is None else step_s * (st.steps - step)
-          log(metrics_log.console_line(stage, step, st.steps, row, eta))
-          interval, untimed, t_mark = [], 0, now
-        if tcfg.eval_every and step % tcfg.eval_every == 0 and step < st.steps:
-          val = evaluate(ctx, state.params, tcfg.eval_sets)
-          writer.write(step, val, prefix="val/")
-          log(f"[{stage}] step {step} validation: " + fmt_val(val))
-          t_mark = time.perf_counter()  # do not charge validation to throughput
-        if step % tcfg.checkpoint_every == 0 or step == last:
-          resume_checkpoint.save(manager, state, data_iter, config_json)
-          saved = step
-          preemption.signal_point(  # test hook: while the asynchronous write is under way
-              f"checkpoint/{stage}", step, ready=lambda: resume_checkpoint.writing(manager, step))
-        if ctx.watcher.should_stop(manager, step):
-          if saved != step:
-            resume_checkpoint.save(manager, state, data_iter, config_json, force=True)
-          manager.wait_until_finished()
-          raise preemption.Preempted(step)
+      state, step = loop.run(state, step, last, next_batch, train_step, hooks, timers,
+                             f"train/{stage}")
     manager.wait_until_finished()
+    log(f"[{stage}] {step - start_step} steps in {timers.elapsed():.1f}s: {timers.line()}")
     if step < st.steps:
       log(f"[{stage}] stopped at step {step} of {st.steps} (checkpoint saved)")
       return None
     val = evaluate(ctx, state.params, tcfg.eval_sets)
     writer.write(step, val, prefix="val/")
-    summary = {"stage": stage, "steps": st.steps, "trainable": list(trainable),
+    summary = {"stage": stage, "steps": st.steps, "trainable": list(st.trainable),
                "trainable_params": n_train, "total_params": n_all,
-               "steps_this_run": step - start_step,
-               "wall_s_this_run": time.perf_counter() - t_start,
-               "compile_s": compile_s, "validation": val}
+               "steps_this_run": step - start_step, "wall_s_this_run": timers.elapsed(),
+               "compile_s": interval.compile_s, "validation": val}
     _write_final(ctx, stage, state.params, summary)
     log(f"[{stage}] done; validation: " + fmt_val(val))
     return summary

@@ -13,6 +13,10 @@ project's mesh (`sharding.make_mesh`, every device on "data"), variables are rep
 Deterministic by seed (data and restarts depend only on (seed, step)), including across
 a resume.
 
+The experiment is resolved once (`config.resolve`); the steps run in the shared loop
+(`synergen_jax/loop.py`) with this trainer's hooks (log, checkpoint, preemption check,
+validation).
+
 Workdir: config.json, checkpoints/ (Orbax: model, train, config; `vq_checkpoint.py`),
 metrics.jsonl + tensorboard/ (`metrics_log.MetricsWriter`), eval/metrics.json.
 """
@@ -24,12 +28,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from synergen_jax import files
+from synergen_jax import loop
 from synergen_jax import metrics_log
 from synergen_jax import preemption
 from synergen_jax import sharding
@@ -41,10 +45,10 @@ from synergen_jax.vq_training import vq_checkpoint
 from synergen_jax.vq_training import data as vq_data
 from synergen_jax.vq_training import eval as vq_eval
 from synergen_jax.vq_training import losses as vq_losses
-from synergen_jax.vq_training.config import train_option, validate_config
+from synergen_jax.vq_training import config as config_lib
 
 
-def make_optimizer(t: Any, lr: float) -> optax.GradientTransformation:
+def make_optimizer(t: config_lib.Train, lr: float) -> optax.GradientTransformation:
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, lr, max(t.warmup_steps, 1), max(t.steps, t.warmup_steps + 1), end_value=lr * t.final_lr_frac)
   # Flattened: the optimizer state is two vectors instead of two arrays per parameter, so
@@ -58,17 +62,13 @@ def make_optimizer(t: Any, lr: float) -> optax.GradientTransformation:
 class VQTrainer:
   """Builds the state, the jitted data-parallel step, and runs / resumes training."""
 
-  def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None):
-    validate_config(config)
-    self.config = config
+  def __init__(self, config: Any, mesh: jax.sharding.Mesh | None = None):
+    """`config`: a VQ experiment file's ConfigDict (resolved here) or a VQExperiment."""
+    self.config = config = config_lib.resolve(config)
     self.tok = VQTokenizer(config.model)
     # Data parallel: every device on the "data" axis (fsdp = tensor = 1).
     self.mesh = mesh or sharding.make_mesh((-1, 1, 1))
     t = config.train
-    self.ema_decay = float(train_option(t, "codebook_ema_decay"))
-    self.fg_weight = float(train_option(t, "foreground_weight"))
-    self.gradient_weight = float(train_option(t, "gradient_weight"))
-    self.edge_weight = float(train_option(t, "edge_weight"))
     if config.data.batch_size % self.mesh.shape["data"]:
       raise ConfigError(f"data.batch_size {config.data.batch_size} must be divisible by the "
                         f"{self.mesh.shape['data']} devices of the data axis")
@@ -98,7 +98,7 @@ class VQTrainer:
              # Running share of positions per code; zeros make step 0 restart every code
              # from the data (a data-dependent codebook initialisation).
              "usage": jnp.zeros((self.config.model.codebook_size,), jnp.float32)}
-    if self.ema_decay:  # EMA statistics; step 0's restart sets them from the data
+    if self.config.train.codebook_ema_decay:  # EMA statistics; step 0's restart sets them
       k, dim = self.config.model.codebook_size, self.config.model.embed_dim
       train["ema_count"] = jnp.zeros((k,), jnp.float32)
       train["ema_sum"] = jnp.zeros((k, dim), jnp.float32)
@@ -120,14 +120,7 @@ class VQTrainer:
     step = train["step"]
     x = images_to_float(images)  # [batch, H, W, 3] in [-1, 1]
     adv_on = step >= t.disc.start_step  # the adversarial terms count from disc.start_step
-    pixel_weight = None  # [batch, H, W] when foreground or edge pixels weigh more
-    if self.fg_weight or self.edge_weight:
-      pixel_weight = 1.0
-      if self.fg_weight:
-        pixel_weight = pixel_weight + self.fg_weight * vq_losses.foreground_mask(x)
-      if self.edge_weight:
-        pixel_weight = pixel_weight + self.edge_weight * vq_losses.edge_mask(x)
-    codebook_weight = 0.0 if self.ema_decay else t.codebook_weight
+    pixel_weight = self._pixel_weight(x)
 
     def loss_fn(params):
       out, updates = self.tok.model.apply(
@@ -135,9 +128,10 @@ class VQTrainer:
           mutable=["batch_stats"])
       rec = vq_losses.reconstruction_loss(out["recon"], x, t.l1_weight, t.l2_weight,
                                           pixel_weight)
-      if self.gradient_weight:
-        rec = rec + self.gradient_weight * vq_losses.gradient_loss(out["recon"], x)
-      loss = rec + codebook_weight * out["codebook_loss"] + t.commitment_weight * out["commitment_loss"]
+      if t.gradient_weight:
+        rec = rec + t.gradient_weight * vq_losses.gradient_loss(out["recon"], x)
+      loss = (rec + t.codebook_loss_weight * out["codebook_loss"]
+              + t.commitment_weight * out["commitment_loss"])
       aux = {"rec_loss": rec, "codebook_loss": out["codebook_loss"],
              "commitment_loss": out["commitment_loss"]}
       if self.use_disc:
@@ -157,34 +151,62 @@ class VQTrainer:
     updates, opt_state = self.opt.update(grads, train["opt_state"], model_vars["params"])
     params = optax.apply_updates(model_vars["params"], updates)
     new_train = dict(train, step=step + 1, opt_state=opt_state)
-
     if self.use_disc:
-      recon = jax.lax.stop_gradient(out["recon"])
+      aux["d_loss"] = self._disc_step(train, new_train, x, out["recon"], adv_on)
+    params, counts, restarted = self._codebook_step(step, train, new_train, params, out)
 
-      def d_loss_fn(dp):
-        real = self.disc.apply({"params": dp}, x)
-        fake = self.disc.apply({"params": dp}, recon)
-        return vq_losses.hinge_d_loss(real, fake).astype(jnp.float32)
+    batch_usage, perplexity = vq_losses.usage_and_perplexity(counts)
+    metrics = dict(aux, loss=loss, psnr=vq_losses.psnr(out["recon"], x),
+                   batch_code_usage=batch_usage, batch_perplexity=perplexity,
+                   restarted_codes=restarted.astype(jnp.float32),
+                   dead_codes=jnp.sum(new_train["usage"] < t.restart_threshold / k
+                                      ).astype(jnp.float32))
+    return {"params": params, "batch_stats": batch_stats}, new_train, metrics
 
-      d_loss, d_grads = jax.lax.cond(
-          adv_on, jax.value_and_grad(d_loss_fn),
-          lambda dp: (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, dp)),
-          train["disc_params"])
-      d_updates, d_opt = self.disc_opt.update(d_grads, train["disc_opt_state"], train["disc_params"])
-      new_train["disc_params"] = optax.apply_updates(train["disc_params"], d_updates)
-      new_train["disc_opt_state"] = d_opt
-      aux["d_loss"] = d_loss
+  def _pixel_weight(self, x):
+    """[batch, H, W] weights of the pixels in the reconstruction loss, or None (all 1)."""
+    t = self.config.train
+    if not t.weighs_pixels:
+      return None
+    pixel_weight = 1.0
+    if t.foreground_weight:
+      pixel_weight = pixel_weight + t.foreground_weight * vq_losses.foreground_mask(x)
+    if t.edge_weight:
+      pixel_weight = pixel_weight + t.edge_weight * vq_losses.edge_mask(x)
+    return pixel_weight
 
-    # Codebook statistics and dead-code restart.
+  def _disc_step(self, train, new_train, x, recon, adv_on):
+    """The discriminator's update (into `new_train`) from real `x` and the
+    reconstructions; returns its hinge loss (0 before disc.start_step)."""
+    recon = jax.lax.stop_gradient(recon)
+
+    def d_loss_fn(dp):
+      real = self.disc.apply({"params": dp}, x)
+      fake = self.disc.apply({"params": dp}, recon)
+      return vq_losses.hinge_d_loss(real, fake).astype(jnp.float32)
+
+    d_loss, d_grads = jax.lax.cond(
+        adv_on, jax.value_and_grad(d_loss_fn),
+        lambda dp: (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, dp)),
+        train["disc_params"])
+    d_updates, d_opt = self.disc_opt.update(d_grads, train["disc_opt_state"], train["disc_params"])
+    new_train["disc_params"] = optax.apply_updates(train["disc_params"], d_updates)
+    new_train["disc_opt_state"] = d_opt
+    return d_loss
+
+  def _codebook_step(self, step, train, new_train, params, out):
+    """Codebook statistics (into `new_train`), the EMA codebook update and the dead-code
+    restart; returns (params with the new codebook, code counts [K], codes restarted)."""
+    t, k = self.config.train, self.config.model.codebook_size
     counts = vq_losses.code_histogram(out["codes"], k)  # [K]
     usage = t.usage_decay * train["usage"] + (1 - t.usage_decay) * counts / jnp.sum(counts)
     usage = jnp.where(step == 0, counts / jnp.sum(counts), usage)
     codebook = params["quantize"]["embedding"]["embedding"]
     latents = jax.lax.stop_gradient(out["z"]).reshape(-1, codebook.shape[-1])  # [N, D]
-    if self.ema_decay:  # the codebook follows its assigned latents (replaces Adam's update)
+    if t.codebook_ema_decay:  # the codebook follows its assigned latents (not Adam's update)
       ema_count, ema_sum, codebook = vq_losses.ema_codebook_update(
           train["ema_count"], train["ema_sum"], out["codes"].reshape(-1), latents,
-          self.ema_decay, train_option(t, "codebook_ema_epsilon"))
+          t.codebook_ema_decay, t.codebook_ema_epsilon)
     do_restart = (step % t.restart_every == 0) & (step < t.restart_until)
     rng = jax.random.fold_in(jax.random.key(self.config.seed + 1), step)
     # Only every `restart_every` steps; the other steps skip the restart's work.
@@ -195,22 +217,15 @@ class VQTrainer:
         lambda cb, u: (cb, u, jnp.zeros((k,), jnp.bool_)),
         codebook, usage)  # dead [K]: the codes restarted this step
     restarted = jnp.sum(dead)
-    if self.ema_decay:
+    if t.codebook_ema_decay:
       # Restarted codes start their statistics afresh, with the mean count of a code, so
       # they move to their first assigned latents quickly.
       fresh_count = jnp.sum(counts) / k
       ema_count = jnp.where(dead, fresh_count, ema_count)
       ema_sum = jnp.where(dead[:, None], codebook * fresh_count, ema_sum)
       new_train["ema_count"], new_train["ema_sum"] = ema_count, ema_sum
-    params = {**params, "quantize": {"embedding": {"embedding": codebook}}}
     new_train["usage"] = usage
-
-    batch_usage, perplexity = vq_losses.usage_and_perplexity(counts)
-    metrics = dict(aux, loss=loss, psnr=vq_losses.psnr(out["recon"], x),
-                   batch_code_usage=batch_usage, batch_perplexity=perplexity,
-                   restarted_codes=restarted.astype(jnp.float32),
-                   dead_codes=jnp.sum(usage < t.restart_threshold / k).astype(jnp.float32))
-    return {"params": params, "batch_stats": batch_stats}, new_train, metrics
+    return {**params, "quantize": {"embedding": {"embedding": codebook}}}, counts, restarted
 
   def step(self, model_vars, train, images: np.ndarray):
     """One data-parallel step on uint8 images [batch, H, W, 3] (donates the state)."""
@@ -228,62 +243,78 @@ class VQTrainer:
     cfg, t, d = self.config, self.config.train, self.config.data
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(to_json(cfg), f, indent=2)
+      json.dump(to_json(cfg.config), f, indent=2)
     manager = vq_checkpoint.make_manager(workdir, t.max_checkpoints)
     val_images, val_scenes = vq_data.validation_set(d.eval_images, d.image_size, d.text_prob,
-                                                     d.get("cell", 0), d.get("max_objects", 4))
+                                                     d.cell, d.max_objects)
 
     with sharding.mesh_context(self.mesh):
-      latest = manager.latest_step()
-      if latest is not None:
-        abstract_model, abstract_train = self.abstract_state()
-        restored = vq_checkpoint.restore(manager, latest, abstract_model, abstract_train)
-        model_vars, train = restored[vq_checkpoint.MODEL], restored[vq_checkpoint.TRAIN]
-      else:
-        model_vars, train = self.init()
-      step = int(train["step"])
+      state = self._start_state(manager)
+      start_step = step = int(state[1]["step"])
       # Resumed: drops the logged rows of steps after the checkpoint (they rerun).
       writer = metrics_log.MetricsWriter(workdir, resume_step=step)
-      start_step, start = step, time.time()
-      eval_metrics = {}
+      timers = loop.Timers()
       last = t.steps if stop_at is None else min(stop_at, t.steps)
       try:
         with preemption.PreemptionWatcher() as watcher:
-          while step < last:
-            images = vq_data.train_batch(step, d.batch_size, d.image_size, cfg.seed, d.text_prob,
-                                        d.get("cell", 0), d.get("max_objects", 4))
-            model_vars, train, metrics = self.step(model_vars, train, images)
-            step += 1
-            preemption.signal_point("vq", step)  # test hook (no-op unless set)
-            if step % t.log_every == 0 or step == t.steps:
-              row = {k: float(v) for k, v in jax.device_get(metrics).items()}
-              elapsed = time.time() - start
-              row.update(wall_s=elapsed,
-                         images_per_s=(step - start_step) * d.batch_size / max(elapsed, 1e-9))
-              writer.write(step, row)
-            saved = step % t.checkpoint_every == 0 or step == last
-            if saved:
-              vq_checkpoint.save(manager, step, model_vars, train, cfg)
-            if watcher.should_stop(manager, step):
-              if not saved:
-                vq_checkpoint.save(manager, step, model_vars, train, cfg)
-              manager.wait_until_finished()
-              raise preemption.Preempted(step)
-            if t.eval_every and step % t.eval_every == 0 and step != t.steps:
-              eval_metrics = self._evaluate(model_vars, val_images, val_scenes, step, writer)
-          train_wall = time.time() - start
-          if step > start_step or not eval_metrics:
-            eval_metrics = self._evaluate(model_vars, val_images, val_scenes, step, writer)
+          hooks = self._hooks(manager, watcher, writer, timers, start_step, last,
+                              (val_images, val_scenes))
+          state, step = loop.run(
+              state, step, last,
+              lambda s: vq_data.train_batch(s, d.batch_size, d.image_size, cfg.seed,
+                                            d.text_prob, d.cell, d.max_objects),
+              self._loop_step, hooks, timers, "vq")
+          train_wall = timers.elapsed()
+          eval_metrics = self._evaluate(state[0], val_images, val_scenes, step, writer)
       finally:
         writer.close()
       eval_metrics["train_wall_s"] = train_wall
       eval_metrics["steps_this_run"] = step - start_step
     manager.wait_until_finished()
     manager.close()
+    if jax.process_index() == 0:
+      print(f"[vq] {step - start_step} steps in {train_wall:.1f}s: {timers.line()}", flush=True)
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
     path = os.path.join(workdir, "eval", "metrics.json")
     files.write_json(path, {f"vq/{k}": v for k, v in eval_metrics.items()})  # a rerun trusts it
     return eval_metrics
+
+  def _start_state(self, manager) -> tuple[dict, dict]:
+    """(model variables, train state): the latest checkpoint's, else step 0's."""
+    latest = manager.latest_step()
+    if latest is None:
+      return self.init()
+    restored = vq_checkpoint.restore(manager, latest, *self.abstract_state())
+    return restored[vq_checkpoint.MODEL], restored[vq_checkpoint.TRAIN]
+
+  def _loop_step(self, state, images):
+    model_vars, train, metrics = self.step(*state, images)
+    return (model_vars, train), metrics
+
+  def _hooks(self, manager, watcher, writer, timers: loop.Timers, start_step: int,
+             last: int, validation) -> list[loop.Hook]:
+    """After a step, in this order: the log row, the checkpoint, the preemption check,
+    validation."""
+    cfg, t = self.config, self.config.train
+
+    def log_row(step, state, metrics):
+      row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      elapsed = timers.elapsed()
+      row.update(wall_s=elapsed, images_per_s=(step - start_step) * cfg.data.batch_size
+                 / max(elapsed, 1e-9))
+      writer.write(step, row)
+
+    def save(step, state, metrics=None):
+      vq_checkpoint.save(manager, step, *state, cfg.config)
+
+    def validate(step, state, metrics):
+      self._evaluate(state[0], *validation, step, writer)
+
+    checkpoint = loop.Hook("checkpoint", save, every=t.checkpoint_every, also_at=(last,))
+    return [loop.Hook("log", log_row, every=t.log_every, also_at=(t.steps,)),
+            checkpoint,
+            loop.preemption_hook(watcher, manager, checkpoint, save),
+            loop.Hook("evaluate", validate, every=t.eval_every, not_at=(t.steps,))]
 
   def _evaluate(self, model_vars, images, scenes, step,
                 writer: metrics_log.MetricsWriter) -> dict:
