@@ -79,6 +79,9 @@ def convert(value, tp, field: str):
       return tuple(convert(v, args[0], f"{field}[{i}]") for i, v in enumerate(value))
     need(len(value) == len(args), field, f"{tuple(value)!r}: expected {len(args)} values")
     return tuple(convert(v, a, f"{field}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+  if isinstance(tp, type):  # any other class (e.g. a FrozenConfigDict): taken as it is
+    need(isinstance(value, tp), field, f"{value!r}: expected a {tp.__name__}")
+    return value
   raise TypeError(f"{field}: no conversion to {tp}")
 
 

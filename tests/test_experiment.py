@@ -172,6 +172,8 @@ def _fails(c, field, fragment=""):
     ("eval.gen_prompts", 0, "config.eval.gen_prompts", ">= 1"),
     ("eval.vqa_splits", ("test", "test"), "config.eval.vqa_splits", "duplicate"),
     ("eval.gen_temperature", -1.0, "config.eval.gen_temperature", "temperature"),
+    ("mesh.shape", (1, "x", 1), "config.mesh.shape[1]", "an int"),
+    ("seed", None, "config.seed", "an int"),
 ])
 def test_each_bad_value_names_its_field(path, value, field, fragment):
   c = _config()

@@ -27,7 +27,7 @@ from synergen_jax.model.config import ModelConfig
 from synergen_jax.model.param_groups import GROUPS
 from synergen_jax.model.sampling import SamplingConfig
 from synergen_jax.state.optimizer import Optimizer
-from synergen_jax.typed_config import ConfigError, Typed, from_dict, need
+from synergen_jax.typed_config import ConfigError, Typed, convert, from_dict, need
 
 Frozen = ml_collections.FrozenConfigDict
 TASKS_KNOWN = defaults.MULTIMODAL_TASKS + ("text",)
@@ -231,7 +231,7 @@ class Demo(Typed):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Experiment:
+class Experiment(Typed):
   """A whole experiment, resolved (module doc)."""
 
   # Seed of parameter initialisation.
@@ -352,12 +352,12 @@ def resolve(config: ml_collections.ConfigDict, workdir: str | None = None) -> Ex
   options = tuple(sorted(train.xla_compiler_options.items()))
   demo = config.get("demo", None)
   return Experiment(
-      seed=int(config.seed) if "seed" in config else 0,
+      seed=convert(config.get("seed", 0), int, "config.seed"),
       model=model,
-      mesh_shape=tuple(int(s) for s in config.mesh.shape),
-      tokenizer=str(config.get("tokenizer", "")),
-      vq_tokenizer=str(config.get("vq_tokenizer", "") or ""),
-      init_params=str(config.get("init_params", "") or ""),
+      mesh_shape=convert(config.mesh.shape, tuple[int, int, int], "config.mesh.shape"),
+      tokenizer=convert(config.get("tokenizer", ""), str, "config.tokenizer"),
+      vq_tokenizer=convert(config.get("vq_tokenizer", "") or "", str, "config.vq_tokenizer"),
+      init_params=convert(config.get("init_params", "") or "", str, "config.init_params"),
       data=data,
       text_data=text_data,
       stages=tuple(stages[name] for name in config.stage_order),
