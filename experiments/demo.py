@@ -70,7 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
                                                                 CELL, MAX_OBJECTS)
   d.source.data_dir = "{workdir}/data/tfds"
   d.pretokenized_dir = "{workdir}/data/pretokenized"
-  d.image_size, d.vq_downsample, d.fold = 64, 4, (4, 4)
+  d.image_size, d.vq_downsample = 64, 4  # the pipeline folds by model.fold
   d.num_shards, d.encode_batch_size = 4, 256
   d.understanding.update(dict(batch_size=8, seq_len=128))
   d.generation.update(dict(batch_size=8, seq_len=128))

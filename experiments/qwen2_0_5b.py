@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.source.kind = "webdataset"  # image-caption pairs as img2dataset writes them
   d.source.data_dir = "data/raw/ablation/{split}/*.tar"
   d.pretokenized_dir = "data/pretokenized/ablation_256px"
-  d.image_size, d.vq_downsample, d.fold = 256, 8, (2, 4)
+  d.image_size, d.vq_downsample = 256, 8  # the pipeline folds by model.fold
   d.num_shards, d.encode_batch_size, d.prefetch_buffer = 1024, 1024, 4
   d.understanding.update(dict(batch_size=1024, seq_len=2048))
   d.generation.update(dict(batch_size=1024, seq_len=2048))
@@ -76,7 +76,6 @@ def tpu_target(config: ml_collections.ConfigDict,
 def no_fold(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """1 x 1 fold: every VQ code is one LLM token (the unfolding head predicts one code)."""
   config.model.fold = (1, 1)
-  config.data.fold = (1, 1)
   config.model.max_gen_patches = 2048
   return config
 

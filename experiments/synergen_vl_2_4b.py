@@ -82,7 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
   d = config.data
   d.source.update(PAIRS)
   d.pretokenized_dir = "data/pretokenized/s1_512px"
-  d.image_size, d.vq_downsample, d.fold = 512, 8, (2, 8)
+  d.image_size, d.vq_downsample = 512, 8  # the pipeline folds by model.fold
   d.num_shards, d.encode_batch_size = 4096, 1024
   d.prefetch_buffer = 4
   config.train.update(dict(log_every=50, eval_every=2000, eval_batches=8,
