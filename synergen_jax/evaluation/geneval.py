@@ -80,11 +80,16 @@ class SceneDetector:
   (`benchmarks.geneval_rules.Detector`). Every recovered object is reported, with score
   1.0, under several class names, so GenEval's clauses can ask for what the scene
   captions name: "object", its shape ("circle"), "<colour> object", "<colour> <shape>"
-  and "<colour> <shape> in the <3 x 3 region>"."""
+  and "<colour> <shape> in the <3 x 3 region>". `findings`: the scorer's findings of the
+  image when already computed (it is then not scored again)."""
+
+  def __init__(self, findings: list | None = None):
+    self._findings = findings
 
   def detect(self, image) -> dict:
     out: dict[str, list] = {}
-    for f in scorer.score_image(image):
+    findings = scorer.score_image(image) if self._findings is None else self._findings
+    for f in findings:
       det = geneval_rules.Detection(box=tuple(f["box"]), score=1.0, color=f["color"])
       for name in ("object", f["shape"], f"{f['color']} object",
                    f"{f['color']} {f['shape']}",
@@ -131,9 +136,11 @@ def clauses(category: str, scene: dict) -> dict:
   return {"tag": category, "include": include, "exclude": []}
 
 
-def correct(category: str, image, scene: dict) -> bool:
-  """GenEval's rule engine on the scene detector's findings."""
-  return geneval_rules.evaluate_image(SceneDetector(), image, clauses(category, scene))[0]
+def correct(category: str, image, scene: dict, findings: list | None = None) -> bool:
+  """GenEval's rule engine on the scene detector's findings (`findings`: the image's
+  `scorer.score_image`, when already computed)."""
+  return geneval_rules.evaluate_image(SceneDetector(findings), image,
+                                      clauses(category, scene))[0]
 
 
 def score(items: list[dict], images, prefix: str = "gen") -> dict:
@@ -147,9 +154,11 @@ def score(items: list[dict], images, prefix: str = "gen") -> dict:
   per_cat: dict[str, list[float]] = {}
   found = []
   for item, imgs in zip(items, images, strict=True):
-    per_cat.setdefault(item["category"], []).extend(
-        float(correct(item["category"], im, item["scene"])) for im in imgs)
-    found.extend(len(scorer.score_image(im)) for im in imgs)
+    for im in imgs:
+      findings = scorer.score_image(im)  # once per image: the clauses and the count
+      per_cat.setdefault(item["category"], []).append(
+          float(correct(item["category"], im, item["scene"], findings)))
+      found.append(len(findings))
   out = {f"{prefix}/{c}": sum(v) / len(v) for c, v in per_cat.items() if v}
   if out:
     out[f"{prefix}/overall"] = sum(out.values()) / len(out)
