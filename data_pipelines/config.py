@@ -52,6 +52,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.und_qa_turns = 1
   c.und_type_weights = ()
   c.und_object_keep = ()
+  c.gen_object_keep = ()
   c.overlong = "drop"
   c.seed = 0
   c.shuffle = True
@@ -184,6 +185,8 @@ class DataConfig(Typed):
   und_type_weights: tuple[tuple[str, float], ...]
   # ((object count, keep probability), ...): scenes skipped by object count; () = all kept.
   und_object_keep: tuple[tuple[int, float], ...]
+  # The same for generation examples (e.g. ((2, 0), (3, 0)): one-object scenes only).
+  gen_object_keep: tuple[tuple[int, float], ...]
   # "drop" | "truncate" examples longer than the task's seq_len.
   overlong: str
   # Seed of shuffling and example choice (task offsets added).
@@ -217,9 +220,10 @@ class DataConfig(Typed):
     for pair in self.und_type_weights:
       need(pair[1] >= 0, "und_type_weights", f"expected (question type, weight >= 0) "
            f"pairs, got {pair!r} in {self.und_type_weights!r}")
-    for pair in self.und_object_keep:
-      need(0 <= pair[1] <= 1, "und_object_keep", f"expected (object count, probability "
-           f"in [0, 1]) pairs, got {pair!r} in {self.und_object_keep!r}")
+    for name in ("und_object_keep", "gen_object_keep"):
+      for pair in getattr(self, name):
+        need(0 <= pair[1] <= 1, name, f"expected (object count, probability in [0, 1]) "
+             f"pairs, got {pair!r} in {getattr(self, name)!r}")
     need(self.num_epochs is None or self.num_epochs >= 1, "num_epochs",
          f"{self.num_epochs}: expected >= 1 or None (forever)")
     need(self.prefetch_buffer >= 0, "prefetch_buffer",

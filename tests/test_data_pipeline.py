@@ -220,8 +220,9 @@ def test_question_type_weights_pick_the_mix(env):
 
 
 def test_object_keep_samples_scenes_by_object_count(env):
-  """data.und_object_keep: one-object scenes never become understanding examples with
-  probability 0; each skip is counted by its reason; a bad pair names the field."""
+  """data.und_object_keep / gen_object_keep: scenes of a count kept with probability 0
+  never become understanding / generation examples; each skip is counted by its reason;
+  a bad pair names the field."""
   rec = {"scene_graph": json.dumps({"objects": [{}, {}]})}
   assert examples.object_keep_prob(rec, ((2, 0.25), (1, 0.0))) == 0.25
   assert examples.object_keep_prob(rec, ((1, 0.0),)) == 1.0  # count not listed
@@ -234,18 +235,20 @@ def test_object_keep_samples_scenes_by_object_count(env):
     counts[n] = counts.get(n, 0) + 1
   drop = min(counts)  # the smallest object count in the test world
   assert sum(counts.values()) > counts[drop] > 0
-  cfg = dataclasses.replace(env["cfg"], und_caption_prob=1.0, und_object_keep=((drop, 0.0),))
+  cfg = dataclasses.replace(env["cfg"], und_caption_prob=1.0, und_object_keep=((drop, 0.0),),
+                            gen_object_keep=((drop, 0.0),))
   it = multimodal.make_pipeline(cfg, env["tok"], FOLD, GRID)
-  b = it.next_local()["understanding"]
-  _check_row_contract(b, env["tok"], "understanding")
-  skipped = it.metrics().get("understanding/skipped/sampled_out_by_objects", 0)
-  assert skipped > 0
+  batches = it.next_local()
+  for task in ("understanding", "generation"):  # data.gen_object_keep: the same for generation
+    _check_row_contract(batches[task], env["tok"], task)
+    assert it.metrics().get(f"{task}/skipped/sampled_out_by_objects", 0) > 0
   it.close()
-  for bad in (((1, 1.5),), (("1", 0.5),), ((1,),)):
-    with pytest.raises(ValueError, match="und_object_keep"):
-      dataclasses.replace(cfg, und_object_keep=bad)
-    with pytest.raises(ValueError, match=r"^data\.und_object_keep"):
-      config_lib.resolve(dict(und_object_keep=bad))
+  for field in ("und_object_keep", "gen_object_keep"):
+    for bad in (((1, 1.5),), (("1", 0.5),), ((1,),)):
+      with pytest.raises(ValueError, match=field):
+        dataclasses.replace(cfg, **{field: bad})
+      with pytest.raises(ValueError, match=rf"^data\.{field}"):
+        config_lib.resolve({field: bad})
 
 
 def test_a_pipeline_of_one_task_gives_the_same_batches(env):

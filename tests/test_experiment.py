@@ -264,8 +264,9 @@ def test_an_old_config_json_still_resolves(tmp_path):
   exp = experiment.resolve(_config(), str(tmp_path))
   old = experiment.to_json(exp.config)
   old["data"]["fold"] = list(models.tiny().fold)
-  for k in ("und_qa_turns", "und_type_weights", "und_object_keep"):
+  for k in ("und_qa_turns", "und_type_weights", "und_object_keep", "gen_object_keep"):
     del old["data"][k]
+  del old["model"]["image_first_code_weight"]
   for t in ("understanding", "generation"):
     del old["data"][t]["pretokenized_dir"]
   again = experiment.resolve(experiment.from_json(old))

@@ -290,3 +290,22 @@ def test_remat_and_attention_backend_do_not_change_gradients(setup):
     loss, g = grads(cfg)
     np.testing.assert_allclose(loss, loss0, rtol=1e-6)
     jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-4, atol=2e-5), g, g0)
+
+
+def test_first_code_weight_weighs_each_patchs_first_code(setup):
+  """image_first_code_weight w: image_nll = w * A + B (A: the patches' first codes, B: the
+  rest), image_weight = patches * (m*n - 1 + w), as target_weights counts them."""
+  config, b, v = setup
+  outs = {w: mu.apply(dataclasses.replace(config, image_first_code_weight=w), v, b)
+          for w in (1.0, 3.0, 5.0)}
+  first = (float(outs[3.0]["image_nll"]) - float(outs[1.0]["image_nll"])) / 2  # A
+  assert 0 < first < float(outs[1.0]["image_nll"])
+  np.testing.assert_allclose(float(outs[5.0]["image_nll"]),
+                             float(outs[1.0]["image_nll"]) + 4 * first, rtol=1e-5)
+  patches = float(outs[1.0]["image_weight"]) / config.patch_size
+  for w, out in outs.items():
+    assert float(out["image_weight"]) == patches * (config.patch_size - 1 + w)
+    _, image = target_weights(b, config.max_gen_patches, first_code_weight=w)
+    assert float(image) == float(out["image_weight"])
+  with pytest.raises(ValueError, match="image_first_code_weight"):
+    dataclasses.replace(config, image_first_code_weight=0.0)

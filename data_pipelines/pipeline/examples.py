@@ -7,14 +7,14 @@
 
 Understanding: a caption example (probability `data.und_caption_prob`), else a
 conversation of up to `data.und_qa_turns` question/answer turns about the image (types
-weighted by `data.und_type_weights`; scenes sampled by object count with
-`data.und_object_keep`); a record with a conversation (e.g. llava) is that
+weighted by `data.und_type_weights`); a record with a conversation (e.g. llava) is that
 multi-turn conversation, cut at a turn boundary when too long. Generation: a caption as
 the prompt, replaced by the unconditional prompt with probability `data.cfg_dropout`.
+Scenes are sampled by object count (`data.und_object_keep`, `data.gen_object_keep`).
 Over-long examples are dropped or truncated (`data.overlong`). Skip reasons:
 undecodable_record, wrong_code_grid, no_image (generation, or a text-only record
 without a conversation), no_text, overlong_dropped, bad_conversation,
-sampled_out_by_objects (not bad data: `data.und_object_keep`).
+sampled_out_by_objects (not bad data: `data.und_object_keep` / `gen_object_keep`).
 """
 
 import json
@@ -119,10 +119,10 @@ class ExampleBuilder:
       return packing.skip("no_image")
     if self.task == "understanding" and rec["conversation"]:
       return self._conversation(rec)
-    if self.task == "understanding":
-      keep = object_keep_prob(rec, self.config.und_object_keep)
-      if keep < 1.0 and rng.random() >= keep:
-        return packing.skip("sampled_out_by_objects")
+    keep = object_keep_prob(rec, self.config.und_object_keep if self.task == "understanding"
+                            else self.config.gen_object_keep)
+    if keep < 1.0 and rng.random() >= keep:
+      return packing.skip("sampled_out_by_objects")
     build = _understanding_example if self.task == "understanding" else _generation_example
     example = build(rec, rng, self.config, self.tok, self.fold)
     if example is None:

@@ -75,6 +75,11 @@ class ModelConfig:
   head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
   # Loss.
   image_loss_weight: float = 2.0
+  # Weight of each patch's first code in the image loss (the others weigh 1). The head
+  # predicts that code from the LLM state alone; the rest of the patch mostly follows
+  # from it, so only this code carries what the prompt decides for the patch
+  # (docs/LEARNING.md, "why the generator ignores its prompt"). 1 = the plain mean.
+  image_first_code_weight: float = 1.0
   loss_chunk_size: int = 128
   loss_impl: str = "chunked"
   max_gen_patches: int = 16  # static per-row buffer of image targets for the head
@@ -95,6 +100,7 @@ class ModelConfig:
             f"model.{field} = {getattr(self, field.split('.')[0])!r}: expected {expected}"
         )
 
+    need(self.image_first_code_weight > 0, "image_first_code_weight", "> 0")
     for f in ("vocab_size", "embed_dim", "num_layers", "num_heads", "num_kv_heads",
               "head_dim", "mlp_dim", "codebook_size", "code_embed_dim",
               "loss_chunk_size", "max_gen_patches"):

@@ -41,12 +41,13 @@ def target_pair_mask(segment_ids: jax.Array) -> jax.Array:
   return jnp.pad(valid, ((0, 0), (1, 0)))  # position 0 is never a target
 
 
-def target_weights(batch: dict, max_gen_patches: int,
-                   max_text_targets: int = 0) -> tuple[jax.Array, jax.Array]:
+def target_weights(batch: dict, max_gen_patches: int, max_text_targets: int = 0,
+                   first_code_weight: float = 1.0) -> tuple[jax.Array, jax.Array]:
   """(text, image) target-weight sums of one task batch, exactly as SynerGenVL counts
   them: no target across a segment boundary; image targets beyond the per-row buffer of
   `max_gen_patches` patches are dropped, text targets beyond `max_text_targets` (if
-  > 0) too; each image target counts its m*n codes."""
+  > 0) too; each image target counts its m*n codes, its first weighing
+  `first_code_weight` (`ModelConfig.image_first_code_weight`)."""
   pair = target_pair_mask(batch["segment_ids"])
   t_next = (batch["text_target"] * pair)[:, 1:]
   if max_text_targets > 0:
@@ -55,7 +56,7 @@ def target_weights(batch: dict, max_gen_patches: int,
   w_next = (batch["image_target"] * pair)[:, 1:]  # [batch, length-1]
   in_buffer = jnp.cumsum(w_next > 0, axis=1) <= max_gen_patches
   mn = batch["image_codes"].shape[-1]
-  image = jnp.sum(w_next * in_buffer) * mn
+  image = jnp.sum(w_next * in_buffer) * (mn - 1 + first_code_weight)
   return text, image
 
 
@@ -228,7 +229,8 @@ class SynerGenVL(nn.Module):
     mn = c.patch_size
     head_hidden = self.unfold_head(h_prev.reshape(b * k, -1), codes.reshape(b * k, mn))
     head_hidden = head_hidden.reshape(b, k * mn, -1)  # [batch, K*m*n, head_embed]
-    code_w = jnp.repeat(weight, mn, axis=1)  # [batch, K*m*n]
+    per_code = jnp.ones((mn,), jnp.float32).at[0].set(c.image_first_code_weight)
+    code_w = (weight[..., None] * per_code).reshape(b, k * mn)  # [batch, K*m*n]
     out = self._cross_entropy(head_hidden, codes.reshape(b, k * mn), code_w,
                               (self.unfold_head.classifier_matrix(),))
     out["dropped"] = jnp.sum(jnp.maximum(count - budget, 0)).astype(jnp.float32)

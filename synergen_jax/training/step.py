@@ -90,7 +90,9 @@ def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
     return grads, outs
 
   def grads_accumulated(trainable, frozen, batches):
-    weights = {t: target_weights(b, **head_budgets(spec.config, t)) for t, b in batches.items()}
+    weights = {t: target_weights(b, **head_budgets(spec.config, t),
+                                 first_code_weight=spec.config.image_first_code_weight)
+               for t, b in batches.items()}
     text_w = jnp.maximum(sum(w[0] for w in weights.values()), 1e-8)
     image_w = jnp.maximum(sum(w[1] for w in weights.values()), 1e-8)
     micro = {t: _micro(b, k) for t, b in batches.items()}
