@@ -18,7 +18,14 @@ Stages (METHOD.md section 8 in miniature; every stage validated on the same batc
           row, 32 rows a step, no text replay: the rows of the grounding probe, where
           names are bound to the tokens' attributes in ~19k answers (docs/LEARNING.md:
           the phase change needs distinct images, the LLM's FFNs and no text beside)
-  bind2   the same rows with position and existence questions beside colour and shape
+  genbind the generator's binding step: every parameter trained on generation only, the
+          captions of one-object scenes (`data.gen_object_keep`), one image per 64-token
+          row, 24 rows a step, each patch's first code weighing 16 in the image loss
+          (`model.image_first_code_weight`): before it the generator ignored its prompt
+          (benchmarks/prompt_dependence.py; docs/LEARNING.md)
+  bind2   the same rows as bind with position and existence questions beside colour and
+          shape (after genbind: it also restores what genbind moved on the understanding
+          side)
   retext  text only again, briefly: the text LLM the bind stages overwrote comes back
   stage2  vision + self-attention; + generation; every question type as conversations
           (up to 4 turns about one image, colour and shape twice as likely), 20% captions
@@ -39,7 +46,8 @@ from data_pipelines.scenes import tfds_scenes
 
 TRAIN_SIZE, EVAL_SIZE = 12000, 300  # binding needs distinct scenes (6,000: colour 0.76)
 CELL, MAX_OBJECTS = 16, 3   # objects in the fold's token cells; 1-3 per scene
-STEPS = {"bind": 450, "bind2": 200, "retext": 70, "stage2": 250, "sft": 200}  # (text: 150)
+STEPS = {"bind": 450, "genbind": 120, "bind2": 200, "retext": 70, "stage2": 250,
+         "sft": 200}  # (text: 150)
 # Question mixes (data.und_type_weights): the binding curriculum asks colour and shape
 # only, then position and existence beside them (the other name -> its-token lookups);
 # later stages ask every type, colour and shape twice as often.
@@ -58,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   # The fold's fc1 starts slot-shared (docs/LEARNING.md: on this world it leaves colour and
   # shape where they were and lifts the generated colours, 0.28 -> 0.47).
   model.fold_slot_shared_init = True
+  # Each patch's first code weighs 16 in the image loss: the head predicts it from the LLM
+  # state alone, so it carries what the prompt decides for the patch (docs/LEARNING.md).
+  model.image_first_code_weight = 16.0
   model.head.update(dict(num_layers=2, embed_dim=128, num_heads=4, num_kv_heads=2,
                          head_dim=32, mlp_dim=256))
   config = experiment.base_config(model)
@@ -79,7 +90,7 @@ def get_config() -> ml_collections.ConfigDict:
   t.tfds_name, t.data_dir = "synergen_text", "{workdir}/data/tfds"
   t.batch_size, t.seq_len = 8, 128
 
-  config.stage_order = ("text", "bind", "bind2", "retext", "stage2", "sft")
+  config.stage_order = ("text", "bind", "genbind", "bind2", "retext", "stage2", "sft")
   common = dict(warmup_steps=20, b1=0.9, b2=0.95, eps=1e-8, clip_norm=1.0)
   # Questions come as conversations: up to 4 question/answer turns about one image per
   # understanding example (4x the answers per image of one question per image).
@@ -96,6 +107,14 @@ def get_config() -> ml_collections.ConfigDict:
       optimizer=dict(common, lr=1e-3, schedule="constant", weight_decay=0.0),
       data=dict(und_caption_prob=0.0, und_type_weights=BINDING, und_qa_turns=1,
                 understanding=dict(batch_size=32, seq_len=48)))  # its rows: 44-47 tokens
+  # The generator's binding step: the captions of one-object scenes only (the simplest
+  # prompt -> patch mapping), every parameter; without it the images ignore their prompts.
+  config.stages.genbind = experiment.make_stage(
+      "multimodal", ("vision", "llm_attention", "llm"), STEPS["genbind"],
+      tasks=("generation",),
+      optimizer=dict(common, lr=1e-3, schedule="constant", weight_decay=0.0),
+      data=dict(gen_object_keep=((2, 0.0), (3, 0.0)),
+                generation=dict(batch_size=24, seq_len=64)))  # its examples: ~51 tokens
   # The second binding step: position and existence join colour and shape (alone they
   # bind in the same steps but colour and shape are forgotten: docs/LEARNING.md).
   config.stages.bind2 = experiment.make_stage(
