@@ -60,6 +60,9 @@ _QA300 = {**BEFORE, "stage_order": ("text", "sft"), "stages.sft.steps": 300,
           "stages.sft.tasks": ("understanding",), "stages.sft.data.und_caption_prob": 0.0,
           "stages.sft.optimizer.lr": 1e-3, "stages.sft.optimizer.schedule": "constant"}
 
+_NO_GENBIND = {"stage_order": ("text", "bind", "bind2", "retext", "stage2", "sft")}
+_GENBIND_200X32 = {"stages.genbind.steps": 200, "stages.genbind.data.generation.batch_size": 32}
+
 VARIANTS = {
     "demo": ("demo.py", {}),
     "demo_long": ("demo_long.py", {}),
@@ -81,6 +84,15 @@ VARIANTS = {
     "qa300+vq_init": ("demo.py", {**_QA300, "stages.sft.code_embed_from_vq": True}),
     # ... from a random initialisation (no text pretraining: no answer prior).
     "qa300_scratch": ("demo.py", {**_QA300, "stages.sft.init_from": "scratch"}),
+    # The generator's binding (docs/LEARNING.md, "why the generator ignored its prompt"),
+    # against the demo (genbind: 120 steps of 24 rows, before bind2). F: no genbind ...
+    "no_genbind": ("demo.py", _NO_GENBIND),
+    # ... nor the first-code weight (the recipe before, 3837dee) ...
+    "no_genbind_w1": ("demo.py", {**_NO_GENBIND, "model.image_first_code_weight": 1.0}),
+    # ... G: genbind of 200 steps x 32 rows after bind2 ... G2: the same before bind2.
+    "genbind_after_bind2": ("demo.py", {**_GENBIND_200X32, "stage_order": (
+        "text", "bind", "bind2", "genbind", "retext", "stage2", "sft")}),
+    "genbind_200x32": ("demo.py", _GENBIND_200X32),
 }
 
 HEADLINE = ("vqa/overall", "vqa/test/overall", "vqa/compositional/overall",
@@ -89,6 +101,8 @@ HEADLINE = ("vqa/overall", "vqa/test/overall", "vqa/compositional/overall",
             "vqa/count", "vqa/position",
             "vqa/relation", "vqa/existence", "vqa/text", "gen/colors", "gen/single_object",
             "gen/overall", "gen/vq_reconstruction/overall", "gen/other_prompt_image/overall",
+            "gen/generated_other_prompt/overall", "gen/generated_other_prompt/colors",
+            "gen/objects_per_image",
             "text/perplexity",
             "text/start/perplexity", "text/pretrained/perplexity",
             "text/perplexity_ratio_vs_pretrained")
