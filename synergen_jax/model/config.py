@@ -78,7 +78,7 @@ class ModelConfig:
   # Weight of each patch's first code in the image loss (the others weigh 1). The head
   # predicts that code from the LLM state alone; the rest of the patch mostly follows
   # from it, so only this code carries what the prompt decides for the patch
-  # (docs/LEARNING.md, "why the generator ignores its prompt"). 1 = the plain mean.
+  # (docs/LEARNING.md, "why the generator ignored its prompt"). 1 = the plain mean.
   image_first_code_weight: float = 1.0
   loss_chunk_size: int = 128
   loss_impl: str = "chunked"
