@@ -26,7 +26,8 @@ from data_pipelines.scenes import tfds_scenes
 from synergen_jax import experiment
 
 TRAIN_SIZE, EVAL_SIZE = 3000, 300
-STEPS = {"bind": 1800, "bind2": 600, "stage2": 900, "sft": 750}  # ~3x the demo's vision stages
+STEPS = {"bind": 1800, "genbind": 360, "bind2": 600, "stage2": 900,
+         "sft": 750}  # ~3x the demo's vision stages
 
 
 def get_config():
@@ -37,4 +38,6 @@ def get_config():
   config.data.source.name = "synergen_scenes/" + tfds_scenes.config_name(64, TRAIN_SIZE,
                                                                          EVAL_SIZE)
   config.model.fold_slot_shared_init = True  # as the demo (the default is off)
+  # The generator's binding stage on one-object scenes (this world has up to 4 objects).
+  config.stages.genbind.data.gen_object_keep = ((2, 0.0), (3, 0.0), (4, 0.0))
   return config
