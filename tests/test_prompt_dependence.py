@@ -1,19 +1,11 @@
 """benchmarks/prompt_dependence.py: its per-code NLL is the model's image loss, code by code."""
 
-import importlib.util
-import os
-
 import jax
 import numpy as np
 
+from benchmarks import prompt_dependence as probe
 from synergen_jax.model import SynerGenVL
 from tests import model_utils as mu
-
-_spec = importlib.util.spec_from_file_location(
-    "prompt_dependence", os.path.join(os.path.dirname(__file__), "..", "benchmarks",
-                                      "prompt_dependence.py"))
-probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe)
 
 
 def test_per_code_nll_sums_to_the_image_loss():

@@ -1,16 +1,8 @@
 """benchmarks/swapped_oracle.py: the true answer of a question on another scene."""
 
-import importlib.util
-import os
-
+from benchmarks import swapped_oracle as oracle
 from data_pipelines.scenes import render
 from data_pipelines.scenes import text as scene_text
-
-_spec = importlib.util.spec_from_file_location(
-    "swapped_oracle", os.path.join(os.path.dirname(__file__), "..", "benchmarks",
-                                   "swapped_oracle.py"))
-oracle = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(oracle)
 
 
 def test_on_its_own_scene_the_oracle_gives_the_dataset_answer():
