@@ -55,7 +55,8 @@ def main(argv):
         rows.setdefault((task, kind, length), []).append(x)
   if hasattr(it, "close"):
     it.close()
-  budgets = {"text": exp.model.max_text_targets, "image": exp.model.max_gen_patches}
+  budgets = {"text": exp.model.max_text_targets,  # the stage's own image budget, if set
+             "image": stage.max_gen_patches or exp.model.max_gen_patches}
   for (task, kind, length), xs in sorted(rows.items()):
     if kind == "tokens" or (task == "understanding" and kind == "image"):
       continue  # understanding rows have no image targets

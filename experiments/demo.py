@@ -111,7 +111,7 @@ def get_config() -> ml_collections.ConfigDict:
   # prompt -> patch mapping), every parameter; without it the images ignore their prompts.
   config.stages.genbind = experiment.make_stage(
       "multimodal", ("vision", "llm_attention", "llm"), STEPS["genbind"],
-      tasks=("generation",),
+      tasks=("generation",), max_gen_patches=16,  # one 16-patch image per row
       optimizer=dict(common, lr=1e-3, schedule="constant", weight_decay=0.0),
       data=dict(gen_object_keep=((2, 0.0), (3, 0.0)),
                 generation=dict(batch_size=24, seq_len=64)))  # its examples: ~51 tokens

@@ -62,7 +62,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict(dict(
       image_size=64, batch_size=2, text_prob=0.3, eval_images=256, eval_batch_size=64,
-      cell=0, max_objects=4))  # the scene world (data_pipelines/scenes/render.py placement)
+      cell=0, max_objects=4,  # the scene world (data_pipelines/scenes/render.py placement)
+      crop=0))  # train on whole images (vq_training/config.py: crops around objects)
 
   c.train = ml_collections.ConfigDict(dict(
       # Batch 2: per image seen, small batches learn more; per step the tiny model's cost

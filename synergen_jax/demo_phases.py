@@ -99,6 +99,7 @@ class Job:
     cfg.data.eval_images = int(demo.vq_eval_images)
     cfg.data.cell = demo.cell  # the VQ learns the world the model sees
     cfg.data.max_objects = demo.max_objects
+    cfg.data.crop = demo.vq_crop
     cfg.data.eval_batch_size = min(cfg.data.eval_batch_size, int(demo.vq_eval_images))
     return cfg
 

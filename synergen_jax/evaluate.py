@@ -60,6 +60,7 @@ _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", None, "Answer budget of
                                       "(default: the benchmark's, 16 or 32).")
 _OVERRIDES = {
     "vqa_questions": flags.DEFINE_integer("vqa_questions", None, "eval.vqa_questions"),
+    "gen_split": flags.DEFINE_string("gen_split", None, "eval.gen_split"),
     "gen_prompts": flags.DEFINE_integer("gen_prompts", None, "eval.gen_prompts"),
     "gen_samples": flags.DEFINE_integer("gen_samples", None, "eval.gen_samples"),
     "cfg_scale": flags.DEFINE_float("cfg_scale", None, "eval.cfg_scale (0 = no CFG)"),

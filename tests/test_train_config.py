@@ -218,3 +218,11 @@ def test_experiment_files_validate(name, devices):
     if name.startswith("synergen_vl_2_4b"):  # Table 8
       assert st.optimizer.b2 == 0.95 and st.optimizer.warmup_steps == 200
       assert model.dtype == "bfloat16" and model.param_dtype == "float32"
+
+
+def test_stage_head_budget_must_not_be_negative(tmp_path):
+  cfg = _config(tmp_path)
+  cfg.stages.stage1.max_gen_patches = -1
+  _fails(cfg, "config.stages.stage1.max_gen_patches", "expected >= 0")
+  cfg.stages.stage1.max_gen_patches = 2  # below the model's buffer: allowed (a stage's own)
+  assert experiment.resolve(cfg).stages[1].max_gen_patches == 2

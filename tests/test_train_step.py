@@ -100,3 +100,43 @@ def test_tpu_execution_settings_train_like_the_default_path(runs):
       np.testing.assert_allclose(ma[k], mb[k], rtol=2e-5, atol=1e-6, err_msg=k)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=5e-5),
                state_a.params, state_b.params)
+
+
+def test_stage_head_budget_that_holds_every_patch_trains_the_same(runs):
+  """A stage's own `max_gen_patches` (Stage.max_gen_patches): a buffer that holds every
+  image-target patch of the rows gives the same step as the model's larger one (here
+  with gradient accumulation against without); a smaller one drops patches and counts
+  them."""
+  import dataclasses
+  from synergen_jax.training import head_budgets
+  config, _, _ = runs
+  held = int(max(head_budgets.row_targets(_batches(config, i)["generation"])["image"].max()
+                 for i in range(2)))
+  assert 1 < held
+  big = dataclasses.replace(config, max_gen_patches=held + 8)
+  mesh = sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])
+  opt = experiment.Optimizer.from_config(dict(lr=1e-2, warmup_steps=0, schedule="constant"))
+  spec = state_lib.StateSpec(big, mesh, GROUPS, opt, 10, FAST_COMPILE)
+  params0 = spec.init_params(0)
+
+  def train(budget, accum):
+    fn = step_lib.make_train_step(spec, TASKS, accum, FAST_COMPILE, max_gen_patches=budget)
+    state, history = spec.state_from_params(params0), []
+    with sharding.mesh_context(mesh):
+      for i in range(2):
+        state, metrics = fn(state, _batches(config, i))
+        history.append(jax.device_get(metrics))
+    return jax.device_get(state.params), history
+
+  p_model, h_model = train(None, 1)  # the model's buffer: held + 8
+  p_stage, h_stage = train(held, 2)  # 2 micro-batches: target_weights use it too
+  for ma, mb in zip(h_model, h_stage):
+    for k in ("loss", "image_loss", "grad_norm", "generation/image_codes"):
+      np.testing.assert_allclose(ma[k], mb[k], rtol=2e-5, atol=1e-6, err_msg=k)
+    assert float(mb["generation/image_patches_dropped"]) == 0
+  # (Adam at lr 1e-2 moves a near-zero gradient's weight by ~lr: 2e-4 is 2% of a step)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4),
+               p_model, p_stage)
+  _, h_small = train(held - 1, 1)
+  assert float(h_small[0]["generation/image_patches_dropped"]) >= 1
+  assert float(h_small[0]["generation/image_codes"]) < float(h_model[0]["generation/image_codes"])

@@ -256,6 +256,7 @@ _DELETE = object()
     ("data.batch_size", 0, r"config.data.batch_size: 0: expected >= 1"),
     ("data.text_prob", 1.5, r"config.data.text_prob: 1.5: expected in \[0, 1\]"),
     ("data.image_size", 32.5, r"config.data.image_size: 32.5: expected an int"),
+    ("data.crop", 12, r"config.data.crop: 12: expected 0 or a multiple of 8"),
     ("train.steps", "10", r"config.train.steps: '10': expected an int"),
     ("train.disc.enabled", 1, r"config.train.disc.enabled: 1: expected a bool"),
     ("train.disc.start_step", _DELETE, r"config.train.disc.start_step: missing"),
@@ -364,3 +365,27 @@ def test_edge_mask():
       edges |= ndimage.binary_dilation(m, square) & ~ndimage.binary_erosion(
           m, square, border_value=1)
     np.testing.assert_array_equal(got[i], edges.astype(np.float32))
+
+
+def test_crops_hold_an_object_or_the_text_aligned_to_the_cell():
+  """`data.crop`: each training image is a crop x crop window of the step's own scene,
+  its origin a multiple of the cell, holding the centre of one of its objects (or of its
+  text); the same (seed, step) gives the same windows."""
+  from data_pipelines.scenes.render import render_scene
+  from synergen_jax.vq_training import data as vq_data
+  full = vq_data.train_batch(3, 6, 64, seed=1, cell=16, max_objects=3)
+  crops = vq_data.train_batch(3, 6, 64, seed=1, cell=16, max_objects=3, crop=32)
+  assert crops.shape == (6, 32, 32, 3) and crops.dtype == np.uint8
+  np.testing.assert_array_equal(crops, vq_data.train_batch(3, 6, 64, seed=1, cell=16,
+                                                           max_objects=3, crop=32))
+  first = 1 * 10**8 + 3 * 6
+  for i in range(6):
+    image, scene = render_scene(first + i, 64, "train", 0.3, 16, 3)
+    np.testing.assert_array_equal(image, full[i])
+    windows = [(oy, ox) for oy in range(0, 33, 16) for ox in range(0, 33, 16)
+               if np.array_equal(image[oy:oy + 32, ox:ox + 32], crops[i])]
+    assert windows, i  # an aligned window of the image
+    boxes = [o["box"] for o in scene["objects"]] + (
+        [scene["text_box"]] if scene.get("text_box") else [])
+    assert any(oy <= (b[1] + b[3]) / 2 < oy + 32 and ox <= (b[0] + b[2]) / 2 < ox + 32
+               for oy, ox in windows for b in boxes), i

@@ -35,6 +35,9 @@ def default_stage_config() -> ml_collections.ConfigDict:
       trainable=tuple(GROUPS),  # parameter groups trained (model/param_groups.py)
       steps=100,
       grad_accum_steps=1,       # micro-batches per step (exact: losses are sums)
+      max_gen_patches=0,        # this stage's per-row buffer of image targets for the
+                                # unfolding head (0 = model.max_gen_patches): rows that
+                                # hold fewer patches run the head on padding otherwise
       text_loss_weights=(),     # ((task, weight), ...): the text loss as the weighted mean
                                 # of each task's own mean (every task of the step listed);
                                 # () = one mean over all tasks' text targets
@@ -122,5 +125,6 @@ def base_config(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def default_demo_config() -> ml_collections.ConfigDict:
   """The defaults of the optional `demo` section (the demo experiment sets the rest:
-  train_size, eval_size, image_size, vocab_size, vq_config, vq_steps, vq_eval_images)."""
-  return ml_collections.ConfigDict(dict(cell=0, max_objects=4))
+  train_size, eval_size, image_size, vocab_size, vq_config, vq_steps, vq_eval_images;
+  vq_crop: the VQ trains on crops of this many pixels around objects, 0 = whole images)."""
+  return ml_collections.ConfigDict(dict(cell=0, max_objects=4, vq_crop=0))

@@ -163,6 +163,9 @@ class Stage(Typed):
   steps: int
   # Micro-batches per step (exact: losses are sums).
   grad_accum_steps: int
+  # Per-row buffer of image targets for the unfolding head (0 = model.max_gen_patches);
+  # benchmarks/head_budgets.py measures what a stage's rows hold.
+  max_gen_patches: int
   # ((task, weight), ...): the text loss as the weighted mean of each task's own mean;
   # () = one mean over all tasks' text targets.
   text_loss_weights: tuple[tuple[str, float], ...]
@@ -179,6 +182,8 @@ class Stage(Typed):
     need(self.steps >= 1, "steps", f"{self.steps}: expected >= 1")
     need(self.grad_accum_steps >= 1, "grad_accum_steps",
          f"{self.grad_accum_steps}: expected >= 1")
+    need(self.max_gen_patches >= 0, "max_gen_patches",
+         f"{self.max_gen_patches}: expected >= 0 (0 = model.max_gen_patches)")
     need(bool(self.trainable) and all(g in GROUPS for g in self.trainable), "trainable",
          f"{self.trainable}: expected a non-empty subset of {GROUPS}")
     if self.kind == "text":
@@ -222,12 +227,16 @@ class Demo(Typed):
   vq_steps: int
   # Images of the VQ's evaluation.
   vq_eval_images: int
+  # The VQ trains on crops of this many pixels around an object (its `data.crop`; 0 =
+  # whole images).
+  vq_crop: int
 
   def check(self):
     for f in ("train_size", "eval_size", "image_size", "vocab_size", "max_objects",
               "vq_steps", "vq_eval_images"):
       need(getattr(self, f) >= 1, f, f"{getattr(self, f)}: expected >= 1")
     need(self.cell >= 0, "cell", f"{self.cell}: expected >= 0 (0 = anywhere)")
+    need(self.vq_crop >= 0, "vq_crop", f"{self.vq_crop}: expected >= 0 (0 = whole images)")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

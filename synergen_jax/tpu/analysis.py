@@ -74,7 +74,8 @@ def loss_hbm_bytes(model, report: dict) -> float:
   logits = 0.0
   for task, t in report["tasks"].items():
     rows = t["rows_per_device"] * report["grad_accum_steps"]
-    budgets = step_lib.head_budgets(model, task)  # what the train step gives the model
+    # what the train step gives the model (the stage's head budget, in the report)
+    budgets = step_lib.head_budgets(model, task, report.get("max_gen_patches"))
     text = min(t["length"], budgets["max_text_targets"] or t["length"])
     logits += rows * text * model.total_vocab
     logits += rows * budgets["max_gen_patches"] * model.patch_size * model.codebook_size

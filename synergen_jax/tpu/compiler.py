@@ -116,7 +116,7 @@ def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: st
       "chip": chip.name if chip else None, "mesh": dict(mesh.shape),
       "trainable": list(st.trainable), "attention": attention,
       "remat": model.remat_policy, "grad_accum_steps": accum,
-      "loss_chunk_size": model.loss_chunk_size, "max_gen_patches": model.max_gen_patches,
+      "loss_chunk_size": model.loss_chunk_size, "max_gen_patches": st.max_gen_patches or model.max_gen_patches,
       "max_text_targets": model.max_text_targets, "mmoe_impl": model.mmoe_impl,
       "tasks": {t: {"rows": r, "length": l, "rows_per_device": r // batch_parallel / accum}
                 for t, (r, l) in shapes.items()},
@@ -127,7 +127,8 @@ def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: st
   report["num_slices"] = num_slices
   report["trainable_param_bytes"] = float(freezing.num_bytes(
       freezing.split(spec.param_abstract, st.trainable)[0]))
-  train_step = step_lib.make_train_step(spec, tasks, accum, options)
+  train_step = step_lib.make_train_step(spec, tasks, accum, options,
+                                        max_gen_patches=st.max_gen_patches)
   batches = _abstract_batches(model, mesh, shapes)
   what = (f"stage {stage!r} on {report['topology']} ({len(devices)} x "
           f"{devices[0].device_kind}, mesh {tuple(mesh.shape.values())})")

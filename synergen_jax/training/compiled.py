@@ -48,11 +48,11 @@ class Compiled:
     """(spec, the jitted train step) of a stage."""
     spec = self.spec(stage.trainable, stage.optimizer, stage.steps)
     key = (tuple(stage.trainable), stage.optimizer, int(stage.steps), stage.tasks,
-           stage.grad_accum_steps, stage.text_loss_weights)
+           stage.grad_accum_steps, stage.text_loss_weights, stage.max_gen_patches)
     if key not in self._train_steps:
       self._train_steps[key] = step_lib.make_train_step(
           spec, stage.tasks, stage.grad_accum_steps, dict(self.options),
-          stage.text_loss_weights)
+          stage.text_loss_weights, stage.max_gen_patches)
     return spec, self._train_steps[key]
 
   def eval_step(self, tasks: tuple[str, ...]):

@@ -37,11 +37,13 @@ def batch_shardings(mesh, tasks) -> dict:
   return {t: sharding.row_sharding(mesh) for t in tasks}
 
 
-def head_budgets(config, task: str) -> dict:
+def head_budgets(config, task: str, max_gen_patches: int | None = None) -> dict:
   """Per-row target buffers of a task (the model call's and `target_weights`' static
-  arguments): only generation batches run the unfolding head; text-only rows run the LM
-  head on every position (every token is a target)."""
-  return {"max_gen_patches": config.max_gen_patches if task == "generation" else 0,
+  arguments): only generation batches run the unfolding head (on `max_gen_patches`
+  patches if given and > 0, else the model's); text-only rows run the LM head on every
+  position (every token is a target)."""
+  gen = max_gen_patches or config.max_gen_patches
+  return {"max_gen_patches": gen if task == "generation" else 0,
           "max_text_targets": 0 if task == "text" else config.max_text_targets}
 
 
@@ -67,18 +69,20 @@ def _micro(batch: dict, k: int) -> dict:
 
 def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
                     compiler_options: dict | None = None,
-                    text_loss_weights: tuple[tuple[str, float], ...] = ()):
+                    text_loss_weights: tuple[tuple[str, float], ...] = (),
+                    max_gen_patches: int | None = None):
   """(state, {task: batch}) -> (state, metrics), jitted with the state donated.
 
   text_loss_weights: ((task, weight), ...) for a per-task mean text loss
   (`losses.combine_task_losses`); () = one mean over all tasks' text targets.
+  max_gen_patches: the unfolding head's per-row buffer (None or 0: the model's).
   """
   model, lam = spec.model, spec.config.image_loss_weight
   k = int(grad_accum_steps)
   task_w = dict(text_loss_weights) or None
 
   def task_outputs(params, batches):
-    return {t: model.apply({"params": params}, b, **head_budgets(spec.config, t))
+    return {t: model.apply({"params": params}, b, **head_budgets(spec.config, t, max_gen_patches))
             for t, b in batches.items()}
 
   def grads_full(trainable, frozen, batches):
@@ -90,7 +94,7 @@ def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
     return grads, outs
 
   def grads_accumulated(trainable, frozen, batches):
-    weights = {t: target_weights(b, **head_budgets(spec.config, t),
+    weights = {t: target_weights(b, **head_budgets(spec.config, t, max_gen_patches),
                                  first_code_weight=spec.config.image_first_code_weight)
                for t, b in batches.items()}
     text_w = jnp.maximum(sum(w[0] for w in weights.values()), 1e-8)

@@ -40,12 +40,21 @@ class Data(Typed):
   cell: int = 0
   # Objects per scene: 1 .. max_objects.
   max_objects: int = 4
+  # Train on crop x crop px windows, each around one object or the text of its scene
+  # (aligned to `cell` px, or to 8 px when placement is free); 0 = whole images. The
+  # network is convolutional and its cost per step is per pixel; most pixels of a scene
+  # are background. Evaluation always uses whole images.
+  crop: int = 0
 
   def check(self):
     for name in ("image_size", "batch_size", "eval_images", "eval_batch_size", "max_objects"):
       need(getattr(self, name) >= 1, name, f"{getattr(self, name)}: expected >= 1")
     need(0.0 <= self.text_prob <= 1.0, "text_prob", f"{self.text_prob}: expected in [0, 1]")
     need(self.cell >= 0, "cell", f"{self.cell}: expected >= 0 (0 = objects placed freely)")
+    need(self.crop == 0 or (self.crop % 8 == 0 and self.crop <= self.image_size
+                            and self.crop % (self.cell or 8) == 0), "crop",
+         f"{self.crop}: expected 0 or a multiple of 8 and of cell ({self.cell}) up to "
+         f"image_size ({self.image_size})")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -262,7 +262,7 @@ class VQTrainer:
           state, step = loop.run(
               state, step, last,
               lambda s: vq_data.train_batch(s, d.batch_size, d.image_size, cfg.seed,
-                                            d.text_prob, d.cell, d.max_objects),
+                                            d.text_prob, d.cell, d.max_objects, d.crop),
               self._loop_step, hooks, timers, "vq")
           train_wall = timers.elapsed()
           eval_metrics = self._evaluate(state[0], val_images, val_scenes, step, writer)
