@@ -143,8 +143,11 @@ def get_config() -> ml_collections.ConfigDict:
       train_size=TRAIN_SIZE, eval_size=EVAL_SIZE, image_size=64, vocab_size=1024,
       cell=CELL, max_objects=MAX_OBJECTS,  # the scene world (data_pipelines/scenes/render.py)
       vq_config="vq_demo_f4.py",  # next to this file
-      vq_steps=1600,              # 1,200 (vq_demo_f4.py's own) recover every object of 88%
-                                  # of the in-cell scenes, 1,600 97.7% (~3.3 min, 2 cores)
+      # The VQ trains on 32 px crops around an object (`vq_crop`): the conv net's cost is
+      # per pixel and most pixels are background. On 256 validation scenes, objects
+      # recovered from the reconstructions: whole images, 1,600 steps 97.5% (~240 s);
+      # crops, 1,600 steps 95.2%, 2,400 steps 98.5% (~120 s) (docs/LEARNING.md).
+      vq_steps=2400, vq_crop=32,
       vq_eval_images=64,
   ))
   return config
