@@ -389,3 +389,18 @@ def test_crops_hold_an_object_or_the_text_aligned_to_the_cell():
         [scene["text_box"]] if scene.get("text_box") else [])
     assert any(oy <= (b[1] + b[3]) / 2 < oy + 32 and ox <= (b[0] + b[2]) / 2 < ox + 32
                for oy, ox in windows for b in boxes), i
+
+
+def test_the_demo_trains_its_vq_on_crops_of_its_own_world(tmp_path):
+  """The demo job's VQ experiment (demo_phases.Job.vq_config): the demo's scene world
+  (cell, objects), steps and crop reach the VQ config, which resolves."""
+  from synergen_jax import demo_phases
+  demo_file = os.path.join(os.path.dirname(__file__), "..", "experiments", "demo.py")
+  config = experiment.load_sibling(demo_file, "demo").get_config()
+  job = demo_phases.Job(experiment.resolve(config, str(tmp_path)), str(tmp_path), demo_file)
+  exp = vq_config.resolve(job.vq_config)
+  d = job.demo
+  assert (exp.data.cell, exp.data.max_objects, exp.data.crop) == (d.cell, d.max_objects,
+                                                                   d.vq_crop)
+  assert d.vq_crop > 0 and exp.train.steps == d.vq_steps
+  assert exp.train.restart_until <= d.vq_steps - 25

@@ -12,6 +12,8 @@ The CLI is `python -m synergen_jax.train`; the demo job (`synergen_jax.demo`) ca
 
 import json
 import os
+import threading
+import time
 
 import jax
 
@@ -75,6 +77,24 @@ def _init_eval(ctx) -> dict | None:
   return val
 
 
+def _precompile_in_background(ctx, stage: str) -> threading.Thread:
+  """Compiles `stage`'s train step in a thread while the current stage trains (its first
+  step then runs that executable); a failure is logged, and the stage then compiles as
+  it would have."""
+  def work():
+    t = time.time()
+    try:
+      ctx.compiled.precompile(ctx.experiment.stage(stage))
+      trainer.log(f"[{stage}] train step compiled ahead ({time.time() - t:.1f}s, "
+                  "in the background)")
+    except Exception as e:  # pylint: disable=broad-except
+      trainer.log(f"[{stage}] compiling ahead failed ({type(e).__name__}: {e}); its first "
+                  "step compiles instead")
+  thread = threading.Thread(target=work, name=f"precompile-{stage}", daemon=True)
+  thread.start()
+  return thread
+
+
 def run_experiment(config, workdir: str, stop_at: int | None = None, mesh=None,
                    ctx=None, compiled: Compiled | None = None) -> dict:
   """Runs (or resumes) all stages; returns the report dict. `stop_at` stops every
@@ -82,12 +102,22 @@ def run_experiment(config, workdir: str, stop_at: int | None = None, mesh=None,
   see `prepare`."""
   ctx = ctx or prepare(config, workdir, mesh, compiled)
   init_eval = _init_eval(ctx)
+  todo = [s for s in ctx.experiment.stage_order
+          if not workdir_lib.stage_done(ctx.workdir, s)]
   with ctx.watcher:
     for stage in ctx.experiment.stage_order:
-      if workdir_lib.stage_done(ctx.workdir, stage):
+      if stage not in todo:
         trainer.log(f"[{stage}] already finished; skipping")
         continue
-      if trainer.run_stage(ctx, stage, stop_at=stop_at) is None:
+      after = todo[todo.index(stage) + 1:]
+      ahead = (_precompile_in_background(ctx, after[0])
+               if after and ctx.experiment.train.precompile_next_stage else None)
+      try:
+        finished = trainer.run_stage(ctx, stage, stop_at=stop_at) is not None
+      finally:
+        if ahead is not None:
+          ahead.join()  # a compile in flight ends before the next stage (or the exit)
+      if not finished:
         break
   out = report.collect(ctx.workdir, ctx.experiment, init_eval)
   if jax.process_index() == 0:
