@@ -22,6 +22,7 @@ from synergen_jax import preemption
 from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.training import data
+from synergen_jax.training import flops as flops_lib
 from synergen_jax.training import report
 from synergen_jax.training import trainer
 from synergen_jax.training.compiled import Compiled
@@ -104,6 +105,10 @@ def run_experiment(config, workdir: str, stop_at: int | None = None, mesh=None,
   init_eval = _init_eval(ctx)
   todo = [s for s in ctx.experiment.stage_order
           if not workdir_lib.stage_done(ctx.workdir, s)]
+  if ctx.experiment.train.precompile_next_stage:
+    # The MFU's peak (on a CPU a timed matmul, cached) is measured before a background
+    # compile shares the cores.
+    flops_lib.device_peak_flops(ctx.experiment.train.peak_flops_per_device)
   with ctx.watcher:
     for stage in ctx.experiment.stage_order:
       if stage not in todo:
