@@ -34,7 +34,9 @@ def get_config():
   config = experiment.load_sibling(os.path.abspath(__file__), "demo").get_config()
   for stage, steps in STEPS.items():
     config.stages[stage].steps = steps
-  config.demo.update(dict(train_size=TRAIN_SIZE, eval_size=EVAL_SIZE, cell=0, max_objects=4))
+  config.demo.update(dict(train_size=TRAIN_SIZE, eval_size=EVAL_SIZE, cell=0, max_objects=4,
+                          vq_crop=0, vq_steps=1600))  # its VQ as measured: whole images
+                          # (crops are measured on the in-cell world only)
   config.data.source.name = "synergen_scenes/" + tfds_scenes.config_name(64, TRAIN_SIZE,
                                                                          EVAL_SIZE)
   config.model.fold_slot_shared_init = True  # as the demo (the default is off)
