@@ -137,9 +137,6 @@ def get_config() -> ml_collections.ConfigDict:
       data=dict(und_caption_prob=0.2, und_type_weights=MIX, **turns), **replay)
   config.train.update(dict(log_every=10, eval_every=60, eval_batches=4, checkpoint_every=50,
                            keep_checkpoints=2))
-  # train.precompile_next_stage stays off: on the 2-core box a stage's training keeps
-  # ~1.9 cores busy, so compiling the next stage beside it saves nothing measurable
-  # (docs/LEARNING.md), and each interrupted run would compile a stage it may not reach.
 
   # The demo job (synergen_jax/demo.py): dataset sizes, tokenizer, VQ tokenizer training.
   config.demo = ml_collections.ConfigDict(dict(

@@ -138,37 +138,3 @@ def test_stage_params_feed_params_io(setup):
                         params)
   again = params_io.restore_params(os.path.join(setup["straight"], "stage1", "params"), target)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), jax.device_get(again))
-
-
-def test_next_stage_compiled_ahead_is_not_compiled_again_and_trains_the_same(setup):
-  """`train.precompile_next_stage`: while `text` trains, a background thread compiles
-  stage1's train step from abstract shapes; stage1's first step (main thread) runs that
-  executable instead of compiling one, and the run equals the straight one bitwise."""
-  import copy
-  import threading
-  from jax import monitoring
-  cfg = copy.deepcopy(setup["cfg"])
-  cfg.train.precompile_next_stage = True
-  compiles, on = [], [True]
-
-  def listen(event, duration, **kw):
-    if on[0] and event == "/jax/core/compile/backend_compile_duration":
-      compiles.append((kw.get("fun_name"), threading.current_thread().name))
-
-  monitoring.register_event_duration_secs_listener(listen)
-  w = str(setup["tmp"].mktemp("precompiled"))
-  exp = experiment.resolve(cfg)
-  try:
-    run_lib.run_experiment(cfg, w, mesh=setup["mesh"],  # fresh: nothing compiled in memory
-                           compiled=Compiled(exp.model, setup["mesh"],
-                                             exp.train.xla_compiler_options))
-  finally:
-    on[0] = False
-  train_steps = [thread for name, thread in compiles if name == "jit(step)"]
-  assert train_steps.count("precompile-stage1") == 1, compiles  # stage1's, in the background
-  assert train_steps.count("MainThread") == 1, compiles  # text's only
-  for stage in ("text", "stage1"):
-    a, b = _rows(setup["straight"], stage), _rows(w, stage)
-    assert [[r[k] for k in LOSS_KEYS] for r in a] == [[r[k] for k in LOSS_KEYS] for r in b]
-    jax.tree.map(np.testing.assert_array_equal, _params(setup["straight"], stage),
-                 _params(w, stage))

@@ -58,8 +58,6 @@ def default_train_config() -> ml_collections.ConfigDict:
       async_checkpoints=True,
       peak_flops_per_device=0.0,  # 0 = from the device kind (CPU: measured matmul peak)
       compilation_cache=True,   # persistent XLA cache in {workdir}/jax_cache
-      precompile_next_stage=False,  # compile the next stage's train step in a background
-                                # thread while this stage trains
       input_streams=0,          # input streams per global batch (0: one per process); the
                                 # data order depends on it, not on the process count
       xla_compiler_options=ml_collections.ConfigDict(),  # passed to jax.jit (train + eval)

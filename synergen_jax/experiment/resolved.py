@@ -55,9 +55,6 @@ class Train(Typed):
   peak_flops_per_device: float
   # Persistent XLA compilation cache in {workdir}/jax_cache.
   compilation_cache: bool
-  # Compile the next stage's train step in a background thread while a stage trains (its
-  # first step then runs that executable).
-  precompile_next_stage: bool
   # Input streams per global batch (0: one per process); the data order depends on it.
   input_streams: int
   # XLA options passed to jax.jit (train + eval), sorted (name, value) pairs.

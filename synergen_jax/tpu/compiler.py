@@ -15,10 +15,10 @@ from jax.experimental import topologies
 
 from synergen_jax import experiment
 from synergen_jax import sharding
+from synergen_jax.model.dummy import dummy_batch
 from synergen_jax.state import freezing
 from synergen_jax.state.train_state import StateSpec
 from synergen_jax.tpu import analysis, fit
-from synergen_jax.training import compiled as compiled_lib
 from synergen_jax.training import step as step_lib
 
 
@@ -46,6 +46,18 @@ def topology_devices(name: str, chip_config_name: str = "", num_slices: int = 1)
     raise ValueError(f"--topology={name} {kwargs}: libtpu cannot describe it: {e}") from None
 
 
+def _abstract_batches(config, mesh, shapes: dict) -> dict:
+  """{task: batch of ShapeDtypeStructs} with the train step's batch shardings (the
+  batch contract of `model.dummy.dummy_batch`)."""
+  sh = step_lib.batch_shardings(mesh, tuple(shapes))
+  out = {}
+  for task, (rows, length) in shapes.items():
+    batch = jax.eval_shape(lambda r=rows, l=length: dummy_batch(config, r, l))
+    out[task] = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sh[task])
+                 for k, v in batch.items()}
+  return out
+
+
 def _dumped(dump: str) -> tuple[str, list[str]]:
   """(optimized HLO text, the largest device-memory buffers) from an XLA dump folder."""
   text, buffers = "", []
@@ -68,6 +80,15 @@ def _dumped(dump: str) -> tuple[str, list[str]]:
   return text, buffers
 
 
+def stage_shapes(stage) -> dict:
+  """{task: (global rows, length)} of the train batches of `stage` (an
+  `experiment.Stage`): text replay from its text_data, the vision tasks from its data."""
+  def shape(task):
+    d = stage.text_data if task == "text" else stage.data.task(task)
+    return d.batch_size, d.seq_len
+  return {t: shape(t) for t in stage.tasks}
+
+
 def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: str = "",
                   headroom: float = 0.1, hbm_bytes: float = 0.0, image_fraction: float = 0.75,
                   require_fit: bool = True, name: str = "", hlo_out: str = "",
@@ -83,7 +104,7 @@ def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: st
   model = dataclasses.replace(exp.model, attention_backend=attention)
   st = exp.stage(stage)
   tasks = st.tasks
-  shapes = compiled_lib.stage_shapes(st)
+  shapes = stage_shapes(st)
   accum = st.grad_accum_steps
   mesh = sharding.make_mesh(exp.mesh_shape, devices)
   batch_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
@@ -95,7 +116,8 @@ def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: st
       "chip": chip.name if chip else None, "mesh": dict(mesh.shape),
       "trainable": list(st.trainable), "attention": attention,
       "remat": model.remat_policy, "grad_accum_steps": accum,
-      "loss_chunk_size": model.loss_chunk_size, "max_gen_patches": st.max_gen_patches or model.max_gen_patches,
+      "loss_chunk_size": model.loss_chunk_size,
+      "max_gen_patches": st.max_gen_patches or model.max_gen_patches,
       "max_text_targets": model.max_text_targets, "mmoe_impl": model.mmoe_impl,
       "tasks": {t: {"rows": r, "length": l, "rows_per_device": r // batch_parallel / accum}
                 for t, (r, l) in shapes.items()},
@@ -108,7 +130,7 @@ def compile_stage(exp, stage: str, devices, *, topology: str = "", attention: st
       freezing.split(spec.param_abstract, st.trainable)[0]))
   train_step = step_lib.make_train_step(spec, tasks, accum, options,
                                         max_gen_patches=st.max_gen_patches)
-  batches = compiled_lib.abstract_batches(model, mesh, shapes)
+  batches = _abstract_batches(model, mesh, shapes)
   what = (f"stage {stage!r} on {report['topology']} ({len(devices)} x "
           f"{devices[0].device_kind}, mesh {tuple(mesh.shape.values())})")
   t0 = time.perf_counter()

@@ -12,8 +12,6 @@ The CLI is `python -m synergen_jax.train`; the demo job (`synergen_jax.demo`) ca
 
 import json
 import os
-import threading
-import time
 
 import jax
 
@@ -22,7 +20,6 @@ from synergen_jax import preemption
 from synergen_jax import sharding
 from synergen_jax import workdir as workdir_lib
 from synergen_jax.training import data
-from synergen_jax.training import flops as flops_lib
 from synergen_jax.training import report
 from synergen_jax.training import trainer
 from synergen_jax.training.compiled import Compiled
@@ -78,24 +75,6 @@ def _init_eval(ctx) -> dict | None:
   return val
 
 
-def _precompile_in_background(ctx, stage: str) -> threading.Thread:
-  """Compiles `stage`'s train step in a thread while the current stage trains (its first
-  step then runs that executable); a failure is logged, and the stage then compiles as
-  it would have."""
-  def work():
-    t = time.time()
-    try:
-      ctx.compiled.precompile(ctx.experiment.stage(stage))
-      trainer.log(f"[{stage}] train step compiled ahead ({time.time() - t:.1f}s, "
-                  "in the background)")
-    except Exception as e:  # pylint: disable=broad-except
-      trainer.log(f"[{stage}] compiling ahead failed ({type(e).__name__}: {e}); its first "
-                  "step compiles instead")
-  thread = threading.Thread(target=work, name=f"precompile-{stage}", daemon=True)
-  thread.start()
-  return thread
-
-
 def run_experiment(config, workdir: str, stop_at: int | None = None, mesh=None,
                    ctx=None, compiled: Compiled | None = None) -> dict:
   """Runs (or resumes) all stages; returns the report dict. `stop_at` stops every
@@ -103,26 +82,12 @@ def run_experiment(config, workdir: str, stop_at: int | None = None, mesh=None,
   see `prepare`."""
   ctx = ctx or prepare(config, workdir, mesh, compiled)
   init_eval = _init_eval(ctx)
-  todo = [s for s in ctx.experiment.stage_order
-          if not workdir_lib.stage_done(ctx.workdir, s)]
-  if ctx.experiment.train.precompile_next_stage:
-    # The MFU's peak (on a CPU a timed matmul, cached) is measured before a background
-    # compile shares the cores.
-    flops_lib.device_peak_flops(ctx.experiment.train.peak_flops_per_device)
   with ctx.watcher:
     for stage in ctx.experiment.stage_order:
-      if stage not in todo:
+      if workdir_lib.stage_done(ctx.workdir, stage):
         trainer.log(f"[{stage}] already finished; skipping")
         continue
-      after = todo[todo.index(stage) + 1:]
-      ahead = (_precompile_in_background(ctx, after[0])
-               if after and ctx.experiment.train.precompile_next_stage else None)
-      try:
-        finished = trainer.run_stage(ctx, stage, stop_at=stop_at) is not None
-      finally:
-        if ahead is not None:
-          ahead.join()  # a compile in flight ends before the next stage (or the exit)
-      if not finished:
+      if trainer.run_stage(ctx, stage, stop_at=stop_at) is None:
         break
   out = report.collect(ctx.workdir, ctx.experiment, init_eval)
   if jax.process_index() == 0:

@@ -82,7 +82,8 @@ def make_train_step(spec: StateSpec, tasks, grad_accum_steps: int = 1,
   task_w = dict(text_loss_weights) or None
 
   def task_outputs(params, batches):
-    return {t: model.apply({"params": params}, b, **head_budgets(spec.config, t, max_gen_patches))
+    return {t: model.apply({"params": params}, b,
+                           **head_budgets(spec.config, t, max_gen_patches))
             for t, b in batches.items()}
 
   def grads_full(trainable, frozen, batches):
