@@ -39,6 +39,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.pretokenized_dir = "data/pretokenized/synergen_scenes_64px"
   c.num_shards = 4
   c.encode_batch_size = 256
+  c.encode_workers = 2
   c.image_size = 64
   c.vq_downsample = 8
   c.max_tiles = 1
@@ -159,6 +160,9 @@ class DataConfig(Typed):
   num_shards: int
   # Images per VQ encoder call (padded to a multiple of the devices).
   encode_batch_size: int
+  # Shards pretokenized at a time, each in a thread (overlaps one shard's image decoding
+  # and writing with another's encoder call; the files do not depend on it).
+  encode_workers: int
   # Generation image size and understanding tile size (pixels).
   image_size: int
   # The VQ's spatial downsampling: codes per tile side = image_size / vq_downsample.
@@ -206,6 +210,7 @@ class DataConfig(Typed):
     need(self.num_shards >= 1, "num_shards", f"{self.num_shards}: expected >= 1")
     need(self.encode_batch_size >= 1, "encode_batch_size",
          f"{self.encode_batch_size}: expected >= 1")
+    need(self.encode_workers >= 1, "encode_workers", f"{self.encode_workers}: expected >= 1")
     need(self.vq_downsample >= 1, "vq_downsample", f"{self.vq_downsample}: expected >= 1")
     need(self.image_size >= 1 and self.image_size % self.vq_downsample == 0, "image_size",
          f"{self.image_size} is not divisible by data.vq_downsample={self.vq_downsample}")

@@ -93,6 +93,23 @@ def test_pretokenize_codes_and_resume(env):
   assert rec["und_codes"].shape == (1, 8, 8) and list(rec["und_grid"]) == [1, 1]
 
 
+def test_concurrent_shards_write_the_same_files(env, tmp_path):
+  """Shards pretokenized by 1 or 3 threads at a time (`encode_workers`): the same bytes
+  and counts (the module's own shards were written by the default 2)."""
+  written = {}
+  for workers in (1, 3):
+    cfg = dataclasses.replace(env["cfg"], num_shards=3, encode_workers=workers,
+                              pretokenized_dir=str(tmp_path / f"w{workers}"))
+    stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
+    assert stats["written"] == SIZES["train"] and stats["shards_done"] == 3
+    files = records.shard_files(cfg.pretokenized_dir, "train")
+    assert len(files) == 3
+    written[workers] = [open(f, "rb").read() for f in files]
+    with pytest.raises(ValueError, match="encode_workers: 0"):
+      dataclasses.replace(cfg, encode_workers=0)
+  assert written[1] == written[3]
+
+
 def test_an_image_that_is_its_own_tile_is_encoded_once(env, tmp_path, monkeypatch):
   cfg = dataclasses.replace(env["cfg"], pretokenized_dir=str(tmp_path / "pretok"))
   quantize = pretokenize.mean_color_quantizer(8)

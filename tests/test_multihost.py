@@ -65,6 +65,7 @@ def _train(config_file, workdir, devices, num_processes=1, process_id=0, port=0)
                  os.environ.get("XLA_FLAGS", ""))
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count={devices}".strip())
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)  # each process compiles its own programs
   cmd = [sys.executable, "-m", "synergen_jax.train", f"--config={config_file}",
          f"--workdir={workdir}"]
   if num_processes > 1:

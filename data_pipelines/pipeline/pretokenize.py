@@ -9,7 +9,8 @@
       "bad_field"; see sources/readers.py) and undecodable images ("undecodable_image"),
       makes the generation image (short-edge resize + centre crop) and the
       understanding tiles (tiling.py), runs `encode` on them in batches sharded over
-      this process's devices, and writes `config.num_shards` shards
+      this process's devices, and writes `config.num_shards` shards (up to
+      `config.encode_workers` at a time, each in a thread; the same files for any number)
       `{pretokenized_dir}/{split}.array_record-NNNNN-of-NNNNN` (records.py format)
       plus a `.stats.json` per shard. Resumable: finished shards are skipped
       (a shard is written to a temporary name and renamed when complete).
@@ -28,6 +29,7 @@
 Its command line: `python -m data_pipelines.pretokenize` (data_pipelines/pretokenize.py).
 """
 
+import concurrent.futures
 import json
 import os
 import time
@@ -143,29 +145,42 @@ def pretokenize(config, encode, split: str | None = None, devices=None) -> dict:
   """Pretokenizes one split of `config.source`; returns counts (see module doc)."""
   config = config_lib.resolve(config)
   split = split or config.source.split
-  raw_split = raw_examples.RawSplit(config.source, split)
   out_dir = os.path.expanduser(config.pretokenized_dir)
   os.makedirs(out_dir, exist_ok=True)
   n = config.num_shards
   total = {"written": 0, "skipped": 0, "shards_done": 0, "shards_skipped": 0,
            "skip_reasons": {}, "seconds": 0.0}
   t0 = time.time()
-  for shard, indices in enumerate(np.array_split(np.arange(len(raw_split)), n)):
+  todo = []  # (shard's path, its record indices): this process's unfinished shards
+  for shard, indices in enumerate(np.array_split(
+      np.arange(len(raw_examples.RawSplit(config.source, split))), n)):
     if shard % jax.process_count() != jax.process_index():
       continue
     path = records.shard_path(out_dir, split, shard, n)
     if os.path.exists(path):
       total["shards_skipped"] += 1
-      continue
+    else:
+      todo.append((path, indices))
+
+  def write(path, indices):
     stats = {"written": 0, "skipped": 0, "skip_reasons": {}}
-    _write_shard(path, indices, raw_split, config, encode, devices, stats)
+    # Each shard reads through its own source reader (threads share no reader state).
+    _write_shard(path, indices, raw_examples.RawSplit(config.source, split), config, encode,
+                 devices, stats)
     with open(path + ".stats.json", "w") as f:
       json.dump(stats, f)
-    total["shards_done"] += 1
-    total["written"] += stats["written"]
-    total["skipped"] += stats["skipped"]
-    for k, v in stats["skip_reasons"].items():
-      total["skip_reasons"][k] = total["skip_reasons"].get(k, 0) + v
+    return stats
+
+  # `encode_workers` shards at a time, each in a thread: one shard's decoding and writing
+  # overlap another's encoder call (which releases the GIL). A shard's records and codes do
+  # not depend on the others, so the files are the same for any number of workers.
+  with concurrent.futures.ThreadPoolExecutor(config.encode_workers) as pool:
+    for stats in pool.map(lambda job: write(*job), todo):
+      total["shards_done"] += 1
+      total["written"] += stats["written"]
+      total["skipped"] += stats["skipped"]
+      for k, v in stats["skip_reasons"].items():
+        total["skip_reasons"][k] = total["skip_reasons"].get(k, 0) + v
   total["seconds"] = time.time() - t0
   return total
 
