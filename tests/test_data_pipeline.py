@@ -26,6 +26,7 @@ from data_pipelines.pipeline import records
 from data_pipelines.pipeline import streams
 from data_pipelines.scenes import render
 from data_pipelines.scenes import tfds_scenes
+from data_pipelines.sources import raw_examples
 from synergen_jax.tokenizer import Tokenizer
 
 SIZES = {"train": 40, "validation": 8, "test": 0, "compositional": 0}
@@ -93,21 +94,28 @@ def test_pretokenize_codes_and_resume(env):
   assert rec["und_codes"].shape == (1, 8, 8) and list(rec["und_grid"]) == [1, 1]
 
 
-def test_concurrent_shards_write_the_same_files(env, tmp_path):
+def test_concurrent_shards_write_the_same_files(env, tmp_path, monkeypatch):
   """Shards pretokenized by 1 or 3 threads at a time (`encode_workers`): the same bytes
-  and counts (the module's own shards were written by the default 2)."""
+  and counts (the module's own shards were written by the default 2), and the source is
+  opened (all its inputs indexed) at most once per thread, not once per shard."""
+  opened = []
+  real_split = raw_examples.RawSplit
+  monkeypatch.setattr(raw_examples, "RawSplit",
+                      lambda *a: opened.append(1) or real_split(*a))
   written = {}
   for workers in (1, 3):
+    opened.clear()
     cfg = dataclasses.replace(env["cfg"], num_shards=3, encode_workers=workers,
                               pretokenized_dir=str(tmp_path / f"w{workers}"))
     stats = pretokenize.pretokenize(cfg, pretokenize.mean_color_quantizer(8), split="train")
     assert stats["written"] == SIZES["train"] and stats["shards_done"] == 3
     files = records.shard_files(cfg.pretokenized_dir, "train")
     assert len(files) == 3
+    assert 1 <= len(opened) <= workers
     written[workers] = [open(f, "rb").read() for f in files]
-    with pytest.raises(ValueError, match="encode_workers: 0"):
-      dataclasses.replace(cfg, encode_workers=0)
   assert written[1] == written[3]
+  with pytest.raises(ValueError, match="encode_workers: 0"):
+    dataclasses.replace(env["cfg"], encode_workers=0)
 
 
 def test_an_image_that_is_its_own_tile_is_encoded_once(env, tmp_path, monkeypatch):

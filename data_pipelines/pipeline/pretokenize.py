@@ -32,6 +32,7 @@ Its command line: `python -m data_pipelines.pretokenize` (data_pipelines/pretoke
 import concurrent.futures
 import json
 import os
+import queue
 import time
 
 import jax
@@ -151,9 +152,13 @@ def pretokenize(config, encode, split: str | None = None, devices=None) -> dict:
   total = {"written": 0, "skipped": 0, "shards_done": 0, "shards_skipped": 0,
            "skip_reasons": {}, "seconds": 0.0}
   t0 = time.time()
+  # Opening a source indexes all its inputs (tar headers, parquet footers), so readers are
+  # reused: at most one per thread, each read by one shard at a time.
+  first = raw_examples.RawSplit(config.source, split)
+  idle = queue.SimpleQueue()
+  idle.put(first)
   todo = []  # (shard's path, its record indices): this process's unfinished shards
-  for shard, indices in enumerate(np.array_split(
-      np.arange(len(raw_examples.RawSplit(config.source, split))), n)):
+  for shard, indices in enumerate(np.array_split(np.arange(len(first)), n)):
     if shard % jax.process_count() != jax.process_index():
       continue
     path = records.shard_path(out_dir, split, shard, n)
@@ -164,9 +169,12 @@ def pretokenize(config, encode, split: str | None = None, devices=None) -> dict:
 
   def write(path, indices):
     stats = {"written": 0, "skipped": 0, "skip_reasons": {}}
-    # Each shard reads through its own source reader (threads share no reader state).
-    _write_shard(path, indices, raw_examples.RawSplit(config.source, split), config, encode,
-                 devices, stats)
+    try:
+      reader = idle.get_nowait()
+    except queue.Empty:  # every reader is in use by another thread
+      reader = raw_examples.RawSplit(config.source, split)
+    _write_shard(path, indices, reader, config, encode, devices, stats)
+    idle.put(reader)
     with open(path + ".stats.json", "w") as f:
       json.dump(stats, f)
     return stats
